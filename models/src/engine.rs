@@ -1,0 +1,69 @@
+//! The serving-engine half of a profile: vLLM's engine arguments and the host-side costs around the GPU.
+
+use serde::{Deserialize, Serialize};
+
+/// How the scheduler forms batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulingPolicy {
+    /// vLLM V1: requests join and leave the running batch at every iteration, served FCFS.
+    Continuous,
+    /// A batch is formed from the waiting queue and runs until every member finishes.
+    Static,
+    /// One request at a time, like a CPU-tier server that does not batch.
+    Serial,
+}
+
+/// What happens to a running request when the KV cache has no free block for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreemptionMode {
+    /// vLLM V1's only mode: free the request's blocks and recompute its tokens when it is resumed.
+    Recompute,
+}
+
+/// vLLM engine arguments plus the host-side latencies that a serving run adds to the GPU's work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most sequences in the running batch (`--max-num-seqs`).
+    pub max_num_seqs: u32,
+    /// Token budget of one iteration (`--max-num-batched-tokens`).
+    pub max_num_batched_tokens: u32,
+    /// Tokens per KV block (`--block-size`).
+    pub block_size: u32,
+    /// Fraction of device memory vLLM may use (`--gpu-memory-utilization`).
+    pub gpu_memory_utilization: f64,
+    /// Whether prompts may be split across iterations (`--enable-chunked-prefill`).
+    pub chunked_prefill: bool,
+    /// Whether the next iteration is scheduled while the current one runs (`--async-scheduling`):
+    /// then the host-side per-step CPU time is hidden behind the GPU.
+    pub async_scheduling: bool,
+    pub policy: SchedulingPolicy,
+    pub preemption: PreemptionMode,
+    /// `--max-model-len`; absent means the model's maximum context.
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
+    /// Memory held outside weights and KV cache: CUDA context, CUDA graphs, allocator slack (bytes).
+    pub runtime_reserve_bytes: u64,
+    /// Host CPU time of one iteration (schedule, prepare inputs, process outputs), seconds; it adds to
+    /// the step only when async scheduling is off.
+    pub cpu_step_overhead_s: f64,
+    /// Extra time per running sequence per iteration (sampling, per-sequence kernels), seconds.
+    pub per_seq_overhead_s: f64,
+    /// Time from the client sending a request to the engine seeing it (HTTP, chat template,
+    /// tokenisation, IPC), seconds.
+    pub input_latency_s: f64,
+    /// Time from the engine producing a token to the client receiving its SSE event, seconds.
+    pub output_latency_s: f64,
+    /// One-off extra duration of the very first iteration after start-up (lazy initialisation), seconds.
+    #[serde(default)]
+    pub warmup_s: f64,
+}
+
+impl EngineConfig {
+    /// The effective maximum model length given the model's own context.
+    pub fn max_model_len(&self, model_max_context: u32) -> u32 {
+        self.max_model_len.unwrap_or(model_max_context)
+    }
+}

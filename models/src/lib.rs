@@ -1,0 +1,23 @@
+//! servesim-models: what is being simulated, as data, and what one engine iteration costs.
+//!
+//! [`gpu`], [`llm`] and [`engine`] are the three halves of a [`profile::Profile`] (GPU, model
+//! architecture, vLLM engine arguments); [`length`] says how long answers are; the built-in catalogue
+//! of TOML files under `catalogue/` is compiled in and users add their own files. [`cost`] turns an
+//! iteration's composition into seconds from bandwidth and FLOP/s; [`tokenizer`] counts prompt tokens.
+//! Nothing here knows about HTTP or time: the `sim` crate drives it.
+
+pub mod cost;
+pub mod engine;
+pub mod gpu;
+pub mod length;
+pub mod llm;
+pub mod profile;
+pub mod tokenizer;
+
+pub use cost::{CostModel, Iteration, IterationCost, PrefillChunk};
+pub use engine::{EngineConfig, PreemptionMode, SchedulingPolicy};
+pub use gpu::GpuSpec;
+pub use length::{AnswerLength, LengthModel, LengthRule};
+pub use llm::{LlmSpec, TokenizerKind};
+pub use profile::{DEFAULT_PROFILE, Derived, Profile, ProfileError};
+pub use tokenizer::PromptTokenizer;

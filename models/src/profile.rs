@@ -1,0 +1,381 @@
+//! Profiles: a GPU, an LLM and an engine configuration, read from TOML and resolved against the
+//! built-in catalogue, plus the figures that follow from them (KV capacity, weights, step time).
+//!
+//! A profile file names catalogue entries (`gpu = "rtx-a6000"`) or gives tables; a table with a
+//! `base = "..."` key starts from that catalogue entry and overrides some fields. The `[engine]` table
+//! always starts from vLLM V1's defaults for the card, so a profile only states what differs.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+use crate::cost::{CostModel, Iteration};
+use crate::engine::EngineConfig;
+use crate::gpu::GpuSpec;
+use crate::length::LengthModel;
+use crate::llm::LlmSpec;
+
+/// Name of the profile used when none is given.
+pub const DEFAULT_PROFILE: &str = "a6000-qwen2.5-7b";
+
+const GIB: u64 = 1 << 30;
+
+/// Why a profile could not be loaded or does not describe a servable configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile '{0}' (see `servesim profiles`, or give a path to a .toml file)")]
+    UnknownProfile(String),
+    #[error("unknown {kind} '{name}' in the catalogue")]
+    UnknownEntry { kind: &'static str, name: String },
+    #[error("cannot read profile file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid profile {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("profile {profile}: {message}")]
+    NotServable { profile: String, message: String },
+}
+
+/// A fully resolved profile: everything the cost model and the engine need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub gpu: GpuSpec,
+    pub model: LlmSpec,
+    pub engine: EngineConfig,
+    pub length: LengthModel,
+}
+
+const GPUS: &[&str] = &[
+    include_str!("../catalogue/gpus/rtx-a6000.toml"),
+    include_str!("../catalogue/gpus/a100-80gb.toml"),
+    include_str!("../catalogue/gpus/h100-sxm.toml"),
+    include_str!("../catalogue/gpus/h200.toml"),
+    include_str!("../catalogue/gpus/l4.toml"),
+    include_str!("../catalogue/gpus/l40s.toml"),
+    include_str!("../catalogue/gpus/rtx4090.toml"),
+];
+
+const LLMS: &[&str] = &[
+    include_str!("../catalogue/llms/qwen2.5-7b-instruct.toml"),
+    include_str!("../catalogue/llms/qwen2.5-0.5b-instruct.toml"),
+    include_str!("../catalogue/llms/llama-3.1-8b-instruct.toml"),
+    include_str!("../catalogue/llms/mistral-7b-instruct-v0.3.toml"),
+];
+
+const PROFILES: &[&str] = &[
+    include_str!("../catalogue/profiles/a6000-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/a6000-qwen2.5-0.5b.toml"),
+    include_str!("../catalogue/profiles/a6000-llama3.1-8b.toml"),
+    include_str!("../catalogue/profiles/a6000-mistral-7b.toml"),
+    include_str!("../catalogue/profiles/a100-80gb-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/a100-80gb-llama3.1-8b.toml"),
+    include_str!("../catalogue/profiles/h100-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/h100-llama3.1-8b.toml"),
+    include_str!("../catalogue/profiles/h200-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/h200-llama3.1-8b.toml"),
+    include_str!("../catalogue/profiles/l4-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/l4-qwen2.5-0.5b.toml"),
+    include_str!("../catalogue/profiles/l40s-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/l40s-mistral-7b.toml"),
+    include_str!("../catalogue/profiles/rtx4090-qwen2.5-7b.toml"),
+    include_str!("../catalogue/profiles/rtx4090-llama3.1-8b.toml"),
+];
+
+const ENGINE_DEFAULTS: &str = include_str!("../catalogue/engine-vllm-v1.toml");
+const LENGTH_DEFAULT: &str = include_str!("../catalogue/length-chat.toml");
+
+fn parse_table(text: &str, origin: &str) -> Result<Table, ProfileError> {
+    text.parse::<Table>().map_err(|e| ProfileError::Invalid {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn from_table<T: serde::de::DeserializeOwned>(
+    table: Table,
+    origin: &str,
+) -> Result<T, ProfileError> {
+    Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ProfileError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Overlay `top` onto `base`, key by key (tables merge recursively, other values replace).
+fn overlay(base: &mut Table, top: Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(t)) => overlay(b, t),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn catalogue_table(
+    entries: &[&str],
+    kind: &'static str,
+    name: &str,
+) -> Result<Table, ProfileError> {
+    for text in entries {
+        let table = parse_table(text, kind)?;
+        if table.get("name").and_then(Value::as_str) == Some(name) {
+            return Ok(table);
+        }
+    }
+    Err(ProfileError::UnknownEntry {
+        kind,
+        name: name.to_string(),
+    })
+}
+
+/// Resolve `gpu = "name"` or a `[gpu]` table (optionally with `base = "name"`) to a table.
+fn resolve_entry(
+    value: Option<Value>,
+    entries: &[&str],
+    kind: &'static str,
+    origin: &str,
+) -> Result<Table, ProfileError> {
+    match value {
+        Some(Value::String(name)) => catalogue_table(entries, kind, &name),
+        Some(Value::Table(mut t)) => match t.remove("base") {
+            Some(Value::String(base)) => {
+                let mut table = catalogue_table(entries, kind, &base)?;
+                overlay(&mut table, t);
+                Ok(table)
+            }
+            Some(_) => Err(ProfileError::Invalid {
+                origin: origin.to_string(),
+                message: format!("{kind}.base must be a string"),
+            }),
+            None => Ok(t),
+        },
+        Some(_) => Err(ProfileError::Invalid {
+            origin: origin.to_string(),
+            message: format!("'{kind}' must be a catalogue name or a table"),
+        }),
+        None => Err(ProfileError::Invalid {
+            origin: origin.to_string(),
+            message: format!("missing '{kind}'"),
+        }),
+    }
+}
+
+/// vLLM V1's OpenAI-server defaults for max_num_seqs and max_num_batched_tokens: cards with at least
+/// 70 GiB that are not A100s get 1024 and 8192, all others 256 and 2048 (vLLM `EngineArgs`
+/// `_set_default_args`, usage context OPENAI_API_SERVER).
+fn card_defaults(gpu: &GpuSpec) -> (u32, u32) {
+    let big = gpu.memory_bytes >= 70 * GIB && !gpu.display_name.to_lowercase().contains("a100");
+    if big { (1024, 8192) } else { (256, 2048) }
+}
+
+impl Profile {
+    /// Parse a profile from TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let mut top = parse_table(text, origin)?;
+        let gpu: GpuSpec = from_table(
+            resolve_entry(top.remove("gpu"), GPUS, "gpu", origin)?,
+            origin,
+        )?;
+        let model: LlmSpec = from_table(
+            resolve_entry(top.remove("model"), LLMS, "model", origin)?,
+            origin,
+        )?;
+
+        let mut engine = parse_table(ENGINE_DEFAULTS, "engine defaults")?;
+        let (seqs, tokens) = card_defaults(&gpu);
+        engine.insert("max_num_seqs".into(), Value::Integer(i64::from(seqs)));
+        engine.insert(
+            "max_num_batched_tokens".into(),
+            Value::Integer(i64::from(tokens)),
+        );
+        match top.remove("engine") {
+            Some(Value::Table(t)) => overlay(&mut engine, t),
+            Some(_) => {
+                return Err(ProfileError::Invalid {
+                    origin: origin.to_string(),
+                    message: "'engine' must be a table".into(),
+                });
+            }
+            None => {}
+        }
+        let engine: EngineConfig = from_table(engine, origin)?;
+
+        let length: LengthModel = match top.remove("length") {
+            Some(Value::Table(t)) => from_table(t, origin)?,
+            Some(_) => {
+                return Err(ProfileError::Invalid {
+                    origin: origin.to_string(),
+                    message: "'length' must be a table".into(),
+                });
+            }
+            None => from_table(
+                parse_table(LENGTH_DEFAULT, "length defaults")?,
+                "length defaults",
+            )?,
+        };
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Head {
+            name: String,
+            #[serde(default)]
+            description: String,
+        }
+        let head: Head = from_table(top, origin)?;
+        let profile = Profile {
+            name: head.name,
+            description: head.description,
+            gpu,
+            model,
+            engine,
+            length,
+        };
+        profile.derive()?;
+        Ok(profile)
+    }
+
+    /// A built-in profile by name, or `GPU+MODEL` (catalogue names) with vLLM defaults for the card.
+    pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
+        for text in PROFILES {
+            let table = parse_table(text, "catalogue")?;
+            if table.get("name").and_then(Value::as_str) == Some(name) {
+                return Profile::from_toml(text, name);
+            }
+        }
+        if let Some((gpu, model)) = name.split_once('+') {
+            let text = format!(
+                "name = {name:?}\ndescription = \"{gpu} + {model}, vLLM V1 defaults\"\ngpu = {gpu:?}\nmodel = {model:?}\n"
+            );
+            return Profile::from_toml(&text, name);
+        }
+        Err(ProfileError::UnknownProfile(name.to_string()))
+    }
+
+    /// A built-in name, a `GPU+MODEL` pair, or a path to a `.toml` file.
+    pub fn load(spec: &str) -> Result<Profile, ProfileError> {
+        if spec.ends_with(".toml") || Path::new(spec).is_file() {
+            let text = std::fs::read_to_string(spec).map_err(|source| ProfileError::Read {
+                path: spec.to_string(),
+                source,
+            })?;
+            return Profile::from_toml(&text, spec);
+        }
+        Profile::builtin(spec)
+    }
+
+    /// Names of the built-in profiles, in catalogue order.
+    pub fn builtin_names() -> Vec<String> {
+        PROFILES
+            .iter()
+            .filter_map(|t| t.parse::<Table>().ok())
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    }
+
+    /// Names of the catalogue's GPUs and models, for `GPU+MODEL` profiles.
+    pub fn catalogue_names() -> (Vec<String>, Vec<String>) {
+        let names = |entries: &[&str]| {
+            entries
+                .iter()
+                .filter_map(|t| t.parse::<Table>().ok())
+                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        };
+        (names(GPUS), names(LLMS))
+    }
+
+    /// The figures that follow from the profile; an error when the model cannot be served on the card.
+    pub fn derive(&self) -> Result<Derived, ProfileError> {
+        let not_servable = |message: String| ProfileError::NotServable {
+            profile: self.name.clone(),
+            message,
+        };
+        let e = &self.engine;
+        if e.block_size == 0 || e.max_num_seqs == 0 || e.max_num_batched_tokens == 0 {
+            return Err(not_servable(
+                "block_size, max_num_seqs and max_num_batched_tokens must be positive".into(),
+            ));
+        }
+        if !(e.gpu_memory_utilization > 0.0 && e.gpu_memory_utilization <= 1.0) {
+            return Err(not_servable(
+                "gpu_memory_utilization must be in (0, 1]".into(),
+            ));
+        }
+        let m = &self.model;
+        let weight_bytes = m.weight_bytes();
+        let kv_bytes_per_token = m.kv_bytes_per_token();
+        // vLLM sizes the KV cache after a profiling forward pass at the full token budget: the peak
+        // activations are the widest per-token tensors (the gated MLP's gate+up output plus the
+        // residual stream and QKV) for every batched token, plus fp32 logits for every sequence.
+        let per_token_activation = u64::from(m.dtype_bytes)
+            * (2 * u64::from(m.intermediate_size) + 4 * u64::from(m.hidden_size));
+        let activation_bytes = u64::from(e.max_num_batched_tokens) * per_token_activation
+            + u64::from(e.max_num_seqs) * u64::from(m.vocab_size) * 4;
+        let budget = (self.gpu.memory_bytes as f64 * e.gpu_memory_utilization) as u64;
+        let reserved = weight_bytes + activation_bytes + e.runtime_reserve_bytes;
+        if budget <= reserved {
+            return Err(not_servable(format!(
+                "weights ({:.2} GiB) and activations do not fit in {:.2} GiB ({} × {})",
+                weight_bytes as f64 / GIB as f64,
+                budget as f64 / GIB as f64,
+                self.gpu.memory_bytes,
+                e.gpu_memory_utilization
+            )));
+        }
+        let kv_cache_bytes = budget - reserved;
+        let block_bytes = kv_bytes_per_token * u64::from(e.block_size);
+        let kv_blocks = kv_cache_bytes / block_bytes;
+        let kv_tokens = kv_blocks * u64::from(e.block_size);
+        let max_model_len = e.max_model_len(m.max_context);
+        if u64::from(max_model_len) > kv_tokens {
+            return Err(not_servable(format!(
+                "max_model_len {max_model_len} exceeds the KV cache capacity of {kv_tokens} tokens; lower max_model_len"
+            )));
+        }
+        let cost = CostModel::new(self);
+        let single = cost.iteration(&Iteration {
+            prefills: &[],
+            decode_contexts: &[1],
+        });
+        Ok(Derived {
+            weight_bytes,
+            kv_bytes_per_token,
+            activation_bytes,
+            kv_cache_bytes,
+            kv_blocks,
+            kv_tokens,
+            max_model_len,
+            single_decode_step_s: single.total_s,
+        })
+    }
+}
+
+/// Figures that follow from a profile, as `servesim profiles show` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Derived {
+    /// All weights held in GPU memory.
+    pub weight_bytes: u64,
+    /// KV-cache bytes per token (57,344 for Qwen2.5-7B in bf16).
+    pub kv_bytes_per_token: u64,
+    /// Peak activation memory vLLM's profiling run reserves.
+    pub activation_bytes: u64,
+    /// Memory left for the KV cache.
+    pub kv_cache_bytes: u64,
+    /// KV blocks of `block_size` tokens.
+    pub kv_blocks: u64,
+    /// KV capacity in tokens.
+    pub kv_tokens: u64,
+    /// Longest prompt + output a request may have.
+    pub max_model_len: u32,
+    /// Predicted duration of one decode iteration with a single short sequence.
+    pub single_decode_step_s: f64,
+}

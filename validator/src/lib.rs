@@ -1,0 +1,1 @@
+//! The validator: load generator, telemetry, comparison and claims ledger (see issues 4 and 5).
