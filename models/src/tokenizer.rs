@@ -48,6 +48,11 @@ impl PromptTokenizer {
         self.bpe.decode(ids).map_err(|e| e.to_string())
     }
 
+    /// Template tokens around the first chat message, and tokens each further message adds.
+    pub fn template_overhead(&self) -> (u32, u32) {
+        (self.template_tokens, self.message_overhead)
+    }
+
     /// Tokens of raw text (a completions prompt), scaled to the model's own tokenizer.
     pub fn count_text(&self, text: &str) -> u32 {
         let n = self.bpe.encode_ordinary(text).len() as f64;

@@ -1,0 +1,131 @@
+//! What clients do and what they observe: the load of one drill level and the per-request records.
+//!
+//! These types are shared by every driver: the virtual-time runner here, and the HTTP load generator
+//! in the validator, so that a drill's rows are computed from the same records whichever ran it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frontend::RequestSpec;
+
+/// Closed-loop clients: `workers` of them share `requests`; each sends the next one as soon as its
+/// previous one ends, starting `start` seconds into the level.
+#[derive(Debug, Clone)]
+pub struct ClientGroup {
+    pub start: f64,
+    pub workers: usize,
+    pub requests: Vec<RequestSpec>,
+}
+
+/// One open-loop arrival: the request is sent at `at` seconds into the level, whatever else happens.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: f64,
+    pub request: RequestSpec,
+}
+
+/// The load of one level: closed-loop groups and open-loop arrivals, run together.
+#[derive(Debug, Clone, Default)]
+pub struct LevelPlan {
+    pub groups: Vec<ClientGroup>,
+    pub arrivals: Vec<Arrival>,
+    /// Keep every event's arrival time (for ITL); off for large runs.
+    pub record_event_times: bool,
+}
+
+/// How a request failed, as the load generator classifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The connection could not be made or was refused.
+    Connect,
+    /// No complete answer within the client timeout.
+    Timeout,
+    /// The server answered with an HTTP error status.
+    Status { status: u16 },
+    /// The stream ended or broke before `[DONE]`, or carried something unparseable.
+    BrokenStream,
+}
+
+/// A failed request: the class and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestError {
+    #[serde(flatten)]
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// Which part of a level a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Closed-loop group number.
+    Group(usize),
+    /// Open-loop arrival.
+    Arrival,
+}
+
+/// What a client saw of one request. Times are seconds from the level's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub origin: Origin,
+    /// Index of the request within its group or the arrival list.
+    pub index: usize,
+    /// When the request was meant to be sent (open loop: the arrival time).
+    pub scheduled: f64,
+    /// When it was sent.
+    pub sent: f64,
+    /// When the first event arrived.
+    pub first_event: Option<f64>,
+    /// When the request ended (`[DONE]`, the stream closing, or the error).
+    pub end: f64,
+    /// `data:` events other than `[DONE]`.
+    pub events: u32,
+    /// Arrival times of every event, when the plan asked for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_times: Vec<f64>,
+    /// Token counts as the server reported them (usage), when known.
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub error: Option<RequestError>,
+}
+
+impl RequestRecord {
+    /// A record for a request sent at `sent`, nothing received yet.
+    pub fn new(origin: Origin, index: usize, scheduled: f64, sent: f64) -> RequestRecord {
+        RequestRecord {
+            origin,
+            index,
+            scheduled,
+            sent,
+            first_event: None,
+            end: sent,
+            events: 0,
+            event_times: Vec::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            error: None,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Time to the first event, from sending.
+    pub fn ttft(&self) -> Option<f64> {
+        self.first_event.map(|t| t - self.sent)
+    }
+
+    /// End-to-end latency, from sending.
+    pub fn e2e(&self) -> f64 {
+        self.end - self.sent
+    }
+}
+
+/// The records of one level and its wall time.
+#[derive(Debug, Clone, Default)]
+pub struct LevelRun {
+    pub records: Vec<RequestRecord>,
+    /// From the level's start until its last request ended.
+    pub wall: f64,
+}

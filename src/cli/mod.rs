@@ -1,0 +1,52 @@
+//! Command-line edge: argument parsing and error reporting; the work happens in the library crates.
+
+mod bench;
+mod profiles;
+mod serve;
+mod simulate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate vLLM serving an LLM on a GPU, in virtual time or as a fake OpenAI server, and validate
+/// the simulation against real runs.
+#[derive(Debug, Parser)]
+#[command(name = "servesim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the built-in profiles, or show one's derived figures.
+    Profiles(profiles::ProfilesArgs),
+    /// Run drills (or replay a trace) against the simulated engine in virtual time.
+    Simulate(simulate::SimulateArgs),
+    /// The whole story on one profile in a few seconds: every drill, the knee, the operating point.
+    Demo(simulate::DemoArgs),
+    /// Serve the simulated engine as a fake vLLM OpenAI-compatible server on the wall clock.
+    Serve(serve::ServeArgs),
+    /// Run drills against any OpenAI-compatible endpoint (or the simulator) and measure it.
+    Bench(bench::BenchArgs),
+}
+
+/// Parse arguments, run the command, and turn errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Profiles(args) => profiles::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => simulate::demo(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("servesim: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests of the CLI: profiles, simulate, demo.
+
+mod support;
