@@ -1,3 +1,325 @@
-//! End-to-end tests of the CLI: profiles, simulate, demo.
+//! End-to-end tests of the CLI: profiles, simulate (drills and trace replay), demo. They run the real
+//! binary and read its output as a user would.
 
 mod support;
+
+use serde_json::Value;
+use support::{servesim, stdout_ok};
+
+fn fixture(path: &str) -> String {
+    let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&stdout_ok(args)).expect("valid JSON on stdout")
+}
+
+#[test]
+fn profiles_lists_the_catalogue_and_shows_derived_figures() {
+    let list = stdout_ok(&["profiles"]);
+    for name in [
+        "a6000-qwen2.5-7b",
+        "rtx4090-llama3.1-8b",
+        "h100-qwen2.5-7b",
+        "l4-qwen2.5-7b",
+        "a100-80gb-qwen2.5-7b",
+        "h200-qwen2.5-7b",
+        "l40s-mistral-7b",
+        "a6000-qwen2.5-0.5b",
+    ] {
+        assert!(list.contains(name), "{name} missing from:\n{list}");
+    }
+    let show = stdout_ok(&["profiles", "show", "a6000-qwen2.5-7b"]);
+    assert!(show.contains("KV bytes per token       57,344"), "{show}");
+    assert!(show.contains("single-sequence decode"), "{show}");
+    let v = json(&["profiles", "show", "a6000-qwen2.5-7b", "--json"]);
+    let d = &v["derived"];
+    assert_eq!(d["kv_bytes_per_token"], 57_344);
+    assert_eq!(
+        d["kv_tokens"].as_u64(),
+        d["kv_blocks"].as_u64().map(|b| b * 16)
+    );
+    assert_eq!(v["profile"]["engine"]["max_num_seqs"], 256);
+}
+
+#[test]
+fn a_profile_file_can_override_a_catalogue_entry() {
+    let dir = std::env::temp_dir().join(format!("servesim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("slow-a6000.toml");
+    std::fs::write(
+        &path,
+        "name = \"slow-a6000\"\ngpu = { base = \"rtx-a6000\", memory_bandwidth_bps = 384e9 }\nmodel = \"qwen2.5-7b-instruct\"\n[engine]\nmax_num_seqs = 8\n",
+    )
+    .expect("write profile");
+    let p = path.to_str().expect("utf-8 path");
+    let v = json(&["profiles", "show", p, "--json"]);
+    assert_eq!(v["profile"]["engine"]["max_num_seqs"], 8);
+    let fast = json(&["profiles", "show", "a6000-qwen2.5-7b", "--json"]);
+    let ratio = v["derived"]["single_decode_step_s"].as_f64().expect("step")
+        / fast["derived"]["single_decode_step_s"]
+            .as_f64()
+            .expect("step");
+    assert!(
+        ratio > 1.8 && ratio < 2.0,
+        "half the bandwidth, nearly twice the step: {ratio}"
+    );
+    let out = servesim(&[
+        "simulate",
+        "--profile",
+        p,
+        "--drill",
+        "baseline",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    // A 7B model does not fit in 10 % of a 48 GB card: a clear error, not a panic.
+    let tiny = dir.join("tiny.toml");
+    std::fs::write(&tiny, "name = \"tiny\"\ngpu = \"rtx-a6000\"\nmodel = \"qwen2.5-7b-instruct\"\n[engine]\ngpu_memory_utilization = 0.1\n")
+        .expect("write profile");
+    let out = servesim(&["simulate", "--profile", tiny.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not fit"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    for (args, needle) in [
+        (
+            vec!["simulate", "--profile", "no-such-profile"],
+            "unknown profile",
+        ),
+        (vec!["simulate", "--drill", "warp"], "unknown drill"),
+        (
+            vec!["simulate", "--profile", "/nonexistent/p.toml"],
+            "cannot read profile",
+        ),
+        (vec!["simulate", "--concurrency", "0"], "--concurrency"),
+        (
+            vec!["simulate", "--trace", "/nonexistent/trace.csv"],
+            "reading trace",
+        ),
+        (
+            vec!["profiles", "show", "rtx-a6000+no-model"],
+            "unknown model",
+        ),
+    ] {
+        let out = servesim(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // GPU+MODEL pairs resolve from the catalogue.
+    let out = stdout_ok(&["profiles", "show", "l4+qwen2.5-7b-instruct"]);
+    assert!(out.contains("NVIDIA L4"), "{out}");
+}
+
+/// The acceptance criterion of the default profile: the baseline drill within 10 % of the real
+/// A6000's tok/s and tpot_p50 at every level.
+#[test]
+fn baseline_matches_the_real_a6000_within_ten_percent() {
+    let reference: Value =
+        serde_json::from_str(&fixture("reference-a6000-qwen2.5-7b.json")).expect("fixture");
+    let sim = json(&["simulate", "--drill", "baseline", "--format", "json"]);
+    assert_eq!(sim["drill"], "baseline");
+    assert_eq!(sim["profile"], "a6000-qwen2.5-7b");
+    let real_rows = reference["baseline"]["rows"].as_array().expect("rows");
+    let sim_rows = sim["rows"].as_array().expect("rows");
+    assert_eq!(real_rows.len(), sim_rows.len());
+    for (real, sim) in real_rows.iter().zip(sim_rows) {
+        assert_eq!(real["axis"], sim["axis"]);
+        for col in ["tok_s", "tpot_p50"] {
+            let (r, s) = (
+                real[col].as_f64().expect("number"),
+                sim[col].as_f64().expect("number"),
+            );
+            let err = (s - r).abs() / r;
+            assert!(
+                err <= 0.10,
+                "conc {}: {col} sim {s} vs real {r} ({:.1} %)",
+                real["axis"],
+                err * 100.0
+            );
+        }
+        assert_eq!(sim["err"], 0);
+        assert_eq!(sim["goodput_pct"], 100.0);
+    }
+    // The modelled warm-up makes the conc-1 row's tail like the real one.
+    let p95 = sim_rows[0]["ttft_p95"].as_f64().expect("ttft_p95");
+    assert!((p95 - 1.121).abs() < 0.1, "conc-1 ttft_p95 {p95}");
+}
+
+#[test]
+fn json_output_has_the_exact_row_schema_and_is_deterministic() {
+    let args = [
+        "simulate", "--drill", "all", "--format", "json", "--seed", "7",
+    ];
+    let first = stdout_ok(&args);
+    assert_eq!(first, stdout_ok(&args), "same seed, same bytes");
+    let v: Value = serde_json::from_str(&first).expect("JSON");
+    let drills = v.as_array().expect("an array for --drill all");
+    let names: Vec<&str> = drills.iter().filter_map(|d| d["drill"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "baseline",
+            "saturation",
+            "overload",
+            "prefill",
+            "decode",
+            "batching"
+        ]
+    );
+    let keys = [
+        "axis",
+        "reqs",
+        "err",
+        "gen",
+        "ttft_p50",
+        "ttft_p95",
+        "tpot_p50",
+        "e2e_p95",
+        "e2e_p99",
+        "tok_s",
+        "goodput_pct",
+    ];
+    for d in drills {
+        let obj = d.as_object().expect("object");
+        let want: &[&str] = if d["drill"] == "batching" {
+            &["drill", "profile", "rows", "ratio"]
+        } else {
+            &["drill", "profile", "rows"]
+        };
+        let mut got: Vec<&str> = obj.keys().map(String::as_str).collect();
+        got.sort_unstable();
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        for row in d["rows"].as_array().expect("rows") {
+            let mut got: Vec<&str> = row
+                .as_object()
+                .expect("row")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            got.sort_unstable();
+            let mut want = keys.to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want);
+        }
+    }
+    let batching = &drills[5];
+    assert_eq!(batching["rows"][0]["axis"], "A-alone");
+    assert_eq!(batching["rows"][1]["axis"], "B-loaded");
+    assert_ne!(
+        first,
+        stdout_ok(&[
+            "simulate", "--drill", "all", "--format", "json", "--seed", "8"
+        ])
+    );
+}
+
+#[test]
+fn table_output_matches_the_golden_file() {
+    let got = stdout_ok(&["simulate", "--drill", "baseline,decode"]);
+    let path = format!(
+        "{}/fixtures/golden/simulate-baseline-decode.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).expect("write golden");
+    }
+    assert_eq!(
+        got,
+        fixture("golden/simulate-baseline-decode.txt"),
+        "run with UPDATE_GOLDEN=1 to accept a change"
+    );
+    let csv = stdout_ok(&["simulate", "--drill", "baseline", "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines[0].starts_with("drill,profile,axis,reqs,err,gen,ttft_p50"));
+    assert!(lines[1].starts_with("baseline,a6000-qwen2.5-7b,1,12,0,"));
+}
+
+#[test]
+fn continuous_batching_protects_ttft_and_serial_does_not() {
+    let ratio = |policy: &str| {
+        let v = json(&[
+            "simulate", "--drill", "batching", "--policy", policy, "--format", "json",
+        ]);
+        v["ratio"].as_f64().expect("ratio")
+    };
+    let continuous = ratio("continuous");
+    let serial = ratio("serial");
+    assert!(continuous < 2.0, "continuous batching ratio {continuous}");
+    assert!(serial > 5.0, "serial ratio {serial}");
+}
+
+#[test]
+fn sweeps_find_a_knee_and_an_operating_point() {
+    let table = stdout_ok(&["simulate", "--drill", "saturation"]);
+    assert!(
+        table.contains("knee (throughput gain < 5 %): conc 256"),
+        "{table}"
+    );
+    assert!(
+        table.contains("operating point (goodput >= 99 %): conc 128"),
+        "{table}"
+    );
+}
+
+#[test]
+fn trace_replay_reports_the_vllm_benchmark_summary() {
+    let trace = format!(
+        "{}/fixtures/traces/sharegpt-300-10rps.csv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v = json(&[
+        "simulate",
+        "--trace",
+        &trace,
+        "--profile",
+        "rtx4090-llama3.1-8b",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v["trace"], "sharegpt-300-10rps.csv");
+    assert_eq!(v["profile"], "rtx4090-llama3.1-8b");
+    assert_eq!(v["requests"], 300);
+    for metric in ["ttft", "tpot", "e2e"] {
+        let s = &v[metric];
+        let vals: Vec<f64> = ["median", "p90", "p95", "p99"]
+            .iter()
+            .map(|k| s[k].as_f64().expect("number"))
+            .collect();
+        assert!(
+            vals.windows(2).all(|w| w[0] <= w[1]),
+            "{metric}: percentiles ordered {vals:?}"
+        );
+        assert!(s["mean"].as_f64().expect("mean") > 0.0);
+    }
+    let tok_s = v["output_tok_s"].as_f64().expect("throughput");
+    // 300 requests × 653 tokens on average cannot be produced faster than the weights stream.
+    assert!(tok_s > 100.0 && tok_s < 20_000.0, "{tok_s}");
+}
+
+#[test]
+fn demo_tells_the_whole_story() {
+    let out = stdout_ok(&["demo"]);
+    for needle in [
+        "# drill baseline",
+        "# drill batching",
+        "knee",
+        "operating point",
+        "policy serial",
+        "ratio B/A",
+    ] {
+        assert!(
+            out.contains(needle),
+            "{needle} missing from demo output:\n{out}"
+        );
+    }
+}

@@ -33,5 +33,5 @@ pub struct GpuSpec {
 }
 
 fn default_overlap() -> f64 {
-    2.0
+    3.0
 }

@@ -92,6 +92,8 @@ pub struct Engine {
     cost: CostModel,
     max_model_len: u32,
     warmup_s: f64,
+    /// Whether the next iteration is the first after start-up and pays the warm-up.
+    cold: bool,
     next_id: RequestId,
     steps: u64,
     prompt_tokens_total: u64,
@@ -117,6 +119,7 @@ impl Engine {
             cost: CostModel::new(profile),
             max_model_len: derived.max_model_len,
             warmup_s: e.warmup_s,
+            cold: true,
             next_id: 0,
             steps: 0,
             prompt_tokens_total: 0,
@@ -125,6 +128,12 @@ impl Engine {
             prefills: Vec::new(),
             decodes: Vec::new(),
         })
+    }
+
+    /// Start as a server that has already warmed up (no one-off warm-up on the next iteration), or
+    /// as a freshly started one.
+    pub fn set_cold(&mut self, cold: bool) {
+        self.cold = cold;
     }
 
     /// Longest prompt + output the engine accepts.
@@ -240,8 +249,9 @@ impl Engine {
             decode_contexts: &self.decodes,
         });
         let mut duration = cost.total_s;
-        if self.steps == 0 {
+        if self.cold {
             duration += self.warmup_s;
+            self.cold = false;
         }
         self.steps += 1;
         let end = now + duration;

@@ -86,6 +86,11 @@ impl VirtualServer {
         &self.engine
     }
 
+    /// Treat the server as already warm: the profile's one-off warm-up is not paid.
+    pub fn skip_warmup(&mut self) {
+        self.engine.set_cold(false);
+    }
+
     /// Run one level to completion, starting now; returns every request's record.
     pub fn run_level(&mut self, plan: &LevelPlan) -> LevelRun {
         let t0 = self.now;

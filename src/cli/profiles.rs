@@ -81,15 +81,17 @@ fn show(name: &str, json: bool) -> Result<()> {
         m.vocab_size
     );
     println!(
-        "engine  max_num_seqs {}, max_num_batched_tokens {}, block_size {}, gpu_memory_utilization {}, chunked prefill {}, async scheduling {}, policy {:?}, preemption {:?}",
+        "engine  max_num_seqs {}, max_num_batched_tokens {}, block_size {}, gpu_memory_utilization {}, chunked prefill {}, async scheduling {}, policy {}, preemption {}",
         e.max_num_seqs,
         e.max_num_batched_tokens,
         e.block_size,
         e.gpu_memory_utilization,
         on_off(e.chunked_prefill),
         on_off(e.async_scheduling),
-        e.policy,
-        e.preemption
+        serde_json::to_value(e.policy)?.as_str().unwrap_or_default(),
+        serde_json::to_value(e.preemption)?
+            .as_str()
+            .unwrap_or_default()
     );
     println!();
     println!(
