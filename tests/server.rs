@@ -1,3 +1,767 @@
-//! End-to-end tests of `servesim serve` (issue 3).
+//! End-to-end tests of `servesim serve` (issue 3): the real binary on a loopback port, a real HTTP
+//! client and a real OpenAI client library. Servers run with a small `--time-scale` so that the
+//! simulated GPU is fast; every wait is on a condition with a deadline.
 
 mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::ServerProcess;
+
+/// Simulated GPU 20× faster than real: a 128-token answer streams in ~0.15 s.
+const FAST: &[&str] = &["--time-scale", "0.05"];
+const PROMPT: &str = "Explain what a GPU scheduler does, in two sentences.";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn post(base: &str, path: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+async fn json_of(resp: reqwest::Response) -> Value {
+    let bytes = resp.bytes().await.expect("a body");
+    serde_json::from_slice(&bytes).expect("a JSON body")
+}
+
+fn chat_body(max_tokens: u32, stream: bool) -> Value {
+    json!({
+        "model": "local",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "ignore_eos": true,
+        "stream": stream,
+        "stream_options": {"include_usage": true},
+    })
+}
+
+/// Read a whole SSE body into its `data:` payloads.
+async fn sse_events(resp: reqwest::Response) -> Vec<String> {
+    let text = resp.text().await.expect("a complete stream");
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+async fn metrics(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of one sample line (`name{labels} value`) whose name and labels contain `needle`.
+fn sample(text: &str, needle: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(needle) || l.contains(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Poll `/metrics` until `ok` holds, for at most `timeout`.
+async fn wait_metrics(base: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = metrics(base).await;
+        if ok(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "metrics never matched:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn chat_stream_has_vllms_shape_event_by_event() {
+    let server = ServerProcess::start(FAST);
+    let resp = post(&server.base, "/v1/chat/completions", &chat_body(4, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let events = sse_events(resp).await;
+    // role, 4 tokens (the last one finishing), usage, [DONE]
+    assert_eq!(events.len(), 7, "{events:#?}");
+    let parsed: Vec<Value> = events[..6]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("JSON event"))
+        .collect();
+    let id = parsed[0]["id"].as_str().expect("an id");
+    assert!(id.starts_with("chatcmpl-"));
+    for p in &parsed {
+        assert_eq!(p["id"], id);
+        assert_eq!(p["object"], "chat.completion.chunk");
+        assert_eq!(p["model"], "local");
+    }
+    assert_eq!(
+        parsed[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    for p in &parsed[1..4] {
+        let c = &p["choices"][0];
+        assert!(
+            c["delta"]["content"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        );
+        assert!(c["delta"].get("role").is_none());
+        assert_eq!(c["finish_reason"], Value::Null);
+    }
+    assert_eq!(parsed[4]["choices"][0]["finish_reason"], "length");
+    assert_eq!(parsed[5]["choices"], json!([]));
+    let usage = &parsed[5]["usage"];
+    assert_eq!(usage["completion_tokens"], 4);
+    let prompt = usage["prompt_tokens"].as_u64().expect("prompt tokens");
+    assert!(prompt > 10);
+    assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + 4));
+    assert_eq!(events[6], "[DONE]");
+
+    // Without include_usage there is no usage event.
+    let mut body = chat_body(2, true);
+    body["stream_options"] = json!(null);
+    let events = sse_events(post(&server.base, "/v1/chat/completions", &body).await).await;
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert!(!events.iter().any(|e| e.contains("\"usage\"")));
+}
+
+#[tokio::test]
+async fn completions_stream_and_both_non_streaming_answers() {
+    let server = ServerProcess::start(FAST);
+    let body = json!({"model": "local", "prompt": "hello", "max_tokens": 3, "ignore_eos": true, "stream": true});
+    let events = sse_events(post(&server.base, "/v1/completions", &body).await).await;
+    assert_eq!(events.len(), 4, "{events:#?}");
+    let last: Value = serde_json::from_str(&events[2]).expect("JSON");
+    assert_eq!(last["object"], "text_completion");
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(events[3], "[DONE]");
+
+    let chat =
+        json_of(post(&server.base, "/v1/chat/completions", &chat_body(5, false)).await).await;
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(chat["choices"][0]["finish_reason"], "length");
+    assert_eq!(chat["usage"]["completion_tokens"], 5);
+
+    // A natural answer ends by itself ("stop") before a generous max_tokens.
+    let body = json!({"model": "local", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 500});
+    let chat = json_of(post(&server.base, "/v1/chat/completions", &body).await).await;
+    assert_eq!(chat["choices"][0]["finish_reason"], "stop");
+    let n = chat["usage"]["completion_tokens"].as_u64().expect("count");
+    assert!((30..80).contains(&n), "{n} tokens");
+
+    let body = json!({"prompt": "hello"});
+    let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;
+    assert_eq!(
+        cmpl["usage"]["completion_tokens"], 16,
+        "vLLM's default max_tokens"
+    );
+
+    // min_tokens and stop strings.
+    let body = json!({"model": "local", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 200, "min_tokens": 120});
+    let chat = json_of(post(&server.base, "/v1/chat/completions", &body).await).await;
+    assert!(chat["usage"]["completion_tokens"].as_u64().expect("count") >= 120);
+}
+
+#[tokio::test]
+async fn stop_strings_and_echo_text() {
+    let server = ServerProcess::start(&["--time-scale", "0.05", "--text", "echo"]);
+    let body = json!({"prompt": "alpha beta gamma delta", "max_tokens": 8, "ignore_eos": true});
+    let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;
+    assert_eq!(
+        cmpl["choices"][0]["text"],
+        "alpha beta gamma deltaalpha beta gamma delta"
+    );
+    let body = json!({"prompt": "alpha beta gamma delta", "max_tokens": 8, "ignore_eos": true, "stop": [" gam"]});
+    let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;
+    assert_eq!(cmpl["choices"][0]["text"], "alpha beta");
+    assert_eq!(cmpl["choices"][0]["finish_reason"], "stop");
+    assert_eq!(cmpl["choices"][0]["stop_reason"], " gam");
+    assert_eq!(cmpl["usage"]["completion_tokens"], 3);
+}
+
+async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["code"], status, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(body["error"]["type"].is_string());
+    body
+}
+
+#[tokio::test]
+async fn every_error_status() {
+    let server = ServerProcess::start(&[
+        "--time-scale",
+        "0.05",
+        "--max-waiting",
+        "1",
+        "--fault-spike-ms",
+        "600000",
+    ]);
+    let base = &server.base;
+    let c = client();
+    let raw = |body: &'static str| {
+        c.post(format!("{base}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // 400: bad JSON, wrong types, missing and empty messages, max_tokens < 1, beyond max_model_len.
+    let e = expect_error(raw("{\"model\":").await.expect("answer"), 400).await;
+    assert_eq!(e["error"]["type"], "Bad Request");
+    expect_error(
+        raw(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#)
+            .await
+            .expect("answer"),
+        400,
+    )
+    .await;
+    let e = expect_error(raw(r#"{"model":"local"}"#).await.expect("answer"), 400).await;
+    assert_eq!(e["error"]["param"], "body.messages");
+    expect_error(raw(r#"{"messages":[]}"#).await.expect("answer"), 400).await;
+    let e = expect_error(
+        post(base, "/v1/chat/completions", &chat_body(0, false)).await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        e["error"]["message"],
+        "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
+    );
+    let e = expect_error(
+        post(base, "/v1/chat/completions", &chat_body(100_000, false)).await,
+        400,
+    )
+    .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("max_model_len=32768")
+    );
+    let e = expect_error(
+        post(base, "/v1/chat/completions", &chat_body(32_760, false)).await,
+        400,
+    )
+    .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("maximum context length is 32768")
+    );
+    let mut n2 = chat_body(3, false);
+    n2["n"] = json!(2);
+    expect_error(post(base, "/v1/chat/completions", &n2).await, 400).await;
+    // 404: an unknown model.
+    let mut nope = chat_body(3, false);
+    nope["model"] = json!("nope");
+    let e = expect_error(post(base, "/v1/chat/completions", &nope).await, 404).await;
+    assert_eq!(
+        e["error"]["message"],
+        "The model `nope` does not exist. Valid aliases: local."
+    );
+    // 413: a body over the limit.
+    // (On its own client: the server answers before reading the body and closes that connection.)
+    let big = format!("{{\"prompt\":\"{}\"}}", "a".repeat(3 << 20));
+    let resp = client()
+        .post(format!("{base}/v1/completions"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("answer");
+    expect_error(resp, 413).await;
+    // 503 with Retry-After: one request held on its way to the engine fills --max-waiting 1.
+    let held = c
+        .post(format!("{base}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-servesim-fault", "spike")
+        .body(chat_body(3, true).to_string())
+        .send()
+        .await
+        .expect("a streaming answer starts");
+    assert_eq!(held.status(), 200);
+    let resp = post(base, "/v1/chat/completions", &chat_body(3, false)).await;
+    assert_eq!(resp.headers()["retry-after"], "1");
+    expect_error(resp, 503).await;
+    // The held client gives up: its request leaves the queue and requests are served again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = post(base, "/v1/chat/completions", &chat_body(3, false)).await;
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_key_is_required_on_v1_only() {
+    let server = ServerProcess::start(&["--time-scale", "0.05", "--api-key", "sk-servesim"]);
+    let base = &server.base;
+    let c = client();
+    let send = |key: Option<&str>| {
+        let mut b = c
+            .post(format!("{base}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(chat_body(2, false).to_string());
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        b.send()
+    };
+    expect_error(send(None).await.expect("answer"), 401).await;
+    expect_error(send(Some("sk-wrong")).await.expect("answer"), 401).await;
+    assert_eq!(
+        send(Some("sk-servesim")).await.expect("answer").status(),
+        200
+    );
+    let models = c
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(models.status(), 401);
+    // vLLM's extensions are not behind the key.
+    assert_eq!(
+        c.get(format!("{base}/health"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn models_version_health_tokenize_detokenize() {
+    let server = ServerProcess::start(&["--served-model-name", "my-model"]);
+    let base = &server.base;
+    let c = client();
+    let models: Value = json_of(
+        c.get(format!("{base}/v1/models"))
+            .send()
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "my-model");
+    assert_eq!(models["data"][0]["max_model_len"], 32768);
+    let version: Value = json_of(
+        c.get(format!("{base}/version"))
+            .send()
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert!(version["version"].is_string());
+    assert_eq!(
+        c.get(format!("{base}/health"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        200
+    );
+    let tok = json_of(
+        post(
+            base,
+            "/tokenize",
+            &json!({"model": "my-model", "prompt": "hello world"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(tok["count"], 2);
+    assert_eq!(tok["max_model_len"], 32768);
+    let ids = tok["tokens"].clone();
+    let detok = json_of(
+        post(
+            base,
+            "/detokenize",
+            &json!({"model": "my-model", "tokens": ids}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(detok["prompt"], "hello world");
+    let chat = json_of(
+        post(
+            base,
+            "/tokenize",
+            &json!({"messages": [{"role": "user", "content": "hello world"}]}),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        chat["count"].as_u64().expect("count") > 2,
+        "the chat template counts"
+    );
+    expect_error(
+        post(base, "/tokenize", &json!({"model": "nope", "prompt": "x"})).await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn client_disconnect_aborts_and_frees_kv_blocks() {
+    // Real time: a 30,000-token answer would run for minutes.
+    let server = ServerProcess::start(&[]);
+    let base = &server.base;
+    let long_prompt = "gpu scheduler memory bandwidth ".repeat(400);
+    let body = json!({
+        "model": "local",
+        "messages": [{"role": "user", "content": long_prompt}],
+        "max_tokens": 30000,
+        "ignore_eos": true,
+        "stream": true,
+    });
+    let resp = post(base, "/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.expect("a first event").expect("bytes");
+    assert!(first.starts_with(b"data: "));
+    let busy = wait_metrics(base, Duration::from_secs(10), |m| {
+        sample(m, "vllm:num_requests_running{").is_some_and(|v| v == 1.0)
+    })
+    .await;
+    let kv = sample(&busy, "vllm:kv_cache_usage_perc{").expect("kv gauge");
+    assert!(kv > 0.0, "the running request holds blocks");
+
+    drop(stream);
+    let freed = wait_metrics(base, Duration::from_secs(10), |m| {
+        sample(m, "vllm:num_requests_running{") == Some(0.0)
+            && sample(m, "vllm:kv_cache_usage_perc{") == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        sample(&freed, "finished_reason=\"abort\""),
+        Some(1.0),
+        "{freed}"
+    );
+
+    // A non-streaming client that gives up (here: its timeout) aborts its request too.
+    let mut quiet = body.clone();
+    quiet["stream"] = json!(false);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client");
+    let gave_up = impatient
+        .post(format!("{base}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(quiet.to_string())
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "a 30,000-token answer takes minutes");
+    let freed = wait_metrics(base, Duration::from_secs(10), |m| {
+        sample(m, "finished_reason=\"abort\"") == Some(2.0)
+    })
+    .await;
+    assert_eq!(sample(&freed, "vllm:kv_cache_usage_perc{"), Some(0.0));
+}
+
+#[tokio::test]
+async fn metrics_move_with_the_load() {
+    let server = ServerProcess::start(FAST);
+    let base = &server.base;
+    let before = metrics(base).await;
+    for name in [
+        "# TYPE vllm:num_requests_running gauge",
+        "# TYPE vllm:num_requests_waiting gauge",
+        "# TYPE vllm:kv_cache_usage_perc gauge",
+        "# TYPE vllm:num_preemptions counter",
+        "# TYPE vllm:prompt_tokens counter",
+        "# TYPE vllm:generation_tokens counter",
+        "# TYPE vllm:request_success counter",
+        "# TYPE vllm:time_to_first_token_seconds histogram",
+        "# TYPE vllm:inter_token_latency_seconds histogram",
+        "# TYPE vllm:e2e_request_latency_seconds histogram",
+        "# TYPE vllm:request_queue_time_seconds histogram",
+        "# TYPE vllm:request_prefill_time_seconds histogram",
+        "# TYPE vllm:request_decode_time_seconds histogram",
+        "# TYPE vllm:request_prompt_tokens histogram",
+        "# TYPE vllm:request_generation_tokens histogram",
+    ] {
+        assert!(before.contains(name), "missing {name}");
+    }
+    assert_eq!(sample(&before, "vllm:generation_tokens_total{"), Some(0.0));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let r = post(&base, "/v1/chat/completions", &chat_body(10, false)).await;
+                assert_eq!(r.status(), 200);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("request task");
+    }
+    let after = wait_metrics(base, Duration::from_secs(10), |m| {
+        sample(m, "finished_reason=\"length\"") == Some(8.0)
+    })
+    .await;
+    assert_eq!(sample(&after, "vllm:generation_tokens_total{"), Some(80.0));
+    assert!(sample(&after, "vllm:prompt_tokens_total{").is_some_and(|v| v > 80.0));
+    assert_eq!(
+        sample(&after, "vllm:time_to_first_token_seconds_count{"),
+        Some(8.0)
+    );
+    assert_eq!(
+        sample(&after, "vllm:request_generation_tokens_sum{"),
+        Some(80.0)
+    );
+    assert_eq!(
+        sample(&after, "vllm:inter_token_latency_seconds_count{"),
+        Some(72.0)
+    );
+    assert_eq!(sample(&after, "vllm:num_requests_running{"), Some(0.0));
+}
+
+#[tokio::test]
+async fn fault_injection_by_header_and_by_rate() {
+    let server = ServerProcess::start(FAST);
+    let base = &server.base;
+    let c = client();
+    let with_fault = |fault: &'static str, stream: bool| {
+        c.post(format!("{base}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("x-servesim-fault", fault)
+            .body(chat_body(40, stream).to_string())
+            .send()
+    };
+    for (fault, status) in [("500", 500), ("503", 503), ("429", 429), ("400", 400)] {
+        let body = expect_error(with_fault(fault, false).await.expect("answer"), status).await;
+        if status == 400 {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .expect("message")
+                    .contains("maximum context length")
+            );
+        }
+    }
+    // A cut stream ends without [DONE], as a broken connection.
+    let resp = with_fault("cut", true).await.expect("answer");
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let mut broken = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => text.push_str(&String::from_utf8_lossy(&b)),
+            Err(_) => {
+                broken = true;
+                break;
+            }
+        }
+    }
+    assert!(broken, "the stream should break: {text}");
+    assert!(!text.contains("[DONE]"));
+    let tokens = text.matches("\"content\":\"").count();
+    assert!((10..40).contains(&tokens), "cut halfway: {tokens} events");
+    // The cut request left the engine.
+    wait_metrics(base, Duration::from_secs(10), |m| {
+        sample(m, "vllm:num_requests_running{") == Some(0.0)
+    })
+    .await;
+    // A spike delays the first token by the configured time (1 s simulated = 50 ms here).
+    let t0 = Instant::now();
+    let resp = with_fault("spike", false).await.expect("answer");
+    assert_eq!(resp.status(), 200);
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    expect_error(with_fault("bogus", false).await.expect("answer"), 400).await;
+
+    // By rate: every request fails with 429 at rate 1.
+    let server = ServerProcess::start(&["--time-scale", "0.05", "--fault-429", "1"]);
+    for _ in 0..3 {
+        expect_error(
+            post(&server.base, "/v1/chat/completions", &chat_body(3, false)).await,
+            429,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_streams_in_flight() {
+    let mut server = ServerProcess::start(&["--time-scale", "0.2"]);
+    // ~100 tokens at 0.2 × 22 ms ≈ 0.45 s of streaming.
+    let resp = post(&server.base, "/v1/chat/completions", &chat_body(100, true)).await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let first = stream.next().await.expect("an event").expect("bytes");
+    text.push_str(&String::from_utf8_lossy(&first));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(
+            &chunk.expect("the stream completes"),
+        ));
+    }
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let exit = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server exits after its streams end");
+    assert!(exit.success(), "{:?}", server.log());
+}
+
+#[tokio::test]
+async fn async_openai_talks_to_it_unmodified() {
+    use async_openai::Client;
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions,
+        CreateChatCompletionRequestArgs, FinishReason, Prompt,
+    };
+    use async_openai::types::completions::CreateCompletionRequestArgs;
+
+    let server = ServerProcess::start(&["--time-scale", "0.05", "--api-key", "sk-servesim"]);
+    let client = Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{}/v1", server.base))
+            .with_api_key("sk-servesim"),
+    );
+    let message = ChatCompletionRequestUserMessageArgs::default()
+        .content(PROMPT)
+        .build()
+        .expect("a message");
+    let request = CreateChatCompletionRequestArgs::default()
+        .model("local")
+        .messages([message.into()])
+        .max_tokens(6u32)
+        .build()
+        .expect("a request");
+    let answer = client
+        .chat()
+        .create(request.clone())
+        .await
+        .expect("chat answer");
+    assert_eq!(answer.choices.len(), 1);
+    assert_eq!(answer.choices[0].finish_reason, Some(FinishReason::Length));
+    assert!(
+        answer.choices[0]
+            .message
+            .content
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert_eq!(answer.usage.as_ref().map(|u| u.completion_tokens), Some(6));
+
+    let mut streaming = request;
+    streaming.stream_options = Some(ChatCompletionStreamOptions {
+        include_usage: Some(true),
+        include_obfuscation: None,
+    });
+    let mut stream = client
+        .chat()
+        .create_stream(streaming)
+        .await
+        .expect("a stream");
+    let (mut tokens, mut usage, mut finish) = (0, None, None);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("a parsed chunk");
+        if let Some(u) = chunk.usage {
+            usage = Some(u.completion_tokens);
+        }
+        for choice in chunk.choices {
+            if choice
+                .delta
+                .content
+                .as_deref()
+                .is_some_and(|c| !c.is_empty())
+            {
+                tokens += 1;
+            }
+            finish = finish.or(choice.finish_reason);
+        }
+    }
+    assert_eq!(
+        (tokens, usage, finish),
+        (6, Some(6), Some(FinishReason::Length))
+    );
+
+    let request = CreateCompletionRequestArgs::default()
+        .model("local")
+        .prompt(Prompt::String("hello".into()))
+        .max_tokens(4u32)
+        .build()
+        .expect("a request");
+    let answer = client
+        .completions()
+        .create(request.clone())
+        .await
+        .expect("completion");
+    assert_eq!(answer.usage.as_ref().map(|u| u.completion_tokens), Some(4));
+    let mut stream = client
+        .completions()
+        .create_stream(request)
+        .await
+        .expect("a stream");
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        for choice in chunk.expect("a parsed chunk").choices {
+            text.push_str(&choice.text);
+        }
+    }
+    assert!(!text.is_empty());
+
+    // The client surfaces the server's error body.
+    let bad = CreateChatCompletionRequestArgs::default()
+        .model("nope")
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("x")
+            .build()
+            .expect("a message")
+            .into()])
+        .build()
+        .expect("a request");
+    let err = client.chat().create(bad).await.expect_err("unknown model");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}

@@ -13,6 +13,7 @@ pub mod kv_cache;
 pub mod request;
 pub mod runner;
 pub mod scheduler;
+pub mod server;
 pub mod workload;
 
 pub use engine::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};

@@ -74,6 +74,11 @@ pub struct RequestRecord {
     pub scheduled: f64,
     /// When it was sent.
     pub sent: f64,
+    /// When the client was free to send it: closed loop, when its worker became free; open loop,
+    /// the arrival time or the moment a concurrency slot freed up, whichever came later. `sent −
+    /// ready` is the client's own overhead; `None` where the driver has none (virtual time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<f64>,
     /// When the first event arrived.
     pub first_event: Option<f64>,
     /// When the request ended (`[DONE]`, the stream closing, or the error).
@@ -97,6 +102,7 @@ impl RequestRecord {
             index,
             scheduled,
             sent,
+            ready: None,
             first_event: None,
             end: sent,
             events: 0,
@@ -119,6 +125,11 @@ impl RequestRecord {
     /// End-to-end latency, from sending.
     pub fn e2e(&self) -> f64 {
         self.end - self.sent
+    }
+
+    /// How late the request was sent against its schedule (`sent − scheduled`).
+    pub fn schedule_lag(&self) -> f64 {
+        self.sent - self.scheduled
     }
 }
 

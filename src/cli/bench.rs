@@ -1,11 +1,229 @@
-//! `servesim bench`: the load generator against any OpenAI-compatible endpoint (issue 4).
+//! `servesim bench`: the load generator against any OpenAI-compatible endpoint (issue 4), or the
+//! identical drill code in-process against the virtual-time engine (`--target sim[:PROFILE]`).
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde_json::json;
+use servesim_models::{DEFAULT_PROFILE, Profile};
+use servesim_sim::VirtualServer;
+use servesim_validator::bench::{self, BenchSpec, SimTarget, run_bench};
+use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
+use servesim_validator::load::{CappedTarget, OpenLoop};
+use servesim_validator::records::{self, OutputDir, RecordLog};
+use servesim_validator::report::{self, Format};
+
+use super::simulate::DrillArgs;
+
+/// Errors printed with their cause before the rest are only counted.
+const PRINTED_ERRORS: usize = 5;
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000 (http only).
+    #[arg(long, env = "SERVESIM_URL")]
+    pub url: Option<String>,
+    /// Run in-process against the virtual-time engine instead of a URL: sim or sim:PROFILE.
+    #[arg(long, conflicts_with = "url")]
+    pub target: Option<String>,
+    /// The `model` field of every request.
+    #[arg(long, default_value = "local")]
+    pub model: String,
+    #[command(flatten)]
+    pub drills: DrillArgs,
+    /// Sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "SERVESIM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Directory for requests.jsonl (written as requests finish), params.json, summary.json,
+    /// summary.csv and table.txt.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// table, json or csv (stdout).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Open loop: requests per second (inf = all at once) instead of drills.md's closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: gamma shape of the gaps (1 = Poisson, < 1 burstier, > 1 more regular).
+    #[arg(long, default_value_t = 1.0, requires = "rate")]
+    pub burstiness: f64,
+    /// Open loop: cap requests in flight at the level's concurrency (vLLM's --max-concurrency).
+    #[arg(long, requires = "rate")]
+    pub rate_cap: bool,
+    /// Seed of the arrival times (and, with --target sim, of the answer lengths).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Client timeout per request, seconds.
+    #[arg(long, default_value_t = 180.0)]
+    pub timeout: f64,
+    /// Do not ask for stream_options.include_usage (no token counts, no token TPOT).
+    #[arg(long)]
+    pub no_usage: bool,
+    /// Client runtime threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar and no per-level lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: BenchArgs) -> Result<()> {
-    bail!("servesim bench is not built yet (issue 4)")
+/// The target to run, with what the summary calls it.
+fn choose(
+    args: &BenchArgs,
+    log: Option<Arc<RecordLog>>,
+    cold: bool,
+) -> Result<(Box<dyn CappedTarget>, String)> {
+    match (&args.url, &args.target) {
+        (Some(url), None) => {
+            if !(args.timeout.is_finite() && args.timeout > 0.0) {
+                bail!("--timeout must be > 0");
+            }
+            let config = ClientConfig {
+                model: args.model.clone(),
+                api_key: args.api_key.clone(),
+                timeout: Duration::from_secs_f64(args.timeout),
+                include_usage: !args.no_usage,
+                ..ClientConfig::new(url)
+            };
+            let mut target = HttpTarget::new(config, args.threads)?.with_progress(!args.quiet);
+            if let Some(log) = log {
+                target = target.with_record_log(log);
+            }
+            target
+                .stop_on_ctrl_c()
+                .context("installing the Ctrl-C handler")?;
+            Ok((Box::new(target), url.clone()))
+        }
+        (None, Some(spec)) => {
+            let profile_name = match spec.split_once(':') {
+                None if spec == "sim" => DEFAULT_PROFILE,
+                Some(("sim", p)) if !p.is_empty() => p,
+                _ => bail!("--target must be sim or sim:PROFILE, got '{spec}'"),
+            };
+            let profile = Profile::load(profile_name)?;
+            profile.derive()?;
+            let mut server = VirtualServer::new(&profile, args.seed)?;
+            if !cold {
+                server.skip_warmup();
+            }
+            Ok((Box::new(SimTarget::new(server, log)), profile.name))
+        }
+        _ => bail!("give --url URL (an OpenAI-compatible server) or --target sim[:PROFILE]"),
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let drills = args.drills.drills()?;
+    let params = args.drills.params()?;
+    let open_loop = match args.rate {
+        Some(rate) if rate.is_nan() || rate <= 0.0 => bail!("--rate must be > 0 (or inf)"),
+        Some(_) if !(args.burstiness.is_finite() && args.burstiness > 0.0) => {
+            bail!("--burstiness must be > 0")
+        }
+        Some(rate) => Some(OpenLoop {
+            rate,
+            burstiness: args.burstiness,
+            cap_at_concurrency: args.rate_cap,
+            seed: args.seed,
+        }),
+        None => None,
+    };
+    let out = args.out.as_deref().map(OutputDir::create).transpose()?;
+    let log = out
+        .as_ref()
+        .map(|o| o.record_log().map(Arc::new))
+        .transpose()?;
+    // The simulated server starts cold or warm exactly as `simulate` decides (`--start`).
+    let cold = args.drills.cold_start(&drills);
+    let (mut target, label) = choose(&args, log.clone(), cold)?;
+    let spec = BenchSpec {
+        drills,
+        params,
+        label,
+        open_loop,
+    };
+    if let Some(out) = &out {
+        let params = json!({
+            "tool": "servesim bench",
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_unix_s": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            "command": std::env::args().collect::<Vec<_>>(),
+            "url": args.url,
+            "target": args.target,
+            "model": args.model,
+            "spec": spec,
+            "timeout_s": args.timeout,
+            "include_usage": !args.no_usage,
+            "seed": args.seed,
+            "definitions": bench::definitions_json(),
+        });
+        out.write(
+            records::PARAMS_FILE,
+            &serde_json::to_string_pretty(&params)?,
+        )?;
+    }
+
+    let mut printed = 0usize;
+    let quiet = args.quiet;
+    let outcome = run_bench(
+        target.as_mut(),
+        &spec,
+        log.as_deref(),
+        &mut |drill, row, detail, run| {
+            for r in &run.records {
+                if let (Some(e), true) = (&r.error, printed < PRINTED_ERRORS) {
+                    printed += 1;
+                    eprintln!(
+                        "servesim bench: {drill} {} request {}: {:?}: {}",
+                        detail.axis, r.index, e.kind, e.message
+                    );
+                }
+            }
+            if let Some(w) = detail.client_bottleneck() {
+                eprintln!("servesim bench: warning: {drill}: {w}");
+            }
+            if !quiet {
+                eprintln!(
+                    "servesim bench: {drill} {} {}: {} requests, {} errors, {:.2} s",
+                    drill.axis_name(),
+                    row.axis,
+                    row.reqs,
+                    row.err,
+                    detail.wall_s
+                );
+            }
+        },
+    );
+
+    print!("{}", bench::render(&outcome, args.format));
+    if let Some(out) = &out {
+        let results: Vec<_> = outcome.drills.iter().map(|d| d.result.clone()).collect();
+        out.write(
+            records::SUMMARY_FILE,
+            &(serde_json::to_string_pretty(&bench::summary_json(&outcome, &spec))? + "\n"),
+        )?;
+        out.write(records::CSV_FILE, &report::csv(&results))?;
+        out.write(records::TABLE_FILE, &bench::render(&outcome, Format::Table))?;
+        if let Some(failure) = log.as_ref().and_then(|l| l.failure()) {
+            bail!("could not write every record: {failure}");
+        }
+    }
+    match outcome.stopped {
+        None => Ok(()),
+        Some(why) if why == INTERRUPTED => {
+            let done: usize = outcome
+                .drills
+                .iter()
+                .flat_map(|d| &d.result.rows)
+                .map(|r| r.reqs)
+                .sum();
+            bail!("interrupted: the results above cover the {done} requests that finished")
+        }
+        Some(why) => Err(anyhow::Error::msg(why)).context("the bench could not run"),
+    }
 }

@@ -4,6 +4,8 @@ mod bench;
 mod profiles;
 mod serve;
 mod simulate;
+mod telemetry;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,13 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run drills against any OpenAI-compatible endpoint (or the simulator) and measure it.
     Bench(bench::BenchArgs),
+    /// Run the drill suite on a real server (or take a recording) and on the simulator, sample the
+    /// GPU, compare, and write the report and the claims ledger.
+    Validate(validate::ValidateArgs),
+    /// Compare two saved runs (bench summaries or simulate JSON) side by side.
+    Compare(validate::CompareArgs),
+    /// Read the GPU through NVML: device facts, or a recording to keep as a fixture.
+    Telemetry(telemetry::TelemetryArgs),
 }
 
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
@@ -41,6 +50,9 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => simulate::demo(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Validate(args) => validate::validate(args),
+        Command::Compare(args) => validate::compare_runs(args),
+        Command::Telemetry(args) => telemetry::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,3 +26,84 @@ pub fn stdout_ok(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// A `servesim serve` process on a loopback port chosen by the OS; killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Start `servesim serve --port 0 ARGS` and wait (at most 30 s) for its "listening on" line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(servesim_bin())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the servesim binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&log);
+        // Keep draining stderr for the life of the process so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("listening on http://") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
+                }
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let base = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "servesim serve did not report its address: {:?}",
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        ServerProcess { child, base, log }
+    }
+
+    /// Lines the server has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// The process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait (at most `timeout`) for the process to exit; its status, or `None` if still running.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

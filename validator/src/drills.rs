@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use servesim_sim::{ClientGroup, LevelPlan, Origin, RequestSpec};
 
 /// The short question whose answer ends by itself after ~50 tokens.
@@ -43,7 +43,7 @@ pub fn sized_prompt(n: u32) -> String {
 }
 
 /// The six drills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DrillKind {
     Baseline,
@@ -143,7 +143,7 @@ impl Default for DrillParams {
 }
 
 /// The value on a row's axis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Axis {
     Num(u64),

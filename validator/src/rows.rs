@@ -1,7 +1,7 @@
 //! From per-request records to the seed table's rows, exactly as drills.md defines them, and the
 //! knee and operating point of a concurrency sweep.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use servesim_sim::{Origin, RequestRecord};
 
 use crate::drills::Axis;
@@ -31,7 +31,7 @@ fn r1<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// One row of a drill table (times in seconds). Serialises with the table's rounding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub axis: Axis,
     pub reqs: usize,
@@ -111,7 +111,7 @@ pub fn measured(
 }
 
 /// Where a concurrency sweep stops scaling, and the highest level that still meets the goodput target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepSummary {
     /// First level whose next level adds less than 5 % throughput (or the peak); `None` when the
     /// sweep never flattened.

@@ -61,6 +61,9 @@ mod tests {
         let twelve = [
             0.047, 0.05, 0.046, 1.121, 0.048, 0.049, 0.047, 0.051, 0.046, 0.048, 0.05, 0.047,
         ];
+        let thirteen = [
+            0.112, 0.095, 0.301, 0.087, 0.15, 0.099, 0.093, 0.41, 0.101, 0.088, 0.12, 0.097, 0.105,
+        ];
         let cases: &[(&[f64], u32, f64)] = &[
             (&twelve, 50, 0.048),
             // The exclusive method extrapolates past the largest sample at high percentiles.
@@ -83,6 +86,15 @@ mod tests {
                 1.1,
             ),
             (&[7.0], 95, 7.0),
+            // Python 3.11.7, unsorted input and extrapolation below the smallest sample.
+            (&thirteen, 50, 0.10100000000000002),
+            (&thirteen, 95, 0.4427),
+            (&thirteen, 99, 0.50374),
+            (&thirteen, 1, 0.08614),
+            (&[3.0, 1.0, 2.0], 50, 2.0),
+            (&[3.0, 1.0, 2.0], 95, 3.8),
+            (&[3.0, 1.0, 2.0], 99, 3.96),
+            (&[3.0, 1.0, 2.0], 1, 0.04),
         ];
         for (data, p, want) in cases {
             let got = percentile(data, *p).expect("non-empty");

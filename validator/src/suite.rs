@@ -1,6 +1,6 @@
 //! Running drills against a target: anything that can run a level's load and return its records.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use servesim_sim::{LevelPlan, LevelRun, VirtualServer};
 
 use crate::drills::{DrillKind, DrillParams};
@@ -24,17 +24,17 @@ impl Target for VirtualServer {
 }
 
 /// One drill's table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillResult {
     pub drill: DrillKind,
     /// Profile name (simulator) or URL (real server).
     pub profile: String,
     pub rows: Vec<Row>,
     /// Batching drill: B-loaded ttft_p95 over A-alone ttft_p95.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     /// Concurrency sweeps: knee and operating point.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSummary>,
 }
 

@@ -1,0 +1,530 @@
+//! The real-time driver: the same engine core as the virtual-time runner, on the wall clock.
+//!
+//! The engine runs on its own OS thread. The thread reads the clock; the core is only told the time.
+//! Handlers submit requests over a channel; a request reaches the engine `input_latency_s` after the
+//! server received it, iterations run back to back while there is work (a request that arrives while
+//! one runs joins the next), and each iteration's tokens are handed to their streams
+//! `output_latency_s` after the iteration ends, exactly as [`crate::runner::VirtualServer`] does.
+//! Event times follow the simulated timeline, not the moment the thread happened to wake up, so a late
+//! wake-up delays delivery (and shows as emission lag) but never changes what the engine computes.
+//!
+//! Why a thread and not a tokio task: tokio's timer wheel has 1 ms granularity, while a blocking
+//! `recv_timeout` wakes within tens of microseconds of its deadline without spinning.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::metrics::Metrics;
+use crate::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
+use crate::request::{EngineRequest, FinishReason, RequestId};
+
+/// Maps engine seconds to the wall clock: `wall = start + t × time_scale`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    scale: f64,
+}
+
+impl Clock {
+    /// A clock whose engine time 0 is now; `scale` < 1 runs the simulated GPU faster than real.
+    pub fn new(scale: f64) -> Clock {
+        Clock {
+            start: Instant::now(),
+            scale,
+        }
+    }
+
+    /// Engine time now.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() / self.scale
+    }
+
+    /// The wall-clock instant of engine time `t`.
+    pub fn wall(&self, t: f64) -> Instant {
+        self.start + Duration::from_secs_f64((t * self.scale).max(0.0))
+    }
+
+    /// Engine seconds as wall-clock time.
+    pub fn to_wall(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64((seconds * self.scale).max(0.0))
+    }
+}
+
+/// What a request's stream receives from the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenEvent {
+    /// Token `index` (1-based), due at the client at `due`; `finished` on the last one.
+    Token {
+        index: u32,
+        finished: Option<Finished>,
+        due: Instant,
+    },
+    /// The engine refused the request.
+    Rejected(AdmissionError),
+}
+
+/// A request handed to the driver.
+#[derive(Debug)]
+pub struct Submission {
+    /// The server's id of the request (aborts name it).
+    pub key: u64,
+    pub request: EngineRequest,
+    /// Engine time at which it reaches the engine.
+    pub arrival: f64,
+    pub events: UnboundedSender<TokenEvent>,
+}
+
+enum Command {
+    Submit(Submission),
+    Abort { key: u64, reason: FinishReason },
+    Stop,
+}
+
+/// Latencies around the engine, engine seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    pub time_scale: f64,
+    pub input_latency_s: f64,
+    pub output_latency_s: f64,
+}
+
+/// The handlers' side of the driver: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Command>,
+    clock: Clock,
+    config: DriverConfig,
+    queued: Arc<AtomicUsize>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl DriverHandle {
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    pub fn config(&self) -> DriverConfig {
+        self.config
+    }
+
+    /// Queue a request; false when the engine thread has stopped.
+    pub fn submit(&self, s: Submission) -> bool {
+        self.tx.send(Command::Submit(s)).is_ok()
+    }
+
+    /// Take a request out of the engine at once (its KV blocks are freed); `reason` is what the
+    /// metrics count it as.
+    pub fn abort(&self, key: u64, reason: FinishReason) {
+        // If the thread is gone there is nothing left to abort.
+        let _ = self.tx.send(Command::Abort { key, reason });
+    }
+
+    /// Requests waiting for the engine: in its waiting queue or still on their way to it.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Stop the engine thread and wait for it; streams still open end as broken.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Command::Stop);
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Start the engine thread.
+pub fn spawn(
+    engine: Engine,
+    config: DriverConfig,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<DriverHandle> {
+    let (tx, rx) = mpsc::channel();
+    let clock = Clock::new(config.time_scale);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut driver = Driver {
+        engine,
+        clock,
+        output_latency: config.output_latency_s,
+        metrics,
+        queued: Arc::clone(&queued),
+        step: StepOutcome::default(),
+        stepping: false,
+        wake: None,
+        last: 0.0,
+        arrivals: VecDeque::new(),
+        deliveries: VecDeque::new(),
+        spare: Vec::new(),
+        slots: HashMap::new(),
+        keys: HashMap::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("servesim-engine".into())
+        .spawn(move || driver.run(&rx))?;
+    Ok(DriverHandle {
+        tx,
+        clock,
+        config,
+        queued,
+        thread: Arc::new(Mutex::new(Some(thread))),
+    })
+}
+
+/// A request the engine holds, and where its tokens go.
+struct Slot {
+    key: u64,
+    events: UnboundedSender<TokenEvent>,
+    last_token: f64,
+}
+
+/// Tokens due at the clients at `at`.
+struct Delivery {
+    at: f64,
+    emissions: Vec<Emission>,
+}
+
+/// The next thing that happens on the simulated timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Due {
+    Deliver,
+    Arrive,
+    Wake,
+    StepEnd,
+}
+
+struct Driver {
+    engine: Engine,
+    clock: Clock,
+    output_latency: f64,
+    metrics: Arc<Metrics>,
+    queued: Arc<AtomicUsize>,
+    step: StepOutcome,
+    /// Whether `step` is an iteration in flight (it ends at `step.end()`).
+    stepping: bool,
+    /// An idle engine starts an iteration at this time (after same-instant arrivals joined).
+    wake: Option<f64>,
+    /// Engine time of the last event handled; the timeline never goes back.
+    last: f64,
+    /// Submissions in order of arrival time.
+    arrivals: VecDeque<Submission>,
+    deliveries: VecDeque<Delivery>,
+    spare: Vec<Vec<Emission>>,
+    slots: HashMap<RequestId, Slot>,
+    keys: HashMap<u64, RequestId>,
+}
+
+impl Driver {
+    fn run(&mut self, rx: &mpsc::Receiver<Command>) {
+        loop {
+            let command = match self.next_due() {
+                None => match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                },
+                Some((t, _)) => {
+                    let wait = self.clock.wall(t).saturating_duration_since(Instant::now());
+                    let got = if wait.is_zero() {
+                        rx.try_recv().map_err(|e| match e {
+                            TryRecvError::Empty => RecvTimeoutError::Timeout,
+                            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                        })
+                    } else {
+                        rx.recv_timeout(wait)
+                    };
+                    match got {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            };
+            if let Some(c) = command
+                && !self.command(c)
+            {
+                return;
+            }
+            self.advance(self.clock.now());
+        }
+    }
+
+    /// Handle one command; false to stop.
+    fn command(&mut self, c: Command) -> bool {
+        match c {
+            Command::Submit(s) => {
+                // Arrivals are nearly always in order; insert after every earlier-or-equal one.
+                let pos = self.arrivals.partition_point(|a| a.arrival <= s.arrival);
+                self.arrivals.insert(pos, s);
+            }
+            Command::Abort { key, reason } => {
+                if let Some(pos) = self.arrivals.iter().position(|a| a.key == key) {
+                    self.arrivals.remove(pos);
+                } else if let Some(id) = self.keys.remove(&key) {
+                    self.slots.remove(&id);
+                    if self.engine.abort(id) {
+                        self.metrics.count_finish(reason);
+                    }
+                    self.metrics.engine_stats(&self.engine.stats());
+                }
+            }
+            Command::Stop => return false,
+        }
+        self.publish();
+        true
+    }
+
+    /// The earliest pending event; ties go deliveries, arrivals, wake, then iteration end, so that
+    /// a request arriving exactly when an iteration ends joins the next one.
+    fn next_due(&self) -> Option<(f64, Due)> {
+        let candidates = [
+            (self.deliveries.front().map(|d| d.at), Due::Deliver),
+            (self.arrivals.front().map(|a| a.arrival), Due::Arrive),
+            (self.wake, Due::Wake),
+            (self.stepping.then(|| self.step.end()), Due::StepEnd),
+        ];
+        let mut best: Option<(f64, Due)> = None;
+        for (t, due) in candidates {
+            if let Some(t) = t
+                && best.is_none_or(|(b, _)| t < b)
+            {
+                best = Some((t, due));
+            }
+        }
+        best
+    }
+
+    /// Handle every event due by engine time `now`, in timeline order.
+    fn advance(&mut self, now: f64) {
+        while let Some((t, due)) = self.next_due() {
+            if t > now {
+                break;
+            }
+            let t = t.max(self.last);
+            self.last = t;
+            match due {
+                Due::Deliver => self.deliver(),
+                Due::Arrive => self.arrive(t),
+                Due::Wake => {
+                    self.wake = None;
+                    self.start_step(t);
+                }
+                Due::StepEnd => self.step_end(t),
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let waiting = self.engine.stats().waiting + self.arrivals.len();
+        self.queued.store(waiting, Ordering::Relaxed);
+    }
+
+    fn arrive(&mut self, t: f64) {
+        let Some(s) = self.arrivals.pop_front() else {
+            return;
+        };
+        match self.engine.add_request(s.request, t) {
+            Ok(id) => {
+                self.metrics.request_params(s.request.max_tokens);
+                self.keys.insert(s.key, id);
+                self.slots.insert(
+                    id,
+                    Slot {
+                        key: s.key,
+                        events: s.events,
+                        last_token: t,
+                    },
+                );
+                if !self.stepping && self.wake.is_none() {
+                    self.wake = Some(t);
+                }
+                self.metrics.engine_stats(&self.engine.stats());
+            }
+            Err(e) => {
+                let _ = s.events.send(TokenEvent::Rejected(e));
+            }
+        }
+    }
+
+    fn start_step(&mut self, t: f64) {
+        self.stepping = self.engine.step_into(t, &mut self.step);
+        if self.stepping {
+            self.metrics.iteration(self.step.tokens);
+        }
+    }
+
+    fn step_end(&mut self, t: f64) {
+        self.stepping = false;
+        let mut emissions = self.spare.pop().unwrap_or_default();
+        emissions.clear();
+        for em in &self.step.emissions {
+            let Some(slot) = self.slots.get_mut(&em.id) else {
+                continue;
+            };
+            if em.index > 1 {
+                self.metrics.inter_token(t - slot.last_token);
+            }
+            slot.last_token = t;
+            if let Some(f) = &em.finished {
+                self.metrics.finished(f);
+                // The request has left the engine; its stream still gets the last token below.
+                self.keys.remove(&slot.key);
+            }
+            emissions.push(*em);
+        }
+        self.metrics.engine_stats(&self.engine.stats());
+        self.deliveries.push_back(Delivery {
+            at: t + self.output_latency,
+            emissions,
+        });
+        // Back to back: the next iteration starts when this one ends.
+        self.start_step(t);
+    }
+
+    fn deliver(&mut self) {
+        let Some(d) = self.deliveries.pop_front() else {
+            return;
+        };
+        let due = self.clock.wall(d.at);
+        self.metrics
+            .wakeup_lag
+            .record(Instant::now().saturating_duration_since(due).as_secs_f64());
+        for em in &d.emissions {
+            let Some(slot) = self.slots.get(&em.id) else {
+                continue;
+            };
+            let _ = slot.events.send(TokenEvent::Token {
+                index: em.index,
+                finished: em.finished,
+                due,
+            });
+            if em.finished.is_some() {
+                self.slots.remove(&em.id);
+            }
+        }
+        self.spare.push(d.emissions);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::{Frontend, RequestSpec};
+    use crate::runner::VirtualServer;
+    use crate::workload::{ClientGroup, LevelPlan};
+    use servesim_models::Profile;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    /// At a 1/20 time scale, one request's tokens arrive at the engine-time moments the virtual-time
+    /// runner computes for the same request (checked on the engine timeline, not on wall-clock lag).
+    #[test]
+    fn tokens_follow_the_virtual_timeline() {
+        let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
+        let spec = RequestSpec::chat("Explain what a GPU scheduler does, in two sentences.", 16);
+
+        let mut virt = VirtualServer::new(&profile, 1).expect("servable");
+        let run = virt.run_level(&LevelPlan {
+            groups: vec![ClientGroup {
+                start: 0.0,
+                workers: 1,
+                requests: vec![spec.clone()],
+            }],
+            arrivals: vec![],
+            record_event_times: false,
+        });
+        let virt_first = run.records[0].first_event.expect("a token");
+        let virt_end = run.records[0].end;
+
+        let metrics = Arc::new(Metrics::new("local", 32768));
+        let engine = Engine::new(&profile).expect("servable");
+        let config = DriverConfig {
+            time_scale: 0.05,
+            input_latency_s: profile.engine.input_latency_s,
+            output_latency_s: profile.engine.output_latency_s,
+        };
+        let driver = spawn(engine, config, metrics).expect("thread starts");
+        let mut frontend = Frontend::new(&profile, 1);
+        let (tx, mut rx) = unbounded_channel();
+        let t0 = driver.clock().now();
+        assert!(driver.submit(Submission {
+            key: 1,
+            request: frontend.prepare(&spec),
+            arrival: t0 + config.input_latency_s,
+            events: tx,
+        }));
+        let mut first = None;
+        let mut end = None;
+        while let Some(ev) = rx.blocking_recv() {
+            let TokenEvent::Token {
+                index, finished, ..
+            } = ev
+            else {
+                panic!("rejected: {ev:?}");
+            };
+            if index == 1 {
+                first = Some(finished.map_or(0.0, |f| f.first_token));
+            }
+            if let Some(f) = finished {
+                end = Some(f.end + config.output_latency_s - t0);
+                first = Some(f.first_token + config.output_latency_s - t0);
+                break;
+            }
+        }
+        let (first, end) = (first.expect("first token"), end.expect("finished"));
+        assert!((first - virt_first).abs() < 1e-9, "{first} vs {virt_first}");
+        assert!((end - virt_end).abs() < 1e-9, "{end} vs {virt_end}");
+        driver.stop();
+    }
+
+    #[test]
+    fn abort_frees_the_kv_blocks_at_once() {
+        let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
+        let metrics = Arc::new(Metrics::new("local", 32768));
+        let engine = Engine::new(&profile).expect("servable");
+        let config = DriverConfig {
+            time_scale: 1.0,
+            input_latency_s: 0.0,
+            output_latency_s: 0.0,
+        };
+        let driver = spawn(engine, config, Arc::clone(&metrics)).expect("thread starts");
+        let (tx, mut rx) = unbounded_channel();
+        assert!(driver.submit(Submission {
+            key: 7,
+            request: EngineRequest {
+                prompt_tokens: 1000,
+                max_tokens: 10_000,
+                natural_tokens: u32::MAX,
+            },
+            arrival: driver.clock().now(),
+            events: tx,
+        }));
+        // Wait for the first token: the request is running and holds blocks.
+        assert!(matches!(rx.blocking_recv(), Some(TokenEvent::Token { .. })));
+        assert!(
+            metrics
+                .render()
+                .contains("vllm:num_requests_running{engine=\"0\",model_name=\"local\"} 1")
+        );
+        driver.abort(7, FinishReason::Abort);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = metrics.render();
+            if text.contains("vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"local\"} 0.0")
+                && text.contains("finished_reason=\"abort\"} 1")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "KV not freed: {text}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        driver.stop();
+        // The stream's sender is gone with the request.
+        while rx.blocking_recv().is_some() {}
+    }
+}

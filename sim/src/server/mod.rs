@@ -1,0 +1,211 @@
+//! The fake vLLM: an OpenAI-compatible HTTP server whose answers come from the simulated engine on
+//! the wall clock, so that client code can be developed and tested against "a GPU" on a laptop.
+//!
+//! [`api`] holds the request/response bodies and their validation, [`errors`] the one error type
+//! and its HTTP mapping, [`driver`] the engine thread that runs the core in real time, [`stream`]
+//! the client side of a request (text, stop strings, SSE, abort on disconnect), [`metrics`] the
+//! vLLM metric families, [`faults`] fault injection and [`text`] the answers' words; `routes` has
+//! the handlers. [`app`] builds the router (testable without a socket); [`serve`] runs it on a
+//! bound listener until a shutdown future resolves.
+
+pub mod api;
+pub mod driver;
+pub mod errors;
+pub mod faults;
+pub mod metrics;
+mod routes;
+pub mod stream;
+pub mod text;
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::serve::ListenerExt;
+use servesim_models::{Derived, Profile};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::frontend::Frontend;
+pub use driver::{Clock, DriverHandle};
+pub use errors::{ApiError, ServerError};
+pub use faults::{FaultConfig, FaultPlan, InjectedError};
+pub use metrics::Metrics;
+pub use routes::app;
+pub use text::TextMode;
+
+/// Largest request body accepted (larger ones get a 413).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The vLLM version this server imitates (`GET /version`, the system fingerprint).
+pub const VLLM_VERSION: &str = "0.32.0";
+
+/// Everything `servesim serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub profile: Profile,
+    /// The model name clients must use (`--served-model-name`).
+    pub served_model_name: String,
+    /// Required bearer token on `/v1/*`, when set.
+    pub api_key: Option<String>,
+    /// Wall seconds per simulated second (0.1: the GPU runs ten times faster than real).
+    pub time_scale: f64,
+    /// Seed of answer lengths, filler text and fault dice.
+    pub seed: u64,
+    /// Bound of the waiting queue; beyond it requests get 503 (`None`: unbounded).
+    pub max_waiting: Option<usize>,
+    pub text: TextMode,
+    pub faults: FaultConfig,
+    /// How long streams in flight may run after a shutdown signal before they are ended.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for `profile`: model `local`, real time, no key, no faults.
+    pub fn new(profile: Profile) -> ServerConfig {
+        ServerConfig {
+            profile,
+            served_model_name: "local".into(),
+            api_key: None,
+            time_scale: 1.0,
+            seed: 0,
+            max_waiting: None,
+            text: TextMode::Lorem,
+            faults: FaultConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The server's shared state; cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    config: ServerConfig,
+    derived: Derived,
+    frontend: Mutex<Frontend>,
+    /// An engine that never runs: [`Engine::validate`] on it applies the engine's own admission
+    /// rules in the handler, so a bad request gets its 400 at once instead of after the input
+    /// latency, without a second copy of the rules.
+    limits: Engine,
+    driver: DriverHandle,
+    metrics: Arc<Metrics>,
+    faults: faults::Faults,
+    next_key: AtomicU64,
+    started: u64,
+    fingerprint: String,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl AppState {
+    /// Build the engine for the profile and start its thread.
+    pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
+        if !(config.time_scale > 0.0 && config.time_scale.is_finite()) {
+            return Err(ServerError::Config("--time-scale must be > 0".into()));
+        }
+        config.faults.check().map_err(ServerError::Config)?;
+        let derived = config.profile.derive()?;
+        let engine = Engine::new(&config.profile)?;
+        let limits = Engine::new(&config.profile)?;
+        let metrics = Arc::new(Metrics::new(
+            &config.served_model_name,
+            derived.max_model_len,
+        ));
+        let e = &config.profile.engine;
+        let driver = driver::spawn(
+            engine,
+            driver::DriverConfig {
+                time_scale: config.time_scale,
+                input_latency_s: e.input_latency_s,
+                output_latency_s: e.output_latency_s,
+            },
+            Arc::clone(&metrics),
+        )
+        .map_err(ServerError::Thread)?;
+        Ok(AppState(Arc::new(Shared {
+            frontend: Mutex::new(Frontend::new(&config.profile, config.seed)),
+            faults: faults::Faults::new(config.faults, config.seed),
+            derived,
+            limits,
+            driver,
+            metrics,
+            next_key: AtomicU64::new(1),
+            started: unix_now(),
+            fingerprint: format!("vllm-{VLLM_VERSION}-servesim"),
+            config,
+        })))
+    }
+
+    /// The profile's derived figures (KV capacity, max_model_len, ...).
+    pub fn derived(&self) -> &Derived {
+        &self.0.derived
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn driver(&self) -> &DriverHandle {
+        &self.0.driver
+    }
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves; then stop accepting, let streams in flight
+/// finish for up to the configured grace period, end the rest, and stop the engine.
+pub async fn serve<F>(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: F,
+) -> Result<(), ServerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    // Like uvicorn under vLLM: no Nagle delay on small SSE writes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(server);
+    let grace = state.0.config.shutdown_grace;
+    let expired = async move {
+        if fired_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = &mut server => {
+            state.0.driver.stop();
+            return result.map_err(ServerError::Io);
+        }
+        () = expired => {
+            tracing::warn!("shutdown grace period over: ending the streams still open");
+        }
+    }
+    // Stopping the engine ends every open stream (as broken); connections then close.
+    state.0.driver.stop();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(result) => result.map_err(ServerError::Io),
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,457 @@
+//! The HTTP routes: the OpenAI API under `/v1` and vLLM's extensions, and the path every
+//! generation request takes (faults, token counting, admission checks, the engine, the answer).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::api::{
+    self, ApiJson, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, Validated,
+};
+use super::stream::{self, AbortGuard, Endpoint, Envelope, Generation, GenerationSetup};
+use super::{
+    ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
+};
+use crate::engine::AdmissionError;
+use crate::frontend::Frontend;
+
+impl AppState {
+    fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
+        let served = &self.0.config.served_model_name;
+        match model {
+            Some(m) if m != served => Err(ApiError::ModelNotFound {
+                requested: m.to_string(),
+                served: served.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn frontend(&self) -> std::sync::MutexGuard<'_, Frontend> {
+        // The frontend holds no invariant a panicking holder could break.
+        self.0.frontend.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn context_error(&self, e: AdmissionError) -> ApiError {
+        ApiError::BadRequest {
+            message: e.to_string(),
+            param: None,
+        }
+    }
+
+    /// Run a validated request: faults, token counting, admission checks, then the engine.
+    async fn generate(
+        &self,
+        endpoint: Endpoint,
+        v: Validated,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
+        let s = &self.0;
+        let forced = headers
+            .get(faults::FAULT_HEADER)
+            .and_then(|h| h.to_str().ok());
+        let plan = s.faults.plan(forced).map_err(|m| ApiError::BadRequest {
+            message: m,
+            param: Some(faults::FAULT_HEADER.into()),
+        })?;
+        let max_model_len = s.derived.max_model_len;
+        match plan.error {
+            Some(InjectedError::Status(status)) => return Err(ApiError::Injected { status }),
+            Some(InjectedError::ContextLength) => {
+                return Err(self.context_error(AdmissionError::ContextLength {
+                    max_model_len,
+                    total: u64::from(max_model_len) + 1,
+                    prompt: max_model_len,
+                    max_tokens: 1,
+                }));
+            }
+            None => {}
+        }
+
+        let request = {
+            let mut frontend = self.frontend();
+            let prompt_tokens = frontend.prompt_tokens(&v.prompt);
+            let max_tokens = match v.max_tokens {
+                Some(m) if m > max_model_len => {
+                    return Err(ApiError::bad_param(
+                        "max_tokens",
+                        format!(
+                            "max_tokens={m} cannot be greater than max_model_len={max_model_len}. Please request fewer output tokens. (parameter=max_tokens, value={m})"
+                        ),
+                    ));
+                }
+                Some(m) => m,
+                // Chat without a limit: whatever room the context leaves (at least one token, so
+                // that a prompt filling the context gets the context-length error below).
+                None => max_model_len.saturating_sub(prompt_tokens).max(1),
+            };
+            frontend.prepare(&v.spec(max_tokens))
+        };
+        s.limits
+            .validate(&request)
+            .map_err(|e| self.context_error(e))?;
+        if let Some(limit) = s.config.max_waiting {
+            let waiting = s.driver.queued();
+            if waiting >= limit {
+                return Err(ApiError::QueueFull { waiting, limit });
+            }
+        }
+
+        let key = s.next_key.fetch_add(1, Ordering::Relaxed);
+        let clock = s.driver.clock();
+        let latency = s.driver.config().input_latency_s;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let submitted = s.driver.submit(driver::Submission {
+            key,
+            request,
+            arrival: clock.now() + latency + plan.spike_s,
+            events: tx,
+        });
+        if !submitted {
+            return Err(ApiError::EngineGone);
+        }
+        let seed = v
+            .seed
+            .unwrap_or_else(|| text::splitmix(s.config.seed ^ key.rotate_left(17)));
+        let generation = Generation::new(
+            rx,
+            GenerationSetup {
+                guard: AbortGuard::new(s.driver.clone(), key),
+                text: text::AnswerText::new(s.config.text, seed, v.echo_source.clone()),
+                stop: v.stop.clone(),
+                cut_after: plan.cut.then(|| (request.outcome().0 / 2).max(1)),
+                metrics: Arc::clone(&s.metrics),
+                prompt_tokens: request.prompt_tokens,
+            },
+        );
+        let id = match endpoint {
+            Endpoint::Chat => format!("chatcmpl-{:016x}", text::splitmix(seed ^ key)),
+            Endpoint::Completions => format!("cmpl-{:016x}", text::splitmix(seed ^ key)),
+        };
+        let created = unix_now();
+        let model = s.config.served_model_name.as_str();
+        if v.stream {
+            let envelope = Envelope::new(
+                endpoint,
+                &id,
+                created,
+                model,
+                &s.fingerprint,
+                v.include_usage,
+            );
+            let mut response = Response::new(stream::sse_body(generation, envelope));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
+            return Ok(response);
+        }
+        let Some((content, finish)) = generation.collect().await? else {
+            // The cut fault on a non-streaming answer: drop the connection without an answer.
+            let body = Body::from_stream(futures_util::stream::once(async {
+                Err::<bytes::Bytes, stream::StreamCut>(stream::StreamCut::fault())
+            }));
+            return Ok(Response::new(body));
+        };
+        let body = match endpoint {
+            Endpoint::Chat => serde_json::to_vec(&api::ChatCompletion {
+                id: &id,
+                object: "chat.completion",
+                created,
+                model,
+                choices: [api::ChatChoice {
+                    index: 0,
+                    message: api::AssistantMessage {
+                        role: "assistant",
+                        content: &content,
+                        refusal: None,
+                        annotations: None,
+                        audio: None,
+                        function_call: None,
+                        reasoning: None,
+                    },
+                    logprobs: None,
+                    finish_reason: finish.reason.as_str(),
+                    stop_reason: finish.stop.as_deref(),
+                }],
+                service_tier: None,
+                system_fingerprint: &s.fingerprint,
+                usage: finish.usage,
+            }),
+            Endpoint::Completions => serde_json::to_vec(&api::TextCompletion {
+                id: &id,
+                object: "text_completion",
+                created,
+                model,
+                choices: [api::TextChoice {
+                    index: 0,
+                    text: &content,
+                    logprobs: None,
+                    finish_reason: finish.reason.as_str(),
+                    stop_reason: finish.stop.as_deref(),
+                }],
+                service_tier: None,
+                system_fingerprint: &s.fingerprint,
+                usage: finish.usage,
+            }),
+        };
+        let body = body.map_err(|_| ApiError::EngineGone)?;
+        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let v = req.validate()?;
+    state.generate(Endpoint::Chat, v, &headers).await
+}
+
+async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let v = req.validate()?;
+    state.generate(Endpoint::Completions, v, &headers).await
+}
+
+async fn models(State(state): State<AppState>) -> Response {
+    let s = &state.0;
+    let name = &s.config.served_model_name;
+    axum::Json(json!({
+        "object": "list",
+        "data": [{
+            "id": name,
+            "object": "model",
+            "created": s.started,
+            "owned_by": "vllm",
+            "root": s.config.profile.model.hf_id,
+            "parent": null,
+            "max_model_len": s.derived.max_model_len,
+            "permission": [{
+                "id": format!("modelperm-{:016x}", text::splitmix(s.config.seed)),
+                "object": "model_permission",
+                "created": s.started,
+                "allow_create_engine": false,
+                "allow_sampling": true,
+                "allow_logprobs": true,
+                "allow_search_indices": false,
+                "allow_view": true,
+                "allow_fine_tuning": false,
+                "organization": "*",
+                "group": null,
+                "is_blocking": false
+            }]
+        }]
+    }))
+    .into_response()
+}
+
+async fn version() -> Response {
+    axum::Json(json!({ "version": VLLM_VERSION })).into_response()
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn tokenize(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TokenizeRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let mut frontend = state.frontend();
+    let (text, prompt) = match (&req.prompt, &req.messages) {
+        (Some(p), _) => (
+            p.clone(),
+            crate::frontend::Prompt::Text(Arc::from(p.as_str())),
+        ),
+        (None, Some(m)) => {
+            let contents = api::chat_contents(m);
+            (contents.join("\n"), crate::frontend::Prompt::Chat(contents))
+        }
+        (None, None) => {
+            return Err(ApiError::InvalidBody {
+                message: "1 validation error: either `prompt` or `messages` is required".into(),
+                param: Some("body.prompt".into()),
+            });
+        }
+    };
+    // `count` is what the engine charges (chat template included); `tokens` are the BPE ids of the
+    // text itself.
+    let count = frontend.prompt_tokens(&prompt);
+    let tokens = frontend.tokenizer().encode(&text);
+    Ok(axum::Json(json!({
+        "count": count,
+        "max_model_len": state.0.derived.max_model_len,
+        "tokens": tokens,
+        "token_strs": null
+    }))
+    .into_response())
+}
+
+async fn detokenize(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DetokenizeRequest>,
+) -> Result<Response, ApiError> {
+    state.check_model(req.model.as_deref())?;
+    let prompt = state
+        .frontend()
+        .tokenizer()
+        .decode(&req.tokens)
+        .map_err(|m| ApiError::bad_param("tokens", m))?;
+    Ok(axum::Json(json!({ "prompt": prompt })).into_response())
+}
+
+async fn prometheus(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `--api-key`: a bearer token on `/v1/*`, compared in constant time.
+async fn require_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(key) = &state.0.config.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+/// The router: the OpenAI API under `/v1` (behind the key, if any) and vLLM's extensions.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(v1)
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/metrics", get(prometheus))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServerConfig;
+    use axum::body::to_bytes;
+    use servesim_models::Profile;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        let profile = Profile::load("a6000-qwen2.5-7b").expect("profile");
+        let mut config = ServerConfig::new(profile);
+        config.time_scale = 0.01;
+        config.api_key = Some("sk-test".into());
+        AppState::new(config).expect("state")
+    }
+
+    async fn call(app: Router, req: axum::http::Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = app.oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn post_json(uri: &str, body: &str, key: Option<&str>) -> axum::http::Request<Body> {
+        let mut b = axum::http::Request::post(uri).header("content-type", "application/json");
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        b.body(Body::from(body.to_string())).expect("request")
+    }
+
+    #[tokio::test]
+    async fn key_model_and_validation_errors() {
+        let s = state();
+        let chat =
+            r#"{"model":"local","messages":[{"role":"user","content":"hi"}],"max_tokens":3}"#;
+        let (st, body) = call(
+            app(s.clone()),
+            post_json("/v1/chat/completions", chat, None),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], 401);
+        let (st, _) = call(
+            app(s.clone()),
+            post_json("/v1/chat/completions", chat, Some("sk-bad")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        let nope = chat.replace("\"local\"", "\"nope\"");
+        let (st, body) = call(
+            app(s.clone()),
+            post_json("/v1/chat/completions", &nope, Some("sk-test")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body["error"]["message"],
+            "The model `nope` does not exist. Valid aliases: local."
+        );
+        let (st, body) = call(
+            app(s.clone()),
+            post_json("/v1/chat/completions", "{\"model\":", Some("sk-test")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["type"], "Bad Request");
+        let (st, body) = call(
+            app(s.clone()),
+            post_json("/v1/chat/completions", chat, Some("sk-test")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(body["usage"]["completion_tokens"], 3);
+        assert_eq!(body["choices"][0]["finish_reason"], "length");
+        // Unprotected vLLM extensions.
+        let (st, body) = call(
+            app(s.clone()),
+            post_json("/tokenize", r#"{"prompt":"hello world"}"#, None),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body["count"], 2);
+        s.driver().stop();
+    }
+}

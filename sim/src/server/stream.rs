@@ -1,0 +1,516 @@
+//! A request in flight on the client's side: the engine's tokens turned into text, stop strings,
+//! the cut fault, and the abort that fires when the client goes away. [`sse_body`] writes it as
+//! vLLM's server-sent-event stream; [`Generation::collect`] waits for the whole answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::api::Usage;
+use super::driver::{DriverHandle, TokenEvent};
+use super::errors::ApiError;
+use super::metrics::Metrics;
+use super::text::AnswerText;
+use crate::engine::AdmissionError;
+use crate::request::FinishReason;
+
+/// Takes the request out of the engine when dropped unless it finished there: a client that
+/// disconnects drops its response body, and with it this guard, so its KV blocks are freed at once.
+#[derive(Debug)]
+pub struct AbortGuard {
+    driver: DriverHandle,
+    key: u64,
+    /// What the abort counts as (`abort`, or `stop` when a stop string ended the answer).
+    reason: Option<FinishReason>,
+}
+
+impl AbortGuard {
+    pub fn new(driver: DriverHandle, key: u64) -> AbortGuard {
+        AbortGuard {
+            driver,
+            key,
+            reason: Some(FinishReason::Abort),
+        }
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if let Some(reason) = self.reason {
+            self.driver.abort(self.key, reason);
+        }
+    }
+}
+
+/// One step of an answer as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    /// A token's text; `finish` on the last one.
+    Token {
+        text: String,
+        finish: Option<Finish>,
+    },
+    /// The server drops the connection here (fault injection).
+    Cut,
+}
+
+/// How an answer ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub reason: FinishReason,
+    /// The stop string that ended it, if one did.
+    pub stop: Option<String>,
+    pub usage: Usage,
+}
+
+/// The client side of one request.
+#[derive(Debug)]
+pub struct Generation {
+    rx: UnboundedReceiver<TokenEvent>,
+    guard: AbortGuard,
+    text: AnswerText,
+    stop: Vec<String>,
+    cut_after: Option<u32>,
+    metrics: Arc<Metrics>,
+    prompt_tokens: u32,
+    /// Text so far (for stop strings and the non-streaming answer).
+    out: String,
+    tokens: u32,
+    done: bool,
+}
+
+/// What the caller decided about a request before it was submitted.
+#[derive(Debug)]
+pub struct GenerationSetup {
+    pub guard: AbortGuard,
+    pub text: AnswerText,
+    pub stop: Vec<String>,
+    /// Cut the connection after this many tokens (the `cut` fault).
+    pub cut_after: Option<u32>,
+    pub metrics: Arc<Metrics>,
+    pub prompt_tokens: u32,
+}
+
+impl Generation {
+    pub fn new(rx: UnboundedReceiver<TokenEvent>, setup: GenerationSetup) -> Generation {
+        Generation {
+            rx,
+            guard: setup.guard,
+            text: setup.text,
+            stop: setup.stop,
+            cut_after: setup.cut_after,
+            metrics: setup.metrics,
+            prompt_tokens: setup.prompt_tokens,
+            out: String::new(),
+            tokens: 0,
+            done: false,
+        }
+    }
+
+    /// The next piece; `Ok(None)` after the last one. An engine rejection is a 400; a channel that
+    /// closes early means the engine stopped (shutdown).
+    pub async fn next(&mut self) -> Result<Option<Piece>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.cut_after.is_some_and(|n| self.tokens >= n) {
+            self.done = true;
+            return Ok(Some(Piece::Cut));
+        }
+        let event = self.rx.recv().await;
+        match event {
+            None => {
+                self.done = true;
+                Err(ApiError::EngineGone)
+            }
+            Some(TokenEvent::Rejected(e)) => {
+                self.done = true;
+                self.guard.reason = None;
+                Err(rejection(e))
+            }
+            Some(TokenEvent::Token {
+                index,
+                finished,
+                due,
+            }) => {
+                self.metrics
+                    .emission_lag(Instant::now().saturating_duration_since(due).as_secs_f64());
+                self.tokens += 1;
+                let before = self.out.len();
+                self.out.push_str(self.text.token(index));
+                if let Some(stop) = self.find_stop(before) {
+                    // Like vLLM: the answer ends before the stop string, which is reported.
+                    self.done = true;
+                    self.guard.reason = finished.is_none().then_some(FinishReason::Stop);
+                    let text = self.out.get(before..).unwrap_or_default().to_string();
+                    return Ok(Some(Piece::Token {
+                        text,
+                        finish: Some(Finish {
+                            reason: FinishReason::Stop,
+                            stop: Some(stop),
+                            usage: Usage::new(self.prompt_tokens, self.tokens),
+                        }),
+                    }));
+                }
+                let text = self.out[before..].to_string();
+                let finish = finished.map(|f| {
+                    self.done = true;
+                    self.guard.reason = None;
+                    Finish {
+                        reason: f.reason,
+                        stop: None,
+                        usage: Usage::new(f.prompt_tokens, f.generated),
+                    }
+                });
+                Ok(Some(Piece::Token { text, finish }))
+            }
+        }
+    }
+
+    /// If a stop string now occurs in the text (searching only where the newest token could have
+    /// completed one), truncate before it and return it.
+    fn find_stop(&mut self, before: usize) -> Option<String> {
+        let mut hit: Option<(usize, usize)> = None;
+        for (i, s) in self.stop.iter().enumerate() {
+            let mut from = before.saturating_sub(s.len().saturating_sub(1));
+            while !self.out.is_char_boundary(from) {
+                from -= 1;
+            }
+            if let Some(p) = self.out[from..].find(s.as_str()) {
+                let at = from + p;
+                if hit.is_none_or(|(h, _)| at < h) {
+                    hit = Some((at, i));
+                }
+            }
+        }
+        let (at, i) = hit?;
+        self.out.truncate(at);
+        Some(self.stop[i].clone())
+    }
+
+    /// Wait for the whole answer: its text and how it ended, or `None` if the cut fault fired.
+    pub async fn collect(mut self) -> Result<Option<(String, Finish)>, ApiError> {
+        loop {
+            match self.next().await? {
+                Some(Piece::Token {
+                    finish: Some(f), ..
+                }) => return Ok(Some((std::mem::take(&mut self.out), f))),
+                Some(Piece::Token { .. }) => {}
+                Some(Piece::Cut) | None => return Ok(None),
+            }
+        }
+    }
+}
+
+fn rejection(e: AdmissionError) -> ApiError {
+    ApiError::BadRequest {
+        message: e.to_string(),
+        param: None,
+    }
+}
+
+/// Which endpoint's stream shape to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+}
+
+/// The fixed parts of one response's events, formatted once.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub endpoint: Endpoint,
+    /// `{"id":..,"object":..,"created":..,"model":..,` shared by every event.
+    head: String,
+    fingerprint: String,
+    include_usage: bool,
+}
+
+impl Envelope {
+    pub fn new(
+        endpoint: Endpoint,
+        id: &str,
+        created: u64,
+        model: &str,
+        fingerprint: &str,
+        include_usage: bool,
+    ) -> Envelope {
+        let object = match endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completions => "text_completion",
+        };
+        let head = format!(
+            "{{\"id\":{},\"object\":\"{object}\",\"created\":{created},\"model\":{},",
+            json_str(id),
+            json_str(model)
+        );
+        Envelope {
+            endpoint,
+            head,
+            fingerprint: json_str(fingerprint),
+            include_usage,
+        }
+    }
+
+    /// vLLM's first chat event: the assistant role with empty content.
+    fn role_event(&self, out: &mut String) {
+        out.push_str("data: ");
+        out.push_str(&self.head);
+        out.push_str("\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"prompt_token_ids\":null,\"prompt_text\":null}\n\n");
+    }
+
+    /// One token's event, written straight into `out` (this runs once per streamed token).
+    fn token_event(&self, out: &mut String, text: &str, finish: Option<&Finish>) {
+        out.push_str("data: ");
+        out.push_str(&self.head);
+        let reason = match finish {
+            None => "null",
+            Some(f) => match f.reason {
+                FinishReason::Stop => "\"stop\"",
+                FinishReason::Length => "\"length\"",
+                FinishReason::Abort => "\"abort\"",
+            },
+        };
+        let stop = finish.and_then(|f| f.stop.as_deref());
+        let push_stop = |out: &mut String| match stop {
+            Some(s) => push_json_str(out, s),
+            None => out.push_str("null"),
+        };
+        match self.endpoint {
+            Endpoint::Chat => {
+                out.push_str("\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+                push_json_str(out, text);
+                out.push_str("},\"logprobs\":null,\"finish_reason\":");
+                out.push_str(reason);
+                if finish.is_some() {
+                    out.push_str(",\"stop_reason\":");
+                    push_stop(out);
+                }
+                out.push_str(",\"token_ids\":null}]}\n\n");
+            }
+            Endpoint::Completions => {
+                out.push_str("\"choices\":[{\"index\":0,\"text\":");
+                push_json_str(out, text);
+                out.push_str(",\"logprobs\":null,\"finish_reason\":");
+                out.push_str(reason);
+                out.push_str(",\"stop_reason\":");
+                push_stop(out);
+                out.push_str(",\"prompt_token_ids\":null,\"token_ids\":null}]");
+                if finish.is_some() {
+                    out.push_str(",\"system_fingerprint\":");
+                    out.push_str(&self.fingerprint);
+                }
+                out.push_str("}\n\n");
+            }
+        }
+    }
+
+    /// The usage event (when asked for) and `[DONE]`.
+    fn tail(&self, out: &mut String, usage: Usage) {
+        if self.include_usage {
+            out.push_str("data: ");
+            out.push_str(&self.head);
+            out.push_str(&format!(
+                "\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"total_tokens\":{},\"completion_tokens\":{}}},\"system_fingerprint\":{}}}\n\n",
+                usage.prompt_tokens, usage.total_tokens, usage.completion_tokens, self.fingerprint
+            ));
+        }
+        out.push_str("data: [DONE]\n\n");
+    }
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_json_str(&mut out, s);
+    out
+}
+
+/// Append `s` as a JSON string literal (RFC 8259 escapes) without an intermediate allocation.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// The connection is dropped here on purpose (or the engine stopped): the body ends in an error, so
+/// the client sees a broken stream rather than a clean end.
+#[derive(Debug, thiserror::Error)]
+#[error("stream ended by the server: {0}")]
+pub struct StreamCut(&'static str);
+
+impl StreamCut {
+    /// The cut the fault injector asks for.
+    pub fn fault() -> StreamCut {
+        StreamCut("fault injection")
+    }
+}
+
+/// The SSE body of a streaming answer. Each engine iteration's token is one write; the chat role
+/// event goes out with the first token, and the last token, usage and `[DONE]` go out together.
+pub fn sse_body(generation: Generation, envelope: Envelope) -> Body {
+    let state = (generation, envelope, true);
+    let stream = futures_util::stream::unfold(Some(state), |state| async move {
+        let (mut g, env, first) = state?;
+        let mut out = String::with_capacity(512);
+        match g.next().await {
+            Ok(Some(Piece::Token { text, finish })) => {
+                if first && env.endpoint == Endpoint::Chat {
+                    env.role_event(&mut out);
+                }
+                env.token_event(&mut out, &text, finish.as_ref());
+                let next = match finish {
+                    Some(f) => {
+                        env.tail(&mut out, f.usage);
+                        None
+                    }
+                    None => Some((g, env, false)),
+                };
+                Some((Ok::<Bytes, StreamCut>(Bytes::from(out)), next))
+            }
+            Ok(Some(Piece::Cut)) => Some((Err(StreamCut("fault injection")), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(StreamCut("the engine stopped")), None)),
+        }
+    });
+    Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::text::TextMode;
+
+    fn finish(reason: FinishReason) -> Finish {
+        Finish {
+            reason,
+            stop: None,
+            usage: Usage::new(31, 4),
+        }
+    }
+
+    #[test]
+    fn chat_events_match_vllm() {
+        let env = Envelope::new(Endpoint::Chat, "chatcmpl-1", 5, "local", "fp", true);
+        let mut out = String::new();
+        env.role_event(&mut out);
+        env.token_event(&mut out, "a\"b", None);
+        env.token_event(&mut out, "c", Some(&finish(FinishReason::Length)));
+        env.tail(&mut out, Usage::new(31, 2));
+        let events: Vec<&str> = out.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 5);
+        let json = |e: &str| -> serde_json::Value {
+            serde_json::from_str(e.strip_prefix("data: ").expect("data line")).expect("json")
+        };
+        let role = json(events[0]);
+        assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(role["choices"][0]["delta"]["content"], "");
+        assert_eq!(json(events[1])["choices"][0]["delta"]["content"], "a\"b");
+        assert_eq!(json(events[2])["choices"][0]["finish_reason"], "length");
+        let usage = json(events[3]);
+        assert_eq!(usage["choices"].as_array().map(Vec::len), Some(0));
+        assert_eq!(usage["usage"]["total_tokens"], 33);
+        assert_eq!(events[4], "data: [DONE]");
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{1f}\u{8}\u{c}",
+            "é ü 中",
+        ] {
+            let want = serde_json::to_string(s).expect("serialises");
+            assert_eq!(json_str(s), want);
+        }
+    }
+
+    #[test]
+    fn completion_events_match_vllm() {
+        let env = Envelope::new(Endpoint::Completions, "cmpl-1", 5, "local", "fp", false);
+        let mut out = String::new();
+        env.token_event(&mut out, "x", Some(&finish(FinishReason::Stop)));
+        env.tail(&mut out, Usage::new(3, 1));
+        let first = out.split("\n\n").next().expect("an event");
+        let v: serde_json::Value =
+            serde_json::from_str(first.trim_start_matches("data: ")).expect("json");
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["choices"][0]["text"], "x");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["system_fingerprint"], "fp");
+        assert!(out.ends_with("data: [DONE]\n\n") && !out.contains("usage"));
+    }
+
+    #[test]
+    fn stop_strings_cut_the_text() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
+        let driver = super::super::driver::spawn(
+            crate::engine::Engine::new(&profile).expect("engine"),
+            super::super::driver::DriverConfig {
+                time_scale: 1.0,
+                input_latency_s: 0.0,
+                output_latency_s: 0.0,
+            },
+            Arc::new(Metrics::new("local", 100)),
+        )
+        .expect("driver");
+        let text = AnswerText::new(TextMode::Echo, 0, Arc::from("one two three four"));
+        let g = Generation::new(
+            rx,
+            GenerationSetup {
+                guard: AbortGuard::new(driver.clone(), 1),
+                text,
+                stop: vec!["ee f".into()],
+                cut_after: None,
+                metrics: Arc::new(Metrics::new("local", 100)),
+                prompt_tokens: 3,
+            },
+        );
+        for index in 1..=4 {
+            let _ = tx.send(TokenEvent::Token {
+                index,
+                finished: None,
+                due: Instant::now(),
+            });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let (out, fin) = rt
+            .block_on(g.collect())
+            .expect("no error")
+            .expect("finished");
+        assert_eq!(out, "one two thr");
+        assert_eq!(fin.stop.as_deref(), Some("ee f"));
+        assert_eq!(fin.usage.completion_tokens, 4);
+        driver.stop();
+    }
+}

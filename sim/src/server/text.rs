@@ -1,0 +1,169 @@
+//! The text of simulated answers: one piece of text per token, deterministic for a seed, either
+//! filler words or the prompt echoed back. The simulator decides how many tokens there are; this only
+//! decides what they say.
+
+use std::sync::Arc;
+
+/// What answers contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextMode {
+    /// Seeded filler words ("lorem ipsum"-like), one word per token.
+    #[default]
+    Lorem,
+    /// The (last) prompt message repeated word by word.
+    Echo,
+}
+
+impl std::str::FromStr for TextMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lorem" => Ok(TextMode::Lorem),
+            "echo" => Ok(TextMode::Echo),
+            _ => Err(format!("unknown text mode '{s}' (lorem, echo)")),
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    " lorem",
+    " ipsum",
+    " dolor",
+    " sit",
+    " amet",
+    " consectetur",
+    " adipiscing",
+    " elit",
+    " sed",
+    " do",
+    " eiusmod",
+    " tempor",
+    " incididunt",
+    " ut",
+    " labore",
+    " et",
+    " dolore",
+    " magna",
+    " aliqua",
+    " enim",
+    " ad",
+    " minim",
+    " veniam",
+    " quis",
+    " nostrud",
+    " exercitation",
+    " ullamco",
+    " laboris",
+    " nisi",
+    " aliquip",
+    " ex",
+    " ea",
+    " commodo",
+    " consequat",
+    " duis",
+    " aute",
+    " irure",
+    " in",
+    " reprehenderit",
+    " voluptate",
+    " velit",
+    " esse",
+    " cillum",
+    " fugiat",
+    " nulla",
+    " pariatur",
+    " excepteur",
+    " sint",
+    " occaecat",
+    " cupidatat",
+    " non",
+    " proident",
+    " sunt",
+    " culpa",
+    " qui",
+    " officia",
+    " deserunt",
+    " mollit",
+    " anim",
+    " id",
+    " est",
+    " laborum",
+    ".",
+    ",",
+];
+
+/// SplitMix64: a tiny, well-mixed hash so that token `i` of a seeded answer needs no RNG state.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The text source of one answer.
+#[derive(Debug, Clone)]
+pub struct AnswerText {
+    mode: TextMode,
+    seed: u64,
+    words: Vec<(usize, usize)>,
+    source: Arc<str>,
+}
+
+impl AnswerText {
+    /// Text for one request: `seed` fixes the filler, `source` is what `echo` repeats.
+    pub fn new(mode: TextMode, seed: u64, source: Arc<str>) -> AnswerText {
+        let mut words = Vec::new();
+        if mode == TextMode::Echo {
+            // Words with the whitespace before them, so the echo reads like the prompt.
+            let mut start = 0;
+            let bytes = source.as_bytes();
+            for (i, c) in source.char_indices() {
+                if i > start && c.is_whitespace() && !bytes[i - 1].is_ascii_whitespace() {
+                    words.push((start, i));
+                    start = i;
+                }
+            }
+            if start < source.len() {
+                words.push((start, source.len()));
+            }
+        }
+        AnswerText {
+            mode,
+            seed,
+            words,
+            source,
+        }
+    }
+
+    /// The text of token `index` (1-based).
+    pub fn token(&self, index: u32) -> &str {
+        if self.mode == TextMode::Echo && !self.words.is_empty() {
+            let (a, b) = self.words[(index as usize - 1) % self.words.len()];
+            return &self.source[a..b];
+        }
+        let h = splitmix(self.seed ^ u64::from(index).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        WORDS[(h % WORDS.len() as u64) as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lorem_is_seeded() {
+        let a = AnswerText::new(TextMode::Lorem, 7, Arc::from(""));
+        let b = AnswerText::new(TextMode::Lorem, 7, Arc::from(""));
+        let c = AnswerText::new(TextMode::Lorem, 8, Arc::from(""));
+        let text = |t: &AnswerText| (1..=20).map(|i| t.token(i)).collect::<String>();
+        assert_eq!(text(&a), text(&b));
+        assert_ne!(text(&a), text(&c));
+    }
+
+    #[test]
+    fn echo_repeats_the_prompt_word_by_word() {
+        let t = AnswerText::new(TextMode::Echo, 0, Arc::from("count  to three"));
+        let got: Vec<&str> = (1..=4).map(|i| t.token(i)).collect();
+        assert_eq!(got, vec!["count", "  to", " three", "count"]);
+    }
+}

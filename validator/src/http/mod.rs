@@ -1,0 +1,210 @@
+//! The real-time target: drills over HTTP against any OpenAI-compatible server.
+//!
+//! [`sse`] splits a streamed body into `data:` lines whatever the read boundaries; [`client`] sends
+//! one request and measures it; [`HttpTarget`] runs a level's load ([`crate::load`]) on its own
+//! tokio runtime and implements [`Target`], so [`crate::run_drill`] drives it like the simulator.
+
+pub mod client;
+pub mod sse;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use servesim_sim::{LevelPlan, LevelRun};
+use tokio::sync::{mpsc, watch};
+
+pub use client::{ChatClient, ClientConfig, ClientError, Clock};
+
+use crate::load::{CappedTarget, PreparedPlan, Shared, run_plan, specs};
+use crate::records::RecordLog;
+use crate::suite::{Target, TargetError};
+
+/// Message of the [`TargetError`] returned once a run has been stopped.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Why an HTTP target could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot start the client's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Stops a running bench: requests in flight are abandoned (not recorded), no new ones are sent,
+/// the level under way returns what finished, and later levels are refused with [`INTERRUPTED`].
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<watch::Sender<bool>>);
+
+impl StopHandle {
+    /// Stop the run.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether the run has been stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// An OpenAI-compatible server reached over HTTP.
+pub struct HttpTarget {
+    runtime: tokio::runtime::Runtime,
+    client: Arc<ChatClient>,
+    stop: StopHandle,
+    keep_event_times: bool,
+    log: Option<Arc<RecordLog>>,
+    progress: bool,
+}
+
+impl HttpTarget {
+    /// A target for `config` whose requests run on `threads` runtime threads (0 = one per core).
+    pub fn new(config: ClientConfig, threads: usize) -> Result<HttpTarget, HttpError> {
+        let client = ChatClient::new(config)?;
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if threads > 0 {
+            builder.worker_threads(threads);
+        }
+        let runtime = builder.enable_all().build()?;
+        let (tx, _) = watch::channel(false);
+        Ok(HttpTarget {
+            runtime,
+            client: Arc::new(client),
+            stop: StopHandle(Arc::new(tx)),
+            keep_event_times: true,
+            log: None,
+            progress: false,
+        })
+    }
+
+    /// Write every record to `log` as soon as its request finishes.
+    pub fn with_record_log(mut self, log: Arc<RecordLog>) -> HttpTarget {
+        self.log = Some(log);
+        self
+    }
+
+    /// Show a progress bar on stderr during each level (only when stderr is a terminal).
+    pub fn with_progress(mut self, on: bool) -> HttpTarget {
+        self.progress = on && std::io::stderr().is_terminal();
+        self
+    }
+
+    /// Keep every event's arrival time (ITL); on by default.
+    pub fn with_event_times(mut self, on: bool) -> HttpTarget {
+        self.keep_event_times = on;
+        self
+    }
+
+    /// The handle that stops this target's run.
+    pub fn stopper(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stop the run on Ctrl-C (SIGINT) instead of dying, so what finished can be reported. The
+    /// handler is in place when this returns.
+    pub fn stop_on_ctrl_c(&self) -> std::io::Result<()> {
+        let stop = self.stop.clone();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut sigint = self
+                .runtime
+                .block_on(async { signal(SignalKind::interrupt()) })?;
+            self.runtime.spawn(async move {
+                if sigint.recv().await.is_some() {
+                    stop.stop();
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        self.runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.stop();
+            }
+        });
+        Ok(())
+    }
+
+    /// The client requests go through.
+    pub fn client(&self) -> &ChatClient {
+        &self.client
+    }
+
+    fn prepare(&self, plan: &LevelPlan) -> Result<PreparedPlan, ClientError> {
+        let groups = plan
+            .groups
+            .iter()
+            .map(|g| g.requests.iter().map(|s| self.client.prepare(s)).collect())
+            .collect::<Result<Vec<Vec<_>>, _>>()?;
+        let arrivals = plan
+            .arrivals
+            .iter()
+            .map(|a| self.client.prepare(&a.request))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PreparedPlan { groups, arrivals })
+    }
+
+    fn progress_bar(&self, total: usize) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} requests  {elapsed_precise} (eta {eta})",
+        ) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb
+    }
+}
+
+impl Target for HttpTarget {
+    fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
+        self.run_level_capped(plan, None)
+    }
+}
+
+impl CappedTarget for HttpTarget {
+    fn run_level_capped(
+        &mut self,
+        plan: &LevelPlan,
+        max_in_flight: Option<usize>,
+    ) -> Result<LevelRun, TargetError> {
+        if self.stop.is_stopped() {
+            return Err(TargetError(INTERRUPTED.into()));
+        }
+        let prepared = self.prepare(plan).map_err(|e| TargetError(e.to_string()))?;
+        let pb = self.progress_bar(specs(plan).count());
+        let log = self.log.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            client: Arc::clone(&self.client),
+            clock: Clock::start(),
+            keep_times: self.keep_event_times || plan.record_event_times,
+            stop: self.stop.0.subscribe(),
+            done: tx,
+        };
+        let mut on_record = |r: &servesim_sim::RequestRecord| {
+            pb.inc(1);
+            if let Some(log) = &log {
+                log.write(r);
+            }
+        };
+        let run = self.runtime.block_on(run_plan(
+            shared,
+            plan,
+            max_in_flight,
+            prepared,
+            &mut rx,
+            &mut on_record,
+        ));
+        pb.finish_and_clear();
+        Ok(run)
+    }
+
+    fn stop_handle(&self) -> Option<StopHandle> {
+        Some(self.stop.clone())
+    }
+}

@@ -1,0 +1,655 @@
+//! The claims ledger: what the drills claim about a serving system, judged on the real run and on the
+//! simulator, and classified by who can substantiate it.
+//!
+//! Each claim has a stated threshold, a verdict on the real run (substantiated / refuted / not
+//! observed), a verdict on the simulator (reproduced / not reproduced / not applicable), and a class:
+//! **real-only** when the simulator reproduces it by construction (the modelling assumption is named),
+//! **sim agrees within X %** or **sim disagrees** when the simulator makes a quantitative prediction,
+//! **neither covers** when the real run did not exercise it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::compare::{Recording, rel_diff};
+use crate::drills::{Axis, DrillKind};
+use crate::rows::Row;
+use crate::suite::{DrillResult, GOODPUT_TARGET_PCT};
+use crate::telemetry::{DeviceFacts, LevelTelemetry};
+
+/// The verdict on the real run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RealVerdict {
+    Substantiated,
+    Refuted,
+    NotObserved,
+}
+
+/// The verdict on the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimVerdict {
+    Reproduced,
+    NotReproduced,
+    NotApplicable,
+}
+
+/// Who can substantiate a claim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum Class {
+    /// Only the real run can substantiate it: the simulator reproduces it because of `assumption`.
+    RealOnly { assumption: String },
+    /// The simulator's quantitative prediction is within `within_pct` of the real run.
+    SimAgrees { within_pct: f64 },
+    /// The simulator's verdict or figure differs: a calibration or modelling problem.
+    SimDisagrees { detail: String },
+    /// Neither the real run nor the simulator covers it.
+    NeitherCovers { reason: String },
+}
+
+impl Class {
+    pub fn label(&self) -> String {
+        match self {
+            Class::RealOnly { .. } => "real-only".into(),
+            Class::SimAgrees { within_pct } => format!("sim agrees within {within_pct:.0} %"),
+            Class::SimDisagrees { .. } => "sim disagrees".into(),
+            Class::NeitherCovers { .. } => "neither covers".into(),
+        }
+    }
+}
+
+/// A figure both sides produce, compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub real: Option<f64>,
+    pub sim: Option<f64>,
+    pub rel_diff: Option<f64>,
+}
+
+/// One claim, judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    pub id: u32,
+    pub title: String,
+    pub threshold: String,
+    pub real: RealVerdict,
+    pub real_evidence: String,
+    pub sim: SimVerdict,
+    pub sim_evidence: String,
+    pub figure: Option<Figure>,
+    #[serde(flatten)]
+    pub class: Class,
+}
+
+/// What the whole ledger says, with the limits nobody covered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ledger {
+    pub real_label: String,
+    pub sim_label: String,
+    pub claims: Vec<Claim>,
+    pub not_covered: Vec<String>,
+}
+
+/// Thresholds the claims use, stated in the report.
+pub const SCALING_GAIN: f64 = 0.25;
+pub const FLAT_RATIO: f64 = 1.15;
+pub const TTFT_GROWTH: f64 = 1.5;
+pub const BATCHING_RATIO: f64 = 2.0;
+pub const FIT_RESIDUAL: f64 = 0.05;
+pub const BOTTLENECK_PCT: f64 = 90.0;
+/// How close a simulated figure must be to count as agreeing.
+pub const AGREE_PCT: f64 = 15.0;
+
+/// Verdict of one side: `Some((holds, evidence))`, or `None` when the drill is missing.
+type Judged = Option<(bool, String)>;
+
+fn sweep_drill(r: &Recording) -> Option<&DrillResult> {
+    r.drill(DrillKind::Saturation).or_else(|| r.drill(DrillKind::Overload))
+}
+
+/// The sweep claim 1 reads: the baseline, else the saturation or overload sweep.
+fn scale_drill(rec: &Recording) -> Option<&DrillResult> {
+    rec.drill(DrillKind::Baseline).or_else(|| sweep_drill(rec))
+}
+
+fn scaling(d: Option<&DrillResult>) -> Judged {
+    let d = d?;
+    if d.rows.len() < 2 {
+        return None;
+    }
+    let knee = d.sweep.as_ref().and_then(|s| s.knee.clone());
+    let upto = knee
+        .as_ref()
+        .and_then(|k| d.rows.iter().position(|r| &r.axis == k))
+        .unwrap_or(d.rows.len() - 1);
+    let rows = &d.rows[..=upto.max(1)];
+    let gains: Vec<f64> = rows.windows(2).map(|w| w[1].tok_s / w[0].tok_s - 1.0).collect();
+    let min_gain = gains.iter().copied().fold(f64::INFINITY, f64::min);
+    let goodput = rows.iter().map(|r| r.goodput_pct).fold(f64::INFINITY, f64::min);
+    let holds = min_gain >= SCALING_GAIN && goodput >= GOODPUT_TARGET_PCT;
+    Some((
+        holds,
+        format!(
+            "{}: conc {}..{} tok/s {:.1} -> {:.1}, smallest step gain {:.0} %, lowest goodput {:.1} %",
+            d.drill,
+            rows[0].axis,
+            rows[rows.len() - 1].axis,
+            rows[0].tok_s,
+            rows[rows.len() - 1].tok_s,
+            min_gain * 100.0,
+            goodput
+        ),
+    ))
+}
+
+fn knee(d: Option<&DrillResult>) -> Judged {
+    let d = d?;
+    let (first, last) = (d.rows.first()?, d.rows.last()?);
+    let s = d.sweep.as_ref()?;
+    let show = |a: &Option<Axis>| a.as_ref().map_or("none".to_string(), |a| a.to_string());
+    let holds = s.knee.is_some() && last.ttft_p95 >= 2.0 * first.ttft_p95 && last.goodput_pct < s.goodput_target_pct;
+    Some((
+        holds,
+        format!(
+            "{}: knee at conc {}, operating point conc {}; ttft_p95 {:.3} -> {:.3} s; goodput {:.1} -> {:.1} %",
+            d.drill,
+            show(&s.knee),
+            show(&s.operating_point),
+            first.ttft_p95,
+            last.ttft_p95,
+            first.goodput_pct,
+            last.goodput_pct
+        ),
+    ))
+}
+
+fn batching(d: Option<&DrillResult>) -> Judged {
+    let ratio = d?.ratio?;
+    Some((ratio <= BATCHING_RATIO, format!("ttft_p95 ratio B-loaded/A-alone = {ratio:.2}")))
+}
+
+fn flat(rows: &[Row]) -> f64 {
+    let tpots: Vec<f64> = rows.iter().map(|r| r.tpot_p50).filter(|t| *t > 0.0).collect();
+    let max = tpots.iter().copied().fold(0.0, f64::max);
+    let min = tpots.iter().copied().fold(f64::INFINITY, f64::min);
+    if min.is_finite() && min > 0.0 { max / min } else { f64::INFINITY }
+}
+
+fn prefill(d: Option<&DrillResult>) -> Judged {
+    let d = d?;
+    let (first, last) = (d.rows.first()?, d.rows.last()?);
+    let monotonic = d.rows.windows(2).all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.98);
+    let growth = last.ttft_p50 / first.ttft_p50.max(1e-9);
+    let flatness = flat(&d.rows);
+    Some((
+        monotonic && growth >= TTFT_GROWTH && flatness <= FLAT_RATIO,
+        format!(
+            "ttft_p50 {:.3} -> {:.3} s ({growth:.2}x, {}monotonic); tpot_p50 max/min {flatness:.2}",
+            first.ttft_p50,
+            last.ttft_p50,
+            if monotonic { "" } else { "not " }
+        ),
+    ))
+}
+
+/// Least-squares fit of e2e = a + b × (gen − 1) over the decode drill's rows: (a, b, max |residual| / e2e).
+pub fn decode_fit(rows: &[Row]) -> Option<(f64, f64, f64)> {
+    if rows.len() < 2 {
+        return None;
+    }
+    let xs: Vec<f64> = rows.iter().map(|r| r.generated.saturating_sub(1) as f64).collect();
+    let ys: Vec<f64> = rows.iter().map(|r| r.e2e_p95).collect();
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let b = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / sxx;
+    let a = my - b * mx;
+    let resid = xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| ((a + b * x) - y).abs() / y.max(1e-9))
+        .fold(0.0, f64::max);
+    Some((a, b, resid))
+}
+
+fn decode(d: Option<&DrillResult>) -> Judged {
+    let d = d?;
+    let (a, b, resid) = decode_fit(&d.rows)?;
+    let flatness = flat(&d.rows);
+    Some((
+        resid <= FIT_RESIDUAL && flatness <= FLAT_RATIO,
+        format!(
+            "e2e_p95 = {a:.3} s + {:.2} ms × (gen − 1), max residual {:.1} %; tpot_p50 max/min {flatness:.2}",
+            b * 1e3,
+            resid * 100.0
+        ),
+    ))
+}
+
+fn to_real(j: &Judged) -> RealVerdict {
+    match j {
+        Some((true, _)) => RealVerdict::Substantiated,
+        Some((false, _)) => RealVerdict::Refuted,
+        None => RealVerdict::NotObserved,
+    }
+}
+
+fn to_sim(j: &Judged) -> SimVerdict {
+    match j {
+        Some((true, _)) => SimVerdict::Reproduced,
+        Some((false, _)) => SimVerdict::NotReproduced,
+        None => SimVerdict::NotApplicable,
+    }
+}
+
+fn evidence(j: &Judged, missing: &str) -> String {
+    j.as_ref().map_or(missing.to_string(), |(_, e)| e.clone())
+}
+
+fn figure(name: &str, real: Option<f64>, sim: Option<f64>) -> Figure {
+    Figure {
+        name: name.to_string(),
+        real,
+        sim,
+        rel_diff: real.zip(sim).and_then(|(r, s)| rel_diff(r, s)),
+    }
+}
+
+/// Classify from both verdicts; `assumption` marks claims the simulator reproduces by construction.
+fn classify(real: RealVerdict, sim: SimVerdict, fig: &Option<Figure>, assumption: Option<&str>) -> Class {
+    if real == RealVerdict::NotObserved {
+        return Class::NeitherCovers {
+            reason: "the real run did not exercise it".into(),
+        };
+    }
+    let agree_verdict = matches!(
+        (real, sim),
+        (RealVerdict::Substantiated, SimVerdict::Reproduced) | (RealVerdict::Refuted, SimVerdict::NotReproduced)
+    );
+    let diff = fig.as_ref().and_then(|f| f.rel_diff);
+    if sim == SimVerdict::NotApplicable {
+        return match (real, assumption) {
+            (RealVerdict::Substantiated, Some(a)) => Class::RealOnly { assumption: a.into() },
+            _ => Class::SimDisagrees {
+                detail: "the real run refutes what the simulator assumes".into(),
+            },
+        };
+    }
+    if !agree_verdict {
+        return Class::SimDisagrees {
+            detail: format!("real {real:?}, simulator {sim:?}"),
+        };
+    }
+    match (diff, assumption) {
+        (Some(d), _) if d.abs() * 100.0 > AGREE_PCT => Class::SimDisagrees {
+            detail: format!("{} differs by {:+.1} %", fig.as_ref().map_or("", |f| f.name.as_str()), d * 100.0),
+        },
+        (_, Some(a)) => Class::RealOnly { assumption: a.into() },
+        (Some(d), None) => Class::SimAgrees {
+            within_pct: (d.abs() * 100.0).ceil().max(1.0),
+        },
+        (None, None) => Class::SimAgrees { within_pct: AGREE_PCT },
+    }
+}
+
+fn knee_figure(d: Option<&DrillResult>) -> Option<f64> {
+    d?.rows.iter().map(|r| r.tok_s).reduce(f64::max)
+}
+
+/// Judge every claim on `real` and `sim`; `knee_telemetry` is the real run's NVML summary of the
+/// sweep's knee level, when there was NVML.
+pub fn evaluate(
+    real: &Recording,
+    sim: &Recording,
+    knee_telemetry: Option<&LevelTelemetry>,
+    facts: Option<&DeviceFacts>,
+) -> Ledger {
+    let mut claims = Vec::new();
+    let mut push = |id: u32, title: &str, threshold: String, r: Judged, s: Judged, fig: Option<Figure>, assumption: Option<&str>| {
+        let (rv, sv) = (to_real(&r), to_sim(&s));
+        let class = classify(rv, sv, &fig, assumption);
+        claims.push(Claim {
+            id,
+            title: title.into(),
+            threshold,
+            real: rv,
+            real_evidence: evidence(&r, "drill not run"),
+            sim: sv,
+            sim_evidence: evidence(&s, "drill not simulated"),
+            figure: fig,
+            class,
+        });
+    };
+
+    let last_below_knee = |d: Option<&DrillResult>| d.and_then(|d| d.rows.last().map(|r| r.tok_s));
+    push(
+        1,
+        "Throughput scales with concurrency below the knee, goodput held",
+        format!("every step up to the knee gains >= {:.0} % tok/s and goodput >= {GOODPUT_TARGET_PCT:.0} %", SCALING_GAIN * 100.0),
+        scaling(scale_drill(real)),
+        scaling(scale_drill(sim)),
+        Some(figure("tok/s at the sweep's last level", last_below_knee(scale_drill(real)), last_below_knee(scale_drill(sim)))),
+        Some("continuous batching over a memory-bound decode: the simulator reads the weights once per iteration whatever the batch, so throughput grows with the batch by construction"),
+    );
+    push(
+        2,
+        "There is a knee: throughput stops growing while TTFT p95 rises and goodput falls",
+        format!(
+            "a level gains < 5 % tok/s, the last level's ttft_p95 >= 2x the first's, and its goodput < {GOODPUT_TARGET_PCT:.0} %; operating point = highest level with goodput >= {GOODPUT_TARGET_PCT:.0} %"
+        ),
+        knee(sweep_drill(real)),
+        knee(sweep_drill(sim)),
+        Some(figure("peak tok/s of the sweep", knee_figure(sweep_drill(real)), knee_figure(sweep_drill(sim)))),
+        None,
+    );
+    push(
+        3,
+        "Continuous batching protects TTFT",
+        format!("batching drill ttft_p95 ratio B-loaded/A-alone <= {BATCHING_RATIO} (a serial server gives tens)"),
+        batching(real.drill(DrillKind::Batching)),
+        batching(sim.drill(DrillKind::Batching)),
+        Some(figure(
+            "ratio B/A",
+            real.drill(DrillKind::Batching).and_then(|d| d.ratio),
+            sim.drill(DrillKind::Batching).and_then(|d| d.ratio),
+        )),
+        Some("the simulated scheduler admits new requests at every iteration (continuous batching), so short requests never wait for long ones"),
+    );
+    let ttft_last = |rec: &Recording| rec.drill(DrillKind::Prefill).and_then(|d| d.rows.last().map(|r| r.ttft_p50));
+    push(
+        4,
+        "Prefill: TTFT grows with input length while TPOT stays flat",
+        format!("ttft_p50 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"),
+        prefill(real.drill(DrillKind::Prefill)),
+        prefill(sim.drill(DrillKind::Prefill)),
+        Some(figure("ttft_p50 at the longest input", ttft_last(real), ttft_last(sim))),
+        None,
+    );
+    let slope = |rec: &Recording| rec.drill(DrillKind::Decode).and_then(|d| decode_fit(&d.rows)).map(|f| f.1);
+    push(
+        5,
+        "Decode: e2e = ttft + tpot × gen, TPOT flat across output caps",
+        format!(
+            "least-squares fit of e2e_p95 on gen, max residual <= {:.0} %; tpot_p50 max/min <= {FLAT_RATIO}",
+            FIT_RESIDUAL * 100.0
+        ),
+        decode(real.drill(DrillKind::Decode)),
+        decode(sim.drill(DrillKind::Decode)),
+        Some(figure("fitted s per generated token", slope(real), slope(sim))),
+        None,
+    );
+    let gpu: Judged = knee_telemetry.map(|t| {
+        let limit = facts.map_or(0.0, |f| f.power_limit_w);
+        let power_pct = if limit > 0.0 { 100.0 * t.power_w.mean / limit } else { 0.0 };
+        let holds = t.gpu_util_pct.mean >= BOTTLENECK_PCT || power_pct >= BOTTLENECK_PCT;
+        (
+            holds,
+            format!(
+                "{} conc {}: GPU utilisation mean {:.0} %, power {:.0} W ({power_pct:.0} % of the {limit:.0} W limit), SM clock {:.0} MHz, throttled {:.0} % of samples",
+                t.drill,
+                t.axis,
+                t.gpu_util_pct.mean,
+                t.power_w.mean,
+                t.sm_clock_mhz.mean,
+                t.throttled_fraction * 100.0
+            ),
+        )
+    });
+    push(
+        6,
+        "The GPU was the bottleneck at the knee",
+        format!("NVML at the knee level: GPU utilisation or power mean >= {BOTTLENECK_PCT:.0} % (of the power limit)"),
+        gpu,
+        None,
+        None,
+        Some("the simulator has no host, network or client limits: every delay it models is GPU time or a fixed latency, so the GPU is the bottleneck by construction"),
+    );
+
+    let mut not_covered: Vec<String> = [
+        "multi-replica routing and load balancing (one engine, one GPU)",
+        "multi-node scale and tensor/pipeline parallelism across GPUs",
+        "NVLink/PCIe topology and interconnect contention",
+        "GPU sharing with other tenants under sustained load (MIG, MPS, time slicing)",
+        "real memory pressure: OOM, fragmentation, CPU swap; the simulator only preempts by recompute",
+        "thermal and power throttling over long runs (only seen in telemetry, never simulated)",
+        "prefix caching, speculative decoding, LoRA adapters, quantised weights",
+        "answer quality: the simulator emits filler text",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for kind in DrillKind::ALL {
+        if real.drill(kind).is_none() {
+            not_covered.push(format!("the {kind} drill: not run against the real server"));
+        }
+    }
+    if knee_telemetry.is_none() {
+        not_covered.push("GPU telemetry: NVML was not available during the real run, so claim 6 is not observed".into());
+    }
+    Ledger {
+        real_label: real.label.clone(),
+        sim_label: sim.label.clone(),
+        claims,
+        not_covered,
+    }
+}
+
+fn real_word(v: RealVerdict) -> &'static str {
+    match v {
+        RealVerdict::Substantiated => "substantiated",
+        RealVerdict::Refuted => "refuted",
+        RealVerdict::NotObserved => "not observed",
+    }
+}
+
+fn sim_word(v: SimVerdict) -> &'static str {
+    match v {
+        SimVerdict::Reproduced => "reproduced",
+        SimVerdict::NotReproduced => "not reproduced",
+        SimVerdict::NotApplicable => "not applicable",
+    }
+}
+
+/// The ledger as a Markdown table plus details.
+pub fn markdown(l: &Ledger) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| # | claim | threshold | real ({}) | simulator ({}) | class |", l.real_label, l.sim_label);
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for c in &l.claims {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            c.id,
+            c.title,
+            c.threshold,
+            real_word(c.real),
+            sim_word(c.sim),
+            c.class.label()
+        );
+    }
+    let _ = writeln!(out);
+    for c in &l.claims {
+        let _ = writeln!(out, "**{}. {}** — {}", c.id, c.title, c.class.label());
+        let _ = writeln!(out, "- real: {} ({})", real_word(c.real), c.real_evidence);
+        let _ = writeln!(out, "- simulator: {} ({})", sim_word(c.sim), c.sim_evidence);
+        if let Some(f) = &c.figure {
+            let show = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+            let _ = writeln!(
+                out,
+                "- {}: real {}, simulator {}{}",
+                f.name,
+                show(f.real),
+                show(f.sim),
+                f.rel_diff.map_or(String::new(), |d| format!(" ({:+.1} %)", d * 100.0))
+            );
+        }
+        match &c.class {
+            Class::RealOnly { assumption } => {
+                let _ = writeln!(out, "- why only the real run can substantiate it: {assumption}");
+            }
+            Class::SimDisagrees { detail } => {
+                let _ = writeln!(out, "- disagreement: {detail} — a calibration problem to fix in the profile");
+            }
+            Class::NeitherCovers { reason } => {
+                let _ = writeln!(out, "- {reason}");
+            }
+            Class::SimAgrees { .. } => {}
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+/// `fake-vs-real-limitations.md`: generated from the ledger, never written by hand.
+pub fn limitations(l: &Ledger) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# What the fake can and cannot stand in for\n");
+    let _ = writeln!(
+        out,
+        "Generated by `servesim validate` from the measured rows of the real run ({}) and the simulator ({}).\n",
+        l.real_label, l.sim_label
+    );
+    let group = |title: &str, pred: &dyn Fn(&Class) -> bool| {
+        let mut s = format!("## {title}\n\n");
+        let mut any = false;
+        for c in l.claims.iter().filter(|c| pred(&c.class)) {
+            any = true;
+            let why = match &c.class {
+                Class::RealOnly { assumption } => format!(" The simulator reproduces it by construction: {assumption}."),
+                Class::SimDisagrees { detail } => format!(" {detail}."),
+                Class::SimAgrees { within_pct } => format!(" Agreement within {within_pct:.0} %."),
+                Class::NeitherCovers { reason } => format!(" {reason}."),
+            };
+            s.push_str(&format!(
+                "- **{}** (real: {}; simulator: {}).{}\n",
+                c.title,
+                real_word(c.real),
+                sim_word(c.sim),
+                why
+            ));
+        }
+        if !any {
+            s.push_str("- none\n");
+        }
+        s.push('\n');
+        s
+    };
+    out.push_str(&group("Only the real run can substantiate", &|c| matches!(c, Class::RealOnly { .. })));
+    out.push_str(&group("The simulator predicts, and agrees", &|c| matches!(c, Class::SimAgrees { .. })));
+    out.push_str(&group(
+        "The simulator disagrees (fix the profile before trusting it here)",
+        &|c| matches!(c, Class::SimDisagrees { .. }),
+    ));
+    out.push_str(&group("Not covered by this run", &|c| matches!(c, Class::NeitherCovers { .. })));
+    let _ = writeln!(out, "## Neither the real run nor the simulator covers\n");
+    for n in &l.not_covered {
+        let _ = writeln!(out, "- {n}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Stat;
+    use crate::validation::run_sim;
+
+    fn sim(profile: &str) -> Recording {
+        let p = servesim_models::Profile::builtin(profile).expect("profile");
+        let mut r = run_sim(&p, &DrillKind::ALL, &crate::drills::DrillParams::default(), 0, false).expect("sim");
+        r.label = profile.to_string();
+        r
+    }
+
+    fn stat(x: f64) -> Stat {
+        Stat { mean: x, p95: x, max: x }
+    }
+
+    fn knee_level(util: f64, power: f64) -> LevelTelemetry {
+        LevelTelemetry {
+            drill: "saturation".into(),
+            axis: "256".into(),
+            start: 0.0,
+            end: 1.0,
+            samples: 10,
+            gpu_util_pct: stat(util),
+            mem_util_pct: stat(50.0),
+            mem_used_gib: stat(40.0),
+            power_w: stat(power),
+            sm_clock_mhz: stat(1700.0),
+            temperature_c: stat(70.0),
+            throttled_fraction: 0.0,
+        }
+    }
+
+    fn facts() -> DeviceFacts {
+        DeviceFacts {
+            name: "NVIDIA RTX A6000".into(),
+            uuid: "GPU-test".into(),
+            memory_total_bytes: 48 << 30,
+            driver_version: "550".into(),
+            cuda_version: "12.4".into(),
+            power_limit_w: 300.0,
+            pcie_link: "PCIe gen 4 x16".into(),
+        }
+    }
+
+    #[test]
+    fn the_same_run_on_both_sides_agrees_everywhere() {
+        let a = sim("a6000-qwen2.5-7b");
+        let l = evaluate(&a, &a, Some(&knee_level(97.0, 290.0)), Some(&facts()));
+        let classes: Vec<String> = l.claims.iter().map(|c| c.class.label()).collect();
+        assert_eq!(
+            classes,
+            ["real-only", "sim agrees within 1 %", "real-only", "sim agrees within 1 %", "sim agrees within 1 %", "real-only"]
+        );
+        assert!(l.claims.iter().all(|c| c.real == RealVerdict::Substantiated), "{:#?}", l.claims);
+        assert_eq!(l.claims[5].sim, SimVerdict::NotApplicable);
+        assert!(l.claims[5].real_evidence.contains("97 %"));
+        assert!(!l.not_covered.iter().any(|n| n.contains("drill: not run")));
+    }
+
+    #[test]
+    fn a_different_card_disagrees_and_telemetry_can_refute() {
+        let real = sim("a6000-qwen2.5-7b");
+        let other = sim("h100-qwen2.5-7b");
+        let l = evaluate(&real, &other, Some(&knee_level(40.0, 120.0)), Some(&facts()));
+        // An H100 profile's peak throughput is far above the A6000's: claim 2 disagrees.
+        assert!(matches!(l.claims[1].class, Class::SimDisagrees { .. }), "{:?}", l.claims[1]);
+        let fig = l.claims[1].figure.as_ref().and_then(|f| f.rel_diff).expect("figure");
+        assert!(fig > 0.5, "{fig}");
+        // 40 % utilisation and 40 % power: the GPU was not the bottleneck.
+        assert_eq!(l.claims[5].real, RealVerdict::Refuted);
+        assert!(matches!(l.claims[5].class, Class::SimDisagrees { .. }));
+        let md = markdown(&l);
+        assert!(md.contains("| 2 | There is a knee"));
+        assert!(limitations(&l).contains("The simulator disagrees"));
+    }
+
+    #[test]
+    fn decode_fit_recovers_a_line() {
+        let row = |generated: u64, e2e: f64| Row {
+            axis: Axis::Num(generated),
+            reqs: 12,
+            err: 0,
+            generated,
+            ttft_p50: 0.05,
+            ttft_p95: 0.05,
+            tpot_p50: 0.022,
+            e2e_p95: e2e,
+            e2e_p99: e2e,
+            tok_s: 44.0,
+            goodput_pct: 100.0,
+        };
+        let rows: Vec<Row> = [33u64, 65, 129, 257].iter().map(|&g| row(g, 0.05 + 0.022 * (g - 1) as f64)).collect();
+        let (a, b, resid) = decode_fit(&rows).expect("fit");
+        assert!((a - 0.05).abs() < 1e-9 && (b - 0.022).abs() < 1e-12 && resid < 1e-9, "{a} {b} {resid}");
+        assert!(decode_fit(&rows[..1]).is_none());
+    }
+}
