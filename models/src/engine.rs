@@ -54,6 +54,11 @@ pub struct EngineConfig {
     /// Time from the client sending a request to the engine seeing it (HTTP, chat template,
     /// tokenisation, IPC), seconds.
     pub input_latency_s: f64,
+    /// Serial time the API server spends on each request (HTTP parse, chat template, tokenisation on
+    /// its one Python thread): requests reach the engine at least this far apart, so a burst of
+    /// simultaneous requests trickles in instead of landing in one iteration. Seconds.
+    #[serde(default)]
+    pub frontend_service_s: f64,
     /// Time from the engine producing a token to the client receiving its SSE event, seconds.
     pub output_latency_s: f64,
     /// One-off extra duration of the very first iteration after start-up (lazy initialisation), seconds.

@@ -60,6 +60,9 @@ pub struct Frontend {
     length: LengthModel,
     rng: Xoshiro256PlusPlus,
     counts: HashMap<Arc<str>, u32>,
+    service_s: f64,
+    /// When the last request reached the engine (the API server's one thread handles them in turn).
+    last_arrival: f64,
 }
 
 /// Prompts whose token counts are remembered (drills reuse a handful of prompts many times).
@@ -73,7 +76,18 @@ impl Frontend {
             length: profile.length.clone(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             counts: HashMap::new(),
+            service_s: profile.engine.frontend_service_s,
+            last_arrival: f64::NEG_INFINITY,
         }
+    }
+
+    /// When a request that could reach the engine at `earliest` does reach it: the API server
+    /// handles requests one at a time, so arrivals are at least `frontend_service_s` apart. Call in
+    /// the order requests came in; both drivers do.
+    pub fn pace(&mut self, earliest: f64) -> f64 {
+        let at = earliest.max(self.last_arrival + self.service_s);
+        self.last_arrival = at;
+        at
     }
 
     pub fn tokenizer(&self) -> &PromptTokenizer {

@@ -131,21 +131,15 @@ impl VirtualServer {
                     next_in_group[g] += 1;
                     records.push(RequestRecord::new(Origin::Group(g), i, now - t0, now - t0));
                     record_group.push(Some(g));
-                    push(
-                        &mut queue,
-                        now + self.input_latency,
-                        Event::Arrive(records.len() - 1),
-                    );
+                    let at = self.frontend.pace(now + self.input_latency);
+                    push(&mut queue, at, Event::Arrive(records.len() - 1));
                 }
                 Event::OpenSend(a) => {
                     let at = plan.arrivals[a].at.max(0.0);
                     records.push(RequestRecord::new(Origin::Arrival, a, at, now - t0));
                     record_group.push(None);
-                    push(
-                        &mut queue,
-                        now + self.input_latency,
-                        Event::Arrive(records.len() - 1),
-                    );
+                    let at = self.frontend.pace(now + self.input_latency);
+                    push(&mut queue, at, Event::Arrive(records.len() - 1));
                 }
                 Event::Arrive(r) => {
                     let rec = &mut records[r];
