@@ -80,6 +80,64 @@ fn target_sim_gives_exactly_the_rows_of_simulate() {
     assert!(summary["definitions"]["tpot_tokens"].is_string());
     let params = json(&std::fs::read_to_string(dir.join("params.json")).expect("params"));
     assert_eq!(params["version"], env!("CARGO_PKG_VERSION"));
+    // The per-level detail and the per-request lines keep their schema.
+    let level_keys: Vec<&str> = baseline
+        .as_object()
+        .expect("level object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        level_keys,
+        [
+            "axis",
+            "client_lag",
+            "completion_tokens",
+            "e2e",
+            "e2e_from_scheduled",
+            "errors",
+            "input_tok_s",
+            "itl",
+            "ok",
+            "output_tok_s",
+            "prompt_tokens",
+            "requests",
+            "schedule_lag",
+            "tpot_tokens",
+            "ttft",
+            "ttft_from_scheduled",
+            "wall_s",
+        ]
+    );
+    let first = &jsonl(&dir.join("requests.jsonl"))[0];
+    for key in [
+        "drill",
+        "level",
+        "axis",
+        "ttft",
+        "e2e",
+        "origin",
+        "index",
+        "scheduled",
+        "sent",
+        "first_event",
+        "end",
+        "events",
+        "event_times",
+        "prompt_tokens",
+        "completion_tokens",
+        "error",
+    ] {
+        assert!(first.get(key).is_some(), "records carry {key}");
+    }
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).expect("csv");
+    assert_eq!(
+        csv.lines().next(),
+        Some(
+            "drill,profile,axis,reqs,err,gen,ttft_p50,ttft_p95,tpot_p50,e2e_p95,e2e_p99,tok_s,goodput_pct"
+        )
+    );
+    assert_eq!(csv.lines().count(), 1 + 4 + 4 + 5 + 4 + 4 + 2);
     let table = std::fs::read_to_string(dir.join("table.txt")).expect("table");
     let simulate_table = stdout_ok(&["simulate", "--drill", "all"]);
     assert!(
@@ -285,10 +343,43 @@ fn misbehaving_server_errors_are_classified_and_counted_exactly() {
 }
 
 #[test]
+fn a_body_left_open_after_done_still_ends_at_done() {
+    let server = ScriptedServer::start(|_| {
+        Reply::Stream(StreamReply {
+            linger: true,
+            ..StreamReply::events(3)
+        })
+    })
+    .expect("scripted server starts");
+    let url = server.url();
+    let v = json(&stdout_ok(&[
+        "bench",
+        "--url",
+        &url,
+        "--drill",
+        "baseline",
+        "--concurrency",
+        "1",
+        "--requests-per-level",
+        "3",
+        "--timeout",
+        "10",
+        "--format",
+        "json",
+        "--quiet",
+    ]));
+    assert_eq!(v["rows"][0]["err"], 0);
+    assert_eq!(v["rows"][0]["gen"], 3);
+    assert_eq!(server.requests(), 3);
+}
+
+#[test]
 fn api_key_model_and_usage_flags_reach_the_server() {
     let server = ScriptedServer::start(|_| Reply::Stream(StreamReply::events(2)))
         .expect("scripted server starts");
     let url = format!("{}/v1/", server.url());
+    let dir = out_dir("key");
+    let d = dir.to_string_lossy();
     let v = json(&stdout_ok(&[
         "bench",
         "--url",
@@ -307,8 +398,16 @@ fn api_key_model_and_usage_flags_reach_the_server() {
         "--format",
         "json",
         "--quiet",
+        "--out",
+        &d,
     ]));
     assert_eq!(v["rows"][0]["reqs"], 2);
+    let params = std::fs::read_to_string(dir.join("params.json")).expect("params");
+    assert!(
+        !params.contains("sekret"),
+        "the API key stays out of the output"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     for head in server.heads() {
         assert!(
             head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"),
@@ -439,6 +538,49 @@ fn open_loop_sends_on_schedule_and_reports_lag() {
         // Never early (a nanosecond of float rounding aside).
         assert!(sent >= r["scheduled"].as_f64().expect("scheduled") - 1e-6);
     }
+    // Capped at the level's concurrency: never more than 2 requests in flight.
+    let dir = out_dir("capped");
+    let d = dir.to_string_lossy();
+    let v = json(&stdout_ok(&[
+        "bench",
+        "--url",
+        &url,
+        "--drill",
+        "baseline",
+        "--concurrency",
+        "2",
+        "--requests-per-level",
+        "12",
+        "--rate",
+        "inf",
+        "--rate-cap",
+        "--format",
+        "json",
+        "--out",
+        &d,
+        "--quiet",
+    ]));
+    assert_eq!(v["rows"][0]["err"], 0);
+    let records = jsonl(&dir.join("requests.jsonl"));
+    assert_eq!(records.len(), 12);
+    let span = |r: &Value| {
+        (
+            r["sent"].as_f64().unwrap_or(0.0),
+            r["end"].as_f64().unwrap_or(0.0),
+        )
+    };
+    for r in &records {
+        let (sent, _) = span(r);
+        let in_flight = records
+            .iter()
+            .filter(|o| {
+                let (s, e) = span(o);
+                s <= sent && sent < e
+            })
+            .count();
+        assert!(in_flight <= 2, "{in_flight} in flight at {sent}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     // The simulator has no in-flight cap for arrivals: refused, not silently ignored.
     let out = servesim(&[
         "bench",
@@ -620,7 +762,7 @@ fn every_drill_runs_against_servesim_serve_over_loopback() {
 /// `SERVESIM_AGREEMENT_SCALE` (default 1: real time, ~28 s); the bench's times are divided by the
 /// scale and its throughput multiplied by it before comparing.
 #[test]
-#[ignore = "fails on ttft at conc >= 2 against the current `serve` (see the bench report); run with --ignored"]
+#[ignore = "a timing acceptance check on the wall clock (~30 s): run on demand with `cargo test --release --test bench -- --ignored`"]
 fn baseline_against_serve_agrees_with_simulate_within_5_percent() {
     let scale: f64 = std::env::var("SERVESIM_AGREEMENT_SCALE")
         .ok()

@@ -22,8 +22,14 @@ fn check_svgs(dir: &std::path::Path) -> usize {
         let path = entry.expect("entry").path();
         if path.extension().and_then(|e| e.to_str()) == Some("svg") {
             let text = std::fs::read_to_string(&path).expect("svg text");
-            let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(doc.root_element().tag_name().name(), "svg", "{}", path.display());
+            let doc = roxmltree::Document::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                doc.root_element().tag_name().name(),
+                "svg",
+                "{}",
+                path.display()
+            );
             n += 1;
         }
     }
@@ -40,9 +46,16 @@ fn validating_the_recorded_a6000_baseline() {
         "--out",
         dir.to_str().expect("utf-8"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("NVML not observed"), "says once that there is no telemetry: {stderr}");
+    assert!(
+        stderr.contains("NVML not observed"),
+        "says once that there is no telemetry: {stderr}"
+    );
 
     let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
     assert!(report.contains("| GPU (NVML) | not observed"), "{report}");
@@ -50,7 +63,10 @@ fn validating_the_recorded_a6000_baseline() {
     assert!(report.contains("| 1 | 42.3 | 42.2 |"), "{report}");
     assert!(report.contains("| 8 | 240.4 |"), "{report}");
 
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json")).expect("JSON");
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
     let claims = json["ledger"]["claims"].as_array().expect("claims");
     assert_eq!(claims.len(), 6);
     assert_eq!(claims[0]["real"], "substantiated");
@@ -63,16 +79,25 @@ fn validating_the_recorded_a6000_baseline() {
     // The recording is the calibration data: tok/s within 10 %, TPOT within 1 %.
     let errors = json["comparison"]["errors"].as_array().expect("errors");
     let max = |metric: &str| {
-        errors.iter().find(|e| e["metric"] == metric).and_then(|e| e["max_abs_pct"].as_f64()).expect("figure")
+        errors
+            .iter()
+            .find(|e| e["metric"] == metric)
+            .and_then(|e| e["max_abs_pct"].as_f64())
+            .expect("figure")
     };
     assert!(max("tok/s") <= 10.0 && max("TPOT") <= 1.0, "{errors:?}");
 
-    let limits = std::fs::read_to_string(dir.join("fake-vs-real-limitations.md")).expect("limitations");
+    let limits =
+        std::fs::read_to_string(dir.join("fake-vs-real-limitations.md")).expect("limitations");
     assert!(limits.contains("## Only the real run can substantiate"));
     assert!(limits.contains("multi-replica routing"));
     assert!(limits.contains("the saturation drill: not run against the real server"));
     assert!(limits.contains("claim 6 is not observed"));
-    assert_eq!(check_svgs(&dir), 2, "throughput and TTFT p95 vs concurrency");
+    assert_eq!(
+        check_svgs(&dir),
+        2,
+        "throughput and TTFT p95 vs concurrency"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -80,19 +105,50 @@ fn validating_the_recorded_a6000_baseline() {
 fn compare_two_saved_runs() {
     let dir = out_dir("compare");
     std::fs::create_dir_all(&dir).expect("dir");
-    let a6000 = stdout_ok(&["simulate", "--drill", "baseline,prefill", "--format", "json"]);
-    let l40s = stdout_ok(&["simulate", "--drill", "baseline,prefill", "--format", "json", "--profile", "l40s-qwen2.5-7b"]);
+    let a6000 = stdout_ok(&[
+        "simulate",
+        "--drill",
+        "baseline,prefill",
+        "--format",
+        "json",
+    ]);
+    let l40s = stdout_ok(&[
+        "simulate",
+        "--drill",
+        "baseline,prefill",
+        "--format",
+        "json",
+        "--profile",
+        "l40s-qwen2.5-7b",
+    ]);
     let (pa, pb) = (dir.join("a.json"), dir.join("b.json"));
     std::fs::write(&pa, a6000).expect("write");
     std::fs::write(&pb, l40s).expect("write");
-    let md = stdout_ok(&["compare", pa.to_str().expect("utf-8"), pb.to_str().expect("utf-8")]);
-    assert!(md.contains("A = a6000-qwen2.5-7b, B = l40s-qwen2.5-7b"), "{md}");
-    assert!(md.contains("### baseline (conc)") && md.contains("### prefill (in_tok)"), "{md}");
+    let md = stdout_ok(&[
+        "compare",
+        pa.to_str().expect("utf-8"),
+        pb.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        md.contains("A = a6000-qwen2.5-7b, B = l40s-qwen2.5-7b"),
+        "{md}"
+    );
+    assert!(
+        md.contains("### baseline (conc)") && md.contains("### prefill (in_tok)"),
+        "{md}"
+    );
     // The L40S streams weights 12.5 % faster: its TPOT is lower on every row.
     assert!(md.contains("| TPOT | tpot_p50 | 8 |"), "{md}");
     // Comparing a run with itself gives zero error.
-    let same = stdout_ok(&["compare", pa.to_str().expect("utf-8"), pa.to_str().expect("utf-8")]);
-    assert!(same.contains("| tok/s | tok_s | 8 | 0.0 % | 0.0 % |"), "{same}");
+    let same = stdout_ok(&[
+        "compare",
+        pa.to_str().expect("utf-8"),
+        pa.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        same.contains("| tok/s | tok_s | 8 | 0.0 % | 0.0 % |"),
+        "{same}"
+    );
     let bad = servesim(&["compare", pa.to_str().expect("utf-8"), "/nonexistent.json"]);
     assert_eq!(bad.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).ok();
@@ -122,17 +178,34 @@ fn validating_the_fake_server_as_if_it_were_real() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("GPU telemetry not observed: --no-nvml"), "{stderr}");
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json")).expect("JSON");
+    assert!(
+        stderr.contains("GPU telemetry not observed: --no-nvml"),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
     // The environment comes from the server itself.
-    assert_eq!(json["environment"]["server_models"]["data"][0]["id"], "local");
+    assert_eq!(
+        json["environment"]["server_models"]["data"][0]["id"],
+        "local"
+    );
     // Real rows come from real requests: every one succeeded, and the H100 is ~4x faster per token.
-    let pairs = json["comparison"]["drills"][0]["rows"].as_array().expect("baseline rows");
+    let pairs = json["comparison"]["drills"][0]["rows"]
+        .as_array()
+        .expect("baseline rows");
     assert_eq!(pairs.len(), 2);
     for p in pairs {
         assert_eq!(p["a"]["err"], 0);
-        let (real, sim) = (p["a"]["tpot_p50"].as_f64().expect("tpot"), p["b"]["tpot_p50"].as_f64().expect("tpot"));
-        assert!(sim / real > 3.0 && sim / real < 5.0, "A6000 TPOT {sim} vs H100 {real}");
+        let (real, sim) = (
+            p["a"]["tpot_p50"].as_f64().expect("tpot"),
+            p["b"]["tpot_p50"].as_f64().expect("tpot"),
+        );
+        assert!(
+            sim / real > 3.0 && sim / real < 5.0,
+            "A6000 TPOT {sim} vs H100 {real}"
+        );
     }
     let claims = json["ledger"]["claims"].as_array().expect("claims");
     assert_eq!(claims[0]["real"], "substantiated");
@@ -141,7 +214,10 @@ fn validating_the_fake_server_as_if_it_were_real() {
     assert_eq!(claims[4]["class"], "sim_disagrees", "{}", claims[4]);
     assert_eq!(claims[5]["real"], "not_observed");
     let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
-    assert!(report.contains("| server model (/v1/models) | local, max_model_len 32768 |"), "{report}");
+    assert!(
+        report.contains("| server model (/v1/models) | local, max_model_len 32768 |"),
+        "{report}"
+    );
     assert!(report.contains("sim disagrees"));
     assert_eq!(check_svgs(&dir), 3, "baseline tok/s and TTFT, decode e2e");
     std::fs::remove_dir_all(&dir).ok();

@@ -115,6 +115,24 @@ fn choose(
     }
 }
 
+/// The command line with the API key's value blanked out.
+fn redacted_command_line() -> Vec<String> {
+    let mut hide_next = false;
+    std::env::args()
+        .map(|a| {
+            if std::mem::take(&mut hide_next) {
+                return "***".to_string();
+            }
+            if a == "--api-key" {
+                hide_next = true;
+            } else if a.starts_with("--api-key=") {
+                return "--api-key=***".to_string();
+            }
+            a
+        })
+        .collect()
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
@@ -152,7 +170,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "started_unix_s": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            "command": std::env::args().collect::<Vec<_>>(),
+            "command": redacted_command_line(),
             "url": args.url,
             "target": args.target,
             "model": args.model,

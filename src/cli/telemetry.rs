@@ -49,9 +49,19 @@ pub fn run(args: TelemetryArgs) -> Result<()> {
                 bail!("--sample-hz must be in (0, 1000] and --seconds in [0, 3600]");
             }
             let src = NvmlSource::open(gpu_index)?;
-            let rec = TelemetryRecording::record(Box::new(src), seconds, Duration::from_secs_f64(1.0 / sample_hz))?;
-            std::fs::write(&out, serde_json::to_string_pretty(&rec)?).with_context(|| format!("writing {}", out.display()))?;
-            println!("{} samples of {} written to {}", rec.samples.len(), rec.facts.name, out.display());
+            let rec = TelemetryRecording::record(
+                Box::new(src),
+                seconds,
+                Duration::from_secs_f64(1.0 / sample_hz),
+            )?;
+            std::fs::write(&out, serde_json::to_string_pretty(&rec)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} samples of {} written to {}",
+                rec.samples.len(),
+                rec.facts.name,
+                out.display()
+            );
         }
     }
     Ok(())

@@ -10,14 +10,20 @@ use servesim_models::{DEFAULT_PROFILE, Profile};
 use servesim_validator::compare::{Recording, compare, markdown};
 use servesim_validator::http::{ClientConfig, HttpTarget};
 use servesim_validator::telemetry::{NvmlSource, TelemetrySource};
-use servesim_validator::validation::{Environment, RealRun, assemble, probe_server, run_real, run_sim, write_report};
+use servesim_validator::validation::{
+    Environment, RealRun, assemble, probe_server, run_real, run_sim, write_report,
+};
 
 use super::simulate::DrillArgs;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Base URL of the real server (vLLM on the GPU), e.g. http://127.0.0.1:8000.
-    #[arg(long, conflicts_with = "real_from", required_unless_present = "real_from")]
+    #[arg(
+        long,
+        conflicts_with = "real_from",
+        required_unless_present = "real_from"
+    )]
     pub real: Option<String>,
     /// Take the real run from a saved `bench` summary or `simulate --format json` output instead.
     #[arg(long)]
@@ -65,10 +71,15 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         (_, Some(path)) => {
             let rec = Recording::load(path)?;
             env.real_source = format!("recording {path} ({})", rec.label);
-            eprintln!("servesim: real run from {path}: NVML not observed (a recording carries no telemetry)");
+            eprintln!(
+                "servesim: real run from {path}: NVML not observed (a recording carries no telemetry)"
+            );
             // Simulate exactly the drills the recording has, so the tables line up.
             let drills: Vec<_> = rec.drills.iter().map(|d| d.drill).collect();
-            (RealRun::from_recording(rec, "the real run is a recording"), drills)
+            (
+                RealRun::from_recording(rec, "the real run is a recording"),
+                drills,
+            )
         }
         (Some(url), None) => {
             env.real_source = format!("live server {url}");
@@ -78,10 +89,14 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             let telemetry: Result<Box<dyn TelemetrySource>, String> = if args.no_nvml {
                 Err("--no-nvml was given".into())
             } else {
-                NvmlSource::open(args.gpu_index).map(|s| Box::new(s) as Box<dyn TelemetrySource>).map_err(|e| e.0)
+                NvmlSource::open(args.gpu_index)
+                    .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
+                    .map_err(|e| e.0)
             };
             if let Err(why) = &telemetry {
-                eprintln!("servesim: GPU telemetry not observed: {why}; telemetry-based claims will say so");
+                eprintln!(
+                    "servesim: GPU telemetry not observed: {why}; telemetry-based claims will say so"
+                );
             }
             let config = ClientConfig {
                 model: args.model.clone(),
@@ -90,9 +105,20 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             };
             let mut target = HttpTarget::new(config, 0)?;
             let interval = Duration::from_secs_f64(1.0 / args.sample_hz);
-            let real = run_real(&mut target, &drills, &params, url, telemetry, interval, &mut |d, row| {
-                eprintln!("servesim: real {d} {} done: {:.1} tok/s, {} errors", row.axis, row.tok_s, row.err);
-            })?;
+            let real = run_real(
+                &mut target,
+                &drills,
+                &params,
+                url,
+                telemetry,
+                interval,
+                &mut |d, row| {
+                    eprintln!(
+                        "servesim: real {d} {} done: {:.1} tok/s, {} errors",
+                        row.axis, row.tok_s, row.err
+                    );
+                },
+            )?;
             (real, drills)
         }
         (None, None) => bail!("give --real URL or --real-from FILE"),
@@ -100,7 +126,8 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     let cold = args.drills.cold_start(&drills);
     let sim = run_sim(&profile, &drills, &params, args.seed, cold)?;
     let v = assemble(env, real, sim);
-    let files = write_report(&args.out, &v).with_context(|| format!("writing the report to {}", args.out.display()))?;
+    let files = write_report(&args.out, &v)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
     for e in &v.comparison.errors {
         println!(
             "{:6} ({:8}): median {:5.1} %, max {:5.1} % over {} rows",
@@ -108,9 +135,22 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         );
     }
     for c in &v.ledger.claims {
-        println!("claim {}: {:?} on the real run, {:?} on the simulator -> {}", c.id, c.real, c.sim, c.class.label());
+        println!(
+            "claim {}: {:?} on the real run, {:?} on the simulator -> {}",
+            c.id,
+            c.real,
+            c.sim,
+            c.class.label()
+        );
     }
-    println!("report: {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "report: {}",
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //! `cargo bench -p servesim-validator --bench client` runs it against the in-process scripted server
 //! (zero service time). Set `SERVESIM_BENCH_URL=http://127.0.0.1:PORT` to aim it at another server
 //! instead (e.g. `servesim serve` with a tiny `--time-scale`), and `SERVESIM_BENCH_THREADS` to set
-//! the client's runtime threads (default 1, leaving a core to the server on a 2-core machine).
+//! the client's runtime threads (default 1, leaving a core to the server on a 2-core machine) and
+//! `SERVESIM_BENCH_REQUESTS` the requests per closed-loop run (default 20000).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -117,15 +118,19 @@ fn run_all(
     long_url: &str,
     threads: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let n: usize = std::env::var("SERVESIM_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let mut short = HttpTarget::new(ClientConfig::new(short_url), threads)?;
-    let _ = short.run_level(&closed(64, 2_000, 1))?;
+    let _ = short.run_level(&closed(64, n / 10, 1))?;
     for conc in [1, 16, 64, 256] {
-        let run = short.run_level(&closed(conc, 20_000, 1))?;
+        let run = short.run_level(&closed(conc, n, 1))?;
         report(&format!("closed loop, 1-event answers, conc {conc}"), &run);
     }
     let mut long = HttpTarget::new(ClientConfig::new(long_url), threads)?;
     for conc in [1, 16, 64] {
-        let mut plan = closed(conc, 200, LONG);
+        let mut plan = closed(conc, (n / 100).max(conc), LONG);
         for r in &mut plan.groups[0].requests {
             *r = RequestSpec::chat(COUNT_PROMPT, LONG);
         }

@@ -11,7 +11,11 @@ static FONT: Once = Once::new();
 fn ensure_font() {
     FONT.call_once(|| {
         // The bytes are a valid TrueType font shipped in the repository; failure would only lose text.
-        let _ = register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+        let _ = register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        );
     });
 }
 
@@ -60,7 +64,9 @@ pub struct ChartError {
 fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     lo.is_finite().then_some((lo, hi))
 }
 
@@ -99,22 +105,37 @@ impl Chart {
                         .map_err(|e| err(&e))?;
                     for m in &self.markers {
                         chart
-                            .draw_series(LineSeries::new(vec![(m.x, 0.0), (m.x, y1)], m.color.stroke_width(1)))
+                            .draw_series(LineSeries::new(
+                                vec![(m.x, 0.0), (m.x, y1)],
+                                m.color.stroke_width(1),
+                            ))
                             .map_err(|e| err(&e))?
                             .label(m.label.clone())
-                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], m.color));
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 18, y)], m.color)
+                            });
                     }
                     for s in &self.series {
                         let color = s.color;
                         if s.line {
                             chart
-                                .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+                                .draw_series(LineSeries::new(
+                                    s.points.clone(),
+                                    color.stroke_width(2),
+                                ))
                                 .map_err(|e| err(&e))?
                                 .label(s.name.clone())
-                                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                                .legend(move |(x, y)| {
+                                    PathElement::new(
+                                        vec![(x, y), (x + 18, y)],
+                                        color.stroke_width(2),
+                                    )
+                                });
                         }
                         let points = chart
-                            .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                            .draw_series(
+                                s.points.iter().map(|&p| Circle::new(p, 3, color.filled())),
+                            )
                             .map_err(|e| err(&e))?;
                         if !s.line {
                             points
@@ -132,12 +153,18 @@ impl Chart {
                 }};
             }
             if self.log_x && x0 > 0.0 {
-                draw!(builder
-                    .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), 0.0..y1)
-                    .map_err(|e| err(&e))?);
+                draw!(
+                    builder
+                        .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), 0.0..y1)
+                        .map_err(|e| err(&e))?
+                );
             } else {
                 let pad = ((x1 - x0) * 0.05).max(1e-9);
-                draw!(builder.build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y1).map_err(|e| err(&e))?);
+                draw!(
+                    builder
+                        .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y1)
+                        .map_err(|e| err(&e))?
+                );
             }
             root.present().map_err(|e| err(&e))?;
         }
@@ -177,7 +204,11 @@ mod tests {
             log_x: true,
         };
         let svg = chart.svg().expect("renders");
-        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..60.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{}",
+            &svg[..60.min(svg.len())]
+        );
         assert!(svg.contains("tok/s vs concurrency") && svg.contains("knee"));
         assert!(svg.trim_end().ends_with("</svg>"));
         let empty = Chart {

@@ -21,7 +21,10 @@ pub struct Recording {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a drill recording: {message}")]
     Format { path: String, message: String },
 }
@@ -38,15 +41,26 @@ impl Recording {
         let (label, list) = match &v {
             Value::Array(items) => (None, items.clone()),
             Value::Object(o) if o.contains_key("drills") => (
-                o.get("label").or_else(|| o.get("target")).and_then(Value::as_str).map(str::to_string),
-                o.get("drills").and_then(Value::as_array).cloned().unwrap_or_default(),
+                o.get("label")
+                    .or_else(|| o.get("target"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                o.get("drills")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             ),
             Value::Object(o) if o.contains_key("drill") => (None, vec![v.clone()]),
-            _ => return Err(fmt("expected a drill object, an array of them, or an object with 'drills'".into())),
+            _ => {
+                return Err(fmt(
+                    "expected a drill object, an array of them, or an object with 'drills'".into(),
+                ));
+            }
         };
         let mut drills = Vec::new();
         for item in list {
-            let mut d: DrillResult = serde_json::from_value(item).map_err(|e| fmt(e.to_string()))?;
+            let mut d: DrillResult =
+                serde_json::from_value(item).map_err(|e| fmt(e.to_string()))?;
             if d.sweep.is_none() && d.drill.sweeps_concurrency() {
                 d.sweep = Some(sweep_summary(&d.rows, GOODPUT_TARGET_PCT));
             }
@@ -134,7 +148,9 @@ pub struct Comparison {
 pub fn compare(a: &Recording, b: &Recording) -> Comparison {
     let mut drills = Vec::new();
     for da in &a.drills {
-        let Some(db) = b.drill(da.drill) else { continue };
+        let Some(db) = b.drill(da.drill) else {
+            continue;
+        };
         let rows = da
             .rows
             .iter()
@@ -159,25 +175,35 @@ pub fn compare(a: &Recording, b: &Recording) -> Comparison {
             ratio_b: db.ratio,
         });
     }
-    let errors = [("tok/s", "tok_s"), ("TPOT", "tpot_p50"), ("TTFT", "ttft_p50"), ("E2E", "e2e_p95")]
-        .iter()
-        .map(|(metric, column)| {
-            let mut errs: Vec<f64> = drills
-                .iter()
-                .flat_map(|d| d.rows.iter())
-                .filter_map(|r| r.diff.iter().find(|(c, _)| c == column).and_then(|(_, d)| *d))
-                .map(|d| d.abs() * 100.0)
-                .collect();
-            errs.sort_by(f64::total_cmp);
-            ErrorFigure {
-                metric: metric.to_string(),
-                column: column.to_string(),
-                rows: errs.len(),
-                median_abs_pct: crate::stats::percentile_linear(&errs, 50.0).unwrap_or(0.0),
-                max_abs_pct: errs.last().copied().unwrap_or(0.0),
-            }
-        })
-        .collect();
+    let errors = [
+        ("tok/s", "tok_s"),
+        ("TPOT", "tpot_p50"),
+        ("TTFT", "ttft_p50"),
+        ("E2E", "e2e_p95"),
+    ]
+    .iter()
+    .map(|(metric, column)| {
+        let mut errs: Vec<f64> = drills
+            .iter()
+            .flat_map(|d| d.rows.iter())
+            .filter_map(|r| {
+                r.diff
+                    .iter()
+                    .find(|(c, _)| c == column)
+                    .and_then(|(_, d)| *d)
+            })
+            .map(|d| d.abs() * 100.0)
+            .collect();
+        errs.sort_by(f64::total_cmp);
+        ErrorFigure {
+            metric: metric.to_string(),
+            column: column.to_string(),
+            rows: errs.len(),
+            median_abs_pct: crate::stats::percentile_linear(&errs, 50.0).unwrap_or(0.0),
+            max_abs_pct: errs.last().copied().unwrap_or(0.0),
+        }
+    })
+    .collect();
     Comparison {
         a: a.label.clone(),
         b: b.label.clone(),
@@ -201,7 +227,10 @@ pub fn markdown(c: &Comparison) -> String {
             "| {} | tok/s A | tok/s B | Δ | tpot_p50 A | B | Δ | ttft_p50 A | B | Δ | ttft_p95 A | B | Δ | e2e_p95 A | B | Δ | goodput A | B |",
             d.drill.axis_name()
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in &d.rows {
             let dd = |col: &str| pct(r.diff.iter().find(|(c, _)| c == col).and_then(|(_, d)| *d));
             let _ = writeln!(
@@ -232,7 +261,10 @@ pub fn markdown(c: &Comparison) -> String {
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(out, "### Error summary (absolute relative error over all compared rows)\n");
+    let _ = writeln!(
+        out,
+        "### Error summary (absolute relative error over all compared rows)\n"
+    );
     let _ = writeln!(out, "| metric | column | rows | median | max |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for e in &c.errors {

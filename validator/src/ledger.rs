@@ -107,7 +107,8 @@ pub const AGREE_PCT: f64 = 15.0;
 type Judged = Option<(bool, String)>;
 
 fn sweep_drill(r: &Recording) -> Option<&DrillResult> {
-    r.drill(DrillKind::Saturation).or_else(|| r.drill(DrillKind::Overload))
+    r.drill(DrillKind::Saturation)
+        .or_else(|| r.drill(DrillKind::Overload))
 }
 
 /// The sweep claim 1 reads: the baseline, else the saturation or overload sweep.
@@ -126,9 +127,15 @@ fn scaling(d: Option<&DrillResult>) -> Judged {
         .and_then(|k| d.rows.iter().position(|r| &r.axis == k))
         .unwrap_or(d.rows.len() - 1);
     let rows = &d.rows[..=upto.max(1)];
-    let gains: Vec<f64> = rows.windows(2).map(|w| w[1].tok_s / w[0].tok_s - 1.0).collect();
+    let gains: Vec<f64> = rows
+        .windows(2)
+        .map(|w| w[1].tok_s / w[0].tok_s - 1.0)
+        .collect();
     let min_gain = gains.iter().copied().fold(f64::INFINITY, f64::min);
-    let goodput = rows.iter().map(|r| r.goodput_pct).fold(f64::INFINITY, f64::min);
+    let goodput = rows
+        .iter()
+        .map(|r| r.goodput_pct)
+        .fold(f64::INFINITY, f64::min);
     let holds = min_gain >= SCALING_GAIN && goodput >= GOODPUT_TARGET_PCT;
     Some((
         holds,
@@ -150,7 +157,9 @@ fn knee(d: Option<&DrillResult>) -> Judged {
     let (first, last) = (d.rows.first()?, d.rows.last()?);
     let s = d.sweep.as_ref()?;
     let show = |a: &Option<Axis>| a.as_ref().map_or("none".to_string(), |a| a.to_string());
-    let holds = s.knee.is_some() && last.ttft_p95 >= 2.0 * first.ttft_p95 && last.goodput_pct < s.goodput_target_pct;
+    let holds = s.knee.is_some()
+        && last.ttft_p95 >= 2.0 * first.ttft_p95
+        && last.goodput_pct < s.goodput_target_pct;
     Some((
         holds,
         format!(
@@ -168,20 +177,34 @@ fn knee(d: Option<&DrillResult>) -> Judged {
 
 fn batching(d: Option<&DrillResult>) -> Judged {
     let ratio = d?.ratio?;
-    Some((ratio <= BATCHING_RATIO, format!("ttft_p95 ratio B-loaded/A-alone = {ratio:.2}")))
+    Some((
+        ratio <= BATCHING_RATIO,
+        format!("ttft_p95 ratio B-loaded/A-alone = {ratio:.2}"),
+    ))
 }
 
 fn flat(rows: &[Row]) -> f64 {
-    let tpots: Vec<f64> = rows.iter().map(|r| r.tpot_p50).filter(|t| *t > 0.0).collect();
+    let tpots: Vec<f64> = rows
+        .iter()
+        .map(|r| r.tpot_p50)
+        .filter(|t| *t > 0.0)
+        .collect();
     let max = tpots.iter().copied().fold(0.0, f64::max);
     let min = tpots.iter().copied().fold(f64::INFINITY, f64::min);
-    if min.is_finite() && min > 0.0 { max / min } else { f64::INFINITY }
+    if min.is_finite() && min > 0.0 {
+        max / min
+    } else {
+        f64::INFINITY
+    }
 }
 
 fn prefill(d: Option<&DrillResult>) -> Judged {
     let d = d?;
     let (first, last) = (d.rows.first()?, d.rows.last()?);
-    let monotonic = d.rows.windows(2).all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.98);
+    let monotonic = d
+        .rows
+        .windows(2)
+        .all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.98);
     let growth = last.ttft_p50 / first.ttft_p50.max(1e-9);
     let flatness = flat(&d.rows);
     Some((
@@ -200,7 +223,10 @@ pub fn decode_fit(rows: &[Row]) -> Option<(f64, f64, f64)> {
     if rows.len() < 2 {
         return None;
     }
-    let xs: Vec<f64> = rows.iter().map(|r| r.generated.saturating_sub(1) as f64).collect();
+    let xs: Vec<f64> = rows
+        .iter()
+        .map(|r| r.generated.saturating_sub(1) as f64)
+        .collect();
     let ys: Vec<f64> = rows.iter().map(|r| r.e2e_p95).collect();
     let n = xs.len() as f64;
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
@@ -208,7 +234,12 @@ pub fn decode_fit(rows: &[Row]) -> Option<(f64, f64, f64)> {
     if sxx == 0.0 {
         return None;
     }
-    let b = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / sxx;
+    let b = xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum::<f64>()
+        / sxx;
     let a = my - b * mx;
     let resid = xs
         .iter()
@@ -262,7 +293,12 @@ fn figure(name: &str, real: Option<f64>, sim: Option<f64>) -> Figure {
 }
 
 /// Classify from both verdicts; `assumption` marks claims the simulator reproduces by construction.
-fn classify(real: RealVerdict, sim: SimVerdict, fig: &Option<Figure>, assumption: Option<&str>) -> Class {
+fn classify(
+    real: RealVerdict,
+    sim: SimVerdict,
+    fig: &Option<Figure>,
+    assumption: Option<&str>,
+) -> Class {
     if real == RealVerdict::NotObserved {
         return Class::NeitherCovers {
             reason: "the real run did not exercise it".into(),
@@ -270,12 +306,15 @@ fn classify(real: RealVerdict, sim: SimVerdict, fig: &Option<Figure>, assumption
     }
     let agree_verdict = matches!(
         (real, sim),
-        (RealVerdict::Substantiated, SimVerdict::Reproduced) | (RealVerdict::Refuted, SimVerdict::NotReproduced)
+        (RealVerdict::Substantiated, SimVerdict::Reproduced)
+            | (RealVerdict::Refuted, SimVerdict::NotReproduced)
     );
     let diff = fig.as_ref().and_then(|f| f.rel_diff);
     if sim == SimVerdict::NotApplicable {
         return match (real, assumption) {
-            (RealVerdict::Substantiated, Some(a)) => Class::RealOnly { assumption: a.into() },
+            (RealVerdict::Substantiated, Some(a)) => Class::RealOnly {
+                assumption: a.into(),
+            },
             _ => Class::SimDisagrees {
                 detail: "the real run refutes what the simulator assumes".into(),
             },
@@ -288,13 +327,21 @@ fn classify(real: RealVerdict, sim: SimVerdict, fig: &Option<Figure>, assumption
     }
     match (diff, assumption) {
         (Some(d), _) if d.abs() * 100.0 > AGREE_PCT => Class::SimDisagrees {
-            detail: format!("{} differs by {:+.1} %", fig.as_ref().map_or("", |f| f.name.as_str()), d * 100.0),
+            detail: format!(
+                "{} differs by {:+.1} %",
+                fig.as_ref().map_or("", |f| f.name.as_str()),
+                d * 100.0
+            ),
         },
-        (_, Some(a)) => Class::RealOnly { assumption: a.into() },
+        (_, Some(a)) => Class::RealOnly {
+            assumption: a.into(),
+        },
         (Some(d), None) => Class::SimAgrees {
             within_pct: (d.abs() * 100.0).ceil().max(1.0),
         },
-        (None, None) => Class::SimAgrees { within_pct: AGREE_PCT },
+        (None, None) => Class::SimAgrees {
+            within_pct: AGREE_PCT,
+        },
     }
 }
 
@@ -311,7 +358,13 @@ pub fn evaluate(
     facts: Option<&DeviceFacts>,
 ) -> Ledger {
     let mut claims = Vec::new();
-    let mut push = |id: u32, title: &str, threshold: String, r: Judged, s: Judged, fig: Option<Figure>, assumption: Option<&str>| {
+    let mut push = |id: u32,
+                    title: &str,
+                    threshold: String,
+                    r: Judged,
+                    s: Judged,
+                    fig: Option<Figure>,
+                    assumption: Option<&str>| {
         let (rv, sv) = (to_real(&r), to_sim(&s));
         let class = classify(rv, sv, &fig, assumption);
         claims.push(Claim {
@@ -331,11 +384,20 @@ pub fn evaluate(
     push(
         1,
         "Throughput scales with concurrency below the knee, goodput held",
-        format!("every step up to the knee gains >= {:.0} % tok/s and goodput >= {GOODPUT_TARGET_PCT:.0} %", SCALING_GAIN * 100.0),
+        format!(
+            "every step up to the knee gains >= {:.0} % tok/s and goodput >= {GOODPUT_TARGET_PCT:.0} %",
+            SCALING_GAIN * 100.0
+        ),
         scaling(scale_drill(real)),
         scaling(scale_drill(sim)),
-        Some(figure("tok/s at the sweep's last level", last_below_knee(scale_drill(real)), last_below_knee(scale_drill(sim)))),
-        Some("continuous batching over a memory-bound decode: the simulator reads the weights once per iteration whatever the batch, so throughput grows with the batch by construction"),
+        Some(figure(
+            "tok/s at the sweep's last level",
+            last_below_knee(scale_drill(real)),
+            last_below_knee(scale_drill(sim)),
+        )),
+        Some(
+            "continuous batching over a memory-bound decode: the simulator reads the weights once per iteration whatever the batch, so throughput grows with the batch by construction",
+        ),
     );
     push(
         2,
@@ -345,13 +407,19 @@ pub fn evaluate(
         ),
         knee(sweep_drill(real)),
         knee(sweep_drill(sim)),
-        Some(figure("peak tok/s of the sweep", knee_figure(sweep_drill(real)), knee_figure(sweep_drill(sim)))),
+        Some(figure(
+            "peak tok/s of the sweep",
+            knee_figure(sweep_drill(real)),
+            knee_figure(sweep_drill(sim)),
+        )),
         None,
     );
     push(
         3,
         "Continuous batching protects TTFT",
-        format!("batching drill ttft_p95 ratio B-loaded/A-alone <= {BATCHING_RATIO} (a serial server gives tens)"),
+        format!(
+            "batching drill ttft_p95 ratio B-loaded/A-alone <= {BATCHING_RATIO} (a serial server gives tens)"
+        ),
         batching(real.drill(DrillKind::Batching)),
         batching(sim.drill(DrillKind::Batching)),
         Some(figure(
@@ -359,19 +427,34 @@ pub fn evaluate(
             real.drill(DrillKind::Batching).and_then(|d| d.ratio),
             sim.drill(DrillKind::Batching).and_then(|d| d.ratio),
         )),
-        Some("the simulated scheduler admits new requests at every iteration (continuous batching), so short requests never wait for long ones"),
+        Some(
+            "the simulated scheduler admits new requests at every iteration (continuous batching), so short requests never wait for long ones",
+        ),
     );
-    let ttft_last = |rec: &Recording| rec.drill(DrillKind::Prefill).and_then(|d| d.rows.last().map(|r| r.ttft_p50));
+    let ttft_last = |rec: &Recording| {
+        rec.drill(DrillKind::Prefill)
+            .and_then(|d| d.rows.last().map(|r| r.ttft_p50))
+    };
     push(
         4,
         "Prefill: TTFT grows with input length while TPOT stays flat",
-        format!("ttft_p50 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"),
+        format!(
+            "ttft_p50 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"
+        ),
         prefill(real.drill(DrillKind::Prefill)),
         prefill(sim.drill(DrillKind::Prefill)),
-        Some(figure("ttft_p50 at the longest input", ttft_last(real), ttft_last(sim))),
+        Some(figure(
+            "ttft_p50 at the longest input",
+            ttft_last(real),
+            ttft_last(sim),
+        )),
         None,
     );
-    let slope = |rec: &Recording| rec.drill(DrillKind::Decode).and_then(|d| decode_fit(&d.rows)).map(|f| f.1);
+    let slope = |rec: &Recording| {
+        rec.drill(DrillKind::Decode)
+            .and_then(|d| decode_fit(&d.rows))
+            .map(|f| f.1)
+    };
     push(
         5,
         "Decode: e2e = ttft + tpot × gen, TPOT flat across output caps",
@@ -381,7 +464,11 @@ pub fn evaluate(
         ),
         decode(real.drill(DrillKind::Decode)),
         decode(sim.drill(DrillKind::Decode)),
-        Some(figure("fitted s per generated token", slope(real), slope(sim))),
+        Some(figure(
+            "fitted s per generated token",
+            slope(real),
+            slope(sim),
+        )),
         None,
     );
     let gpu: Judged = knee_telemetry.map(|t| {
@@ -404,11 +491,15 @@ pub fn evaluate(
     push(
         6,
         "The GPU was the bottleneck at the knee",
-        format!("NVML at the knee level: GPU utilisation or power mean >= {BOTTLENECK_PCT:.0} % (of the power limit)"),
+        format!(
+            "NVML at the knee level: GPU utilisation or power mean >= {BOTTLENECK_PCT:.0} % (of the power limit)"
+        ),
         gpu,
         None,
         None,
-        Some("the simulator has no host, network or client limits: every delay it models is GPU time or a fixed latency, so the GPU is the bottleneck by construction"),
+        Some(
+            "the simulator has no host, network or client limits: every delay it models is GPU time or a fixed latency, so the GPU is the bottleneck by construction",
+        ),
     );
 
     let mut not_covered: Vec<String> = [
@@ -430,7 +521,10 @@ pub fn evaluate(
         }
     }
     if knee_telemetry.is_none() {
-        not_covered.push("GPU telemetry: NVML was not available during the real run, so claim 6 is not observed".into());
+        not_covered.push(
+            "GPU telemetry: NVML was not available during the real run, so claim 6 is not observed"
+                .into(),
+        );
     }
     Ledger {
         real_label: real.label.clone(),
@@ -459,7 +553,11 @@ fn sim_word(v: SimVerdict) -> &'static str {
 /// The ledger as a Markdown table plus details.
 pub fn markdown(l: &Ledger) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| # | claim | threshold | real ({}) | simulator ({}) | class |", l.real_label, l.sim_label);
+    let _ = writeln!(
+        out,
+        "| # | claim | threshold | real ({}) | simulator ({}) | class |",
+        l.real_label, l.sim_label
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for c in &l.claims {
         let _ = writeln!(
@@ -486,15 +584,22 @@ pub fn markdown(l: &Ledger) -> String {
                 f.name,
                 show(f.real),
                 show(f.sim),
-                f.rel_diff.map_or(String::new(), |d| format!(" ({:+.1} %)", d * 100.0))
+                f.rel_diff
+                    .map_or(String::new(), |d| format!(" ({:+.1} %)", d * 100.0))
             );
         }
         match &c.class {
             Class::RealOnly { assumption } => {
-                let _ = writeln!(out, "- why only the real run can substantiate it: {assumption}");
+                let _ = writeln!(
+                    out,
+                    "- why only the real run can substantiate it: {assumption}"
+                );
             }
             Class::SimDisagrees { detail } => {
-                let _ = writeln!(out, "- disagreement: {detail} — a calibration problem to fix in the profile");
+                let _ = writeln!(
+                    out,
+                    "- disagreement: {detail} — a calibration problem to fix in the profile"
+                );
             }
             Class::NeitherCovers { reason } => {
                 let _ = writeln!(out, "- {reason}");
@@ -521,7 +626,9 @@ pub fn limitations(l: &Ledger) -> String {
         for c in l.claims.iter().filter(|c| pred(&c.class)) {
             any = true;
             let why = match &c.class {
-                Class::RealOnly { assumption } => format!(" The simulator reproduces it by construction: {assumption}."),
+                Class::RealOnly { assumption } => {
+                    format!(" The simulator reproduces it by construction: {assumption}.")
+                }
                 Class::SimDisagrees { detail } => format!(" {detail}."),
                 Class::SimAgrees { within_pct } => format!(" Agreement within {within_pct:.0} %."),
                 Class::NeitherCovers { reason } => format!(" {reason}."),
@@ -540,13 +647,19 @@ pub fn limitations(l: &Ledger) -> String {
         s.push('\n');
         s
     };
-    out.push_str(&group("Only the real run can substantiate", &|c| matches!(c, Class::RealOnly { .. })));
-    out.push_str(&group("The simulator predicts, and agrees", &|c| matches!(c, Class::SimAgrees { .. })));
+    out.push_str(&group("Only the real run can substantiate", &|c| {
+        matches!(c, Class::RealOnly { .. })
+    }));
+    out.push_str(&group("The simulator predicts, and agrees", &|c| {
+        matches!(c, Class::SimAgrees { .. })
+    }));
     out.push_str(&group(
         "The simulator disagrees (fix the profile before trusting it here)",
         &|c| matches!(c, Class::SimDisagrees { .. }),
     ));
-    out.push_str(&group("Not covered by this run", &|c| matches!(c, Class::NeitherCovers { .. })));
+    out.push_str(&group("Not covered by this run", &|c| {
+        matches!(c, Class::NeitherCovers { .. })
+    }));
     let _ = writeln!(out, "## Neither the real run nor the simulator covers\n");
     for n in &l.not_covered {
         let _ = writeln!(out, "- {n}");
@@ -562,13 +675,24 @@ mod tests {
 
     fn sim(profile: &str) -> Recording {
         let p = servesim_models::Profile::builtin(profile).expect("profile");
-        let mut r = run_sim(&p, &DrillKind::ALL, &crate::drills::DrillParams::default(), 0, false).expect("sim");
+        let mut r = run_sim(
+            &p,
+            &DrillKind::ALL,
+            &crate::drills::DrillParams::default(),
+            0,
+            false,
+        )
+        .expect("sim");
         r.label = profile.to_string();
         r
     }
 
     fn stat(x: f64) -> Stat {
-        Stat { mean: x, p95: x, max: x }
+        Stat {
+            mean: x,
+            p95: x,
+            max: x,
+        }
     }
 
     fn knee_level(util: f64, power: f64) -> LevelTelemetry {
@@ -607,9 +731,22 @@ mod tests {
         let classes: Vec<String> = l.claims.iter().map(|c| c.class.label()).collect();
         assert_eq!(
             classes,
-            ["real-only", "sim agrees within 1 %", "real-only", "sim agrees within 1 %", "sim agrees within 1 %", "real-only"]
+            [
+                "real-only",
+                "sim agrees within 1 %",
+                "real-only",
+                "sim agrees within 1 %",
+                "sim agrees within 1 %",
+                "real-only"
+            ]
         );
-        assert!(l.claims.iter().all(|c| c.real == RealVerdict::Substantiated), "{:#?}", l.claims);
+        assert!(
+            l.claims
+                .iter()
+                .all(|c| c.real == RealVerdict::Substantiated),
+            "{:#?}",
+            l.claims
+        );
         assert_eq!(l.claims[5].sim, SimVerdict::NotApplicable);
         assert!(l.claims[5].real_evidence.contains("97 %"));
         assert!(!l.not_covered.iter().any(|n| n.contains("drill: not run")));
@@ -619,10 +756,23 @@ mod tests {
     fn a_different_card_disagrees_and_telemetry_can_refute() {
         let real = sim("a6000-qwen2.5-7b");
         let other = sim("h100-qwen2.5-7b");
-        let l = evaluate(&real, &other, Some(&knee_level(40.0, 120.0)), Some(&facts()));
+        let l = evaluate(
+            &real,
+            &other,
+            Some(&knee_level(40.0, 120.0)),
+            Some(&facts()),
+        );
         // An H100 profile's peak throughput is far above the A6000's: claim 2 disagrees.
-        assert!(matches!(l.claims[1].class, Class::SimDisagrees { .. }), "{:?}", l.claims[1]);
-        let fig = l.claims[1].figure.as_ref().and_then(|f| f.rel_diff).expect("figure");
+        assert!(
+            matches!(l.claims[1].class, Class::SimDisagrees { .. }),
+            "{:?}",
+            l.claims[1]
+        );
+        let fig = l.claims[1]
+            .figure
+            .as_ref()
+            .and_then(|f| f.rel_diff)
+            .expect("figure");
         assert!(fig > 0.5, "{fig}");
         // 40 % utilisation and 40 % power: the GPU was not the bottleneck.
         assert_eq!(l.claims[5].real, RealVerdict::Refuted);
@@ -647,9 +797,15 @@ mod tests {
             tok_s: 44.0,
             goodput_pct: 100.0,
         };
-        let rows: Vec<Row> = [33u64, 65, 129, 257].iter().map(|&g| row(g, 0.05 + 0.022 * (g - 1) as f64)).collect();
+        let rows: Vec<Row> = [33u64, 65, 129, 257]
+            .iter()
+            .map(|&g| row(g, 0.05 + 0.022 * (g - 1) as f64))
+            .collect();
         let (a, b, resid) = decode_fit(&rows).expect("fit");
-        assert!((a - 0.05).abs() < 1e-9 && (b - 0.022).abs() < 1e-12 && resid < 1e-9, "{a} {b} {resid}");
+        assert!(
+            (a - 0.05).abs() < 1e-9 && (b - 0.022).abs() < 1e-12 && resid < 1e-9,
+            "{a} {b} {resid}"
+        );
         assert!(decode_fit(&rows[..1]).is_none());
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Closed loop (drills.md): each of a group's `workers` takes the group's next request as soon as
 //! its previous one ends. Open loop: a dispatcher sends each arrival at its time, whatever is in
-//! flight, unless the plan caps requests in flight, in which case an arrival waits for a slot (as
+//! flight, unless requests in flight are capped, in which case an arrival waits for a slot (as
 //! vLLM's `--max-concurrency`). Every record keeps the intended send time (`scheduled`), when the
 //! client was free to send (`ready`) and when it did (`sent`), so client-side queueing is visible.
 
@@ -125,20 +125,18 @@ async fn dispatch(shared: Shared, times: Vec<f64>, reqs: Vec<Prepared>, cap: Opt
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep_until(shared.clock.at(at).into()) => {}
         }
-        let permit = match &slots {
-            Some(s) => tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return,
-                p = Arc::clone(s).acquire_owned() => p.ok(),
+        // The client is free to send at the arrival time itself, or, capped and with every slot
+        // taken, once one frees up: any delay after that until sending is the client's own.
+        let (permit, ready) = match &slots {
+            None => (None, at),
+            Some(s) => match Arc::clone(s).try_acquire_owned() {
+                Ok(p) => (Some(p), at),
+                Err(_) => tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return,
+                    p = Arc::clone(s).acquire_owned() => (p.ok(), shared.clock.now().max(at)),
+                },
             },
-            None => None,
-        };
-        // Uncapped, the client was free at the arrival time itself: any delay until sending is
-        // the client's own. Capped, it was free once a slot opened.
-        let ready = if permit.is_some() {
-            shared.clock.now().max(at)
-        } else {
-            at
         };
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -49,6 +49,8 @@ pub struct StreamReply {
     pub comments: bool,
     /// Close the connection after this many events, leaving the chunked body unfinished.
     pub drop_after: Option<u32>,
+    /// After the last line, keep the body open (no chunked terminator) until the client leaves.
+    pub linger: bool,
 }
 
 impl StreamReply {
@@ -63,6 +65,7 @@ impl StreamReply {
             split_lines: false,
             comments: false,
             drop_after: None,
+            linger: false,
         }
     }
 }
@@ -325,6 +328,13 @@ async fn stream_reply(stream: &mut TcpStream, s: &StreamReply) -> io::Result<boo
                 tokio::time::sleep(s.gap).await;
             }
         }
+    }
+    if s.linger {
+        stream.write_all(&out).await?;
+        // Wait for the client to go away; whatever it sends meanwhile is ignored.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        return Ok(false);
     }
     out.extend_from_slice(b"0\r\n\r\n");
     stream.write_all(&out).await?;

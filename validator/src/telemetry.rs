@@ -62,7 +62,8 @@ pub struct NvmlSource {
 impl NvmlSource {
     /// Open NVML and check the device exists; an error (not a panic) without a driver.
     pub fn open(index: u32) -> Result<NvmlSource, TelemetryError> {
-        let nvml = nvml_wrapper::Nvml::init().map_err(|e| TelemetryError(format!("NVML unavailable: {e}")))?;
+        let nvml = nvml_wrapper::Nvml::init()
+            .map_err(|e| TelemetryError(format!("NVML unavailable: {e}")))?;
         nvml.device_by_index(index)
             .map_err(|e| TelemetryError(format!("NVML has no GPU {index}: {e}")))?;
         Ok(NvmlSource { nvml, index })
@@ -75,8 +76,14 @@ fn nvml_err(what: &str) -> impl Fn(nvml_wrapper::error::NvmlError) -> TelemetryE
 
 impl TelemetrySource for NvmlSource {
     fn facts(&mut self) -> Result<DeviceFacts, TelemetryError> {
-        let d = self.nvml.device_by_index(self.index).map_err(nvml_err("device"))?;
-        let cuda = self.nvml.sys_cuda_driver_version().map_err(nvml_err("CUDA version"))?;
+        let d = self
+            .nvml
+            .device_by_index(self.index)
+            .map_err(nvml_err("device"))?;
+        let cuda = self
+            .nvml
+            .sys_cuda_driver_version()
+            .map_err(nvml_err("CUDA version"))?;
         let link = match (d.current_pcie_link_gen(), d.current_pcie_link_width()) {
             (Ok(g), Ok(w)) => format!("PCIe gen {g} x{w}"),
             _ => "unknown".to_string(),
@@ -85,7 +92,10 @@ impl TelemetrySource for NvmlSource {
             name: d.name().map_err(nvml_err("name"))?,
             uuid: d.uuid().map_err(nvml_err("uuid"))?,
             memory_total_bytes: d.memory_info().map_err(nvml_err("memory"))?.total,
-            driver_version: self.nvml.sys_driver_version().map_err(nvml_err("driver version"))?,
+            driver_version: self
+                .nvml
+                .sys_driver_version()
+                .map_err(nvml_err("driver version"))?,
             cuda_version: format!("{}.{}", cuda / 1000, (cuda % 1000) / 10),
             power_limit_w: f64::from(d.power_management_limit().unwrap_or(0)) / 1000.0,
             pcie_link: link,
@@ -94,7 +104,10 @@ impl TelemetrySource for NvmlSource {
 
     fn sample(&mut self) -> Result<Sample, TelemetryError> {
         use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
-        let d = self.nvml.device_by_index(self.index).map_err(nvml_err("device"))?;
+        let d = self
+            .nvml
+            .device_by_index(self.index)
+            .map_err(nvml_err("device"))?;
         let util = d.utilization_rates().map_err(nvml_err("utilization"))?;
         Ok(Sample {
             t: 0.0,
@@ -121,7 +134,11 @@ pub struct ReplaySource {
 
 impl ReplaySource {
     pub fn new(facts: DeviceFacts, samples: Vec<Sample>) -> ReplaySource {
-        ReplaySource { facts, samples, next: 0 }
+        ReplaySource {
+            facts,
+            samples,
+            next: 0,
+        }
     }
 }
 
@@ -256,10 +273,22 @@ pub struct LevelTelemetry {
 const THROTTLE_IDLE: u64 = 0x1;
 
 /// Summarise the samples inside `[start, end]`; `None` when no sample fell there.
-pub fn summarize(samples: &[Sample], drill: &str, axis: &str, start: f64, end: f64) -> Option<LevelTelemetry> {
-    let inside: Vec<&Sample> = samples.iter().filter(|s| s.t >= start && s.t <= end).collect();
+pub fn summarize(
+    samples: &[Sample],
+    drill: &str,
+    axis: &str,
+    start: f64,
+    end: f64,
+) -> Option<LevelTelemetry> {
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= start && s.t <= end)
+        .collect();
     let col = |f: fn(&Sample) -> f64| -> Vec<f64> { inside.iter().map(|s| f(s)).collect() };
-    let throttled = inside.iter().filter(|s| s.throttle_reasons & !THROTTLE_IDLE != 0).count();
+    let throttled = inside
+        .iter()
+        .filter(|s| s.throttle_reasons & !THROTTLE_IDLE != 0)
+        .count();
     Some(LevelTelemetry {
         drill: drill.to_string(),
         axis: axis.to_string(),
@@ -287,13 +316,20 @@ pub struct TelemetryRecording {
 
 impl TelemetryRecording {
     /// Record `source` for `seconds` at `interval`.
-    pub fn record(mut source: Box<dyn TelemetrySource>, seconds: f64, interval: Duration) -> Result<TelemetryRecording, TelemetryError> {
+    pub fn record(
+        mut source: Box<dyn TelemetrySource>,
+        seconds: f64,
+        interval: Duration,
+    ) -> Result<TelemetryRecording, TelemetryError> {
         let facts = source.facts()?;
         let sampler = Sampler::start(source, interval);
         std::thread::sleep(Duration::from_secs_f64(seconds.max(0.0)));
         let (samples, errors) = sampler.finish();
         if samples.is_empty() {
-            return Err(TelemetryError(format!("no samples recorded: {}", errors.join("; "))));
+            return Err(TelemetryError(format!(
+                "no samples recorded: {}",
+                errors.join("; ")
+            )));
         }
         Ok(TelemetryRecording {
             facts,
@@ -350,13 +386,30 @@ mod tests {
 
     #[test]
     fn summaries_are_exact_over_the_window() {
-        let samples: Vec<Sample> = (0..20).map(|i| sample(f64::from(i) * 0.1, f64::from(i * 5), 100.0 + f64::from(i), if i % 4 == 0 { 0x4 } else { 0x1 })).collect();
+        let samples: Vec<Sample> = (0..20)
+            .map(|i| {
+                sample(
+                    f64::from(i) * 0.1,
+                    f64::from(i * 5),
+                    100.0 + f64::from(i),
+                    if i % 4 == 0 { 0x4 } else { 0x1 },
+                )
+            })
+            .collect();
         // Window [0.5, 1.0] holds samples 5..=10 (t = 0.5 .. 1.0).
-        let s = summarize(&samples, "saturation", "64", 0.5, 1.0 + 1e-9).expect("samples in window");
+        let s =
+            summarize(&samples, "saturation", "64", 0.5, 1.0 + 1e-9).expect("samples in window");
         assert_eq!(s.samples, 6);
-        assert_eq!(s.gpu_util_pct.mean, (25.0 + 30.0 + 35.0 + 40.0 + 45.0 + 50.0) / 6.0);
+        assert_eq!(
+            s.gpu_util_pct.mean,
+            (25.0 + 30.0 + 35.0 + 40.0 + 45.0 + 50.0) / 6.0
+        );
         assert_eq!(s.gpu_util_pct.max, 50.0);
-        assert!((s.gpu_util_pct.p95 - 48.75).abs() < 1e-9, "{}", s.gpu_util_pct.p95);
+        assert!(
+            (s.gpu_util_pct.p95 - 48.75).abs() < 1e-9,
+            "{}",
+            s.gpu_util_pct.p95
+        );
         assert_eq!(s.power_w.max, 110.0);
         // Samples 8 (t = 0.8) is the only one in the window with a non-idle throttle reason.
         assert!((s.throttled_fraction - 1.0 / 6.0).abs() < 1e-12);
@@ -385,7 +438,10 @@ mod tests {
         }
         let (samples, errors) = sampler.finish();
         assert!(samples.len() >= 5 && errors.is_empty());
-        assert!(samples.windows(2).all(|w| w[0].t <= w[1].t), "timestamps increase");
+        assert!(
+            samples.windows(2).all(|w| w[0].t <= w[1].t),
+            "timestamps increase"
+        );
         assert!(samples.iter().all(|s| s.gpu_util_pct == 90.0));
     }
 

@@ -15,7 +15,9 @@ use crate::compare::{Comparison, Recording, compare, markdown as compare_markdow
 use crate::drills::{Axis, DrillKind, DrillParams};
 use crate::ledger::{Ledger, decode_fit, evaluate, limitations, markdown as ledger_markdown};
 use crate::suite::{DrillResult, Target, TargetError, run_drill};
-use crate::telemetry::{DeviceFacts, LevelTelemetry, Sample, Sampler, TelemetrySource, samples_csv, summarize};
+use crate::telemetry::{
+    DeviceFacts, LevelTelemetry, Sample, Sampler, TelemetrySource, samples_csv, summarize,
+};
 
 /// A target wrapper that notes each level's time window on a shared clock.
 struct TimedTarget<'a> {
@@ -28,7 +30,8 @@ impl Target for TimedTarget<'_> {
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         let start = self.clock.elapsed().as_secs_f64();
         let run = self.inner.run_level(plan);
-        self.windows.push((start, self.clock.elapsed().as_secs_f64()));
+        self.windows
+            .push((start, self.clock.elapsed().as_secs_f64()));
         run
     }
 }
@@ -102,7 +105,11 @@ pub fn run_real(
         Some(s) => {
             let offset = s.elapsed() - clock.elapsed().as_secs_f64();
             let (samples, errors) = s.finish();
-            let windows: Vec<(f64, f64)> = timed.windows.iter().map(|(a, b)| (a + offset, b + offset)).collect();
+            let windows: Vec<(f64, f64)> = timed
+                .windows
+                .iter()
+                .map(|(a, b)| (a + offset, b + offset))
+                .collect();
             timed.windows = windows;
             (samples, errors)
         }
@@ -179,7 +186,9 @@ pub fn assemble(environment: Environment, real: RealRun, sim: Recording) -> Vali
         .or_else(|| real.recording.drill(DrillKind::Overload))
         .and_then(|d| {
             let knee = d.sweep.as_ref()?.knee.as_ref()?.to_string();
-            real.levels.iter().find(|l| l.drill == d.drill.name() && l.axis == knee)
+            real.levels
+                .iter()
+                .find(|l| l.drill == d.drill.name() && l.axis == knee)
         });
     let ledger = evaluate(&real.recording, &sim, knee_level, real.facts.as_ref());
     Validation {
@@ -199,15 +208,24 @@ fn axis_x(a: &Axis) -> Option<f64> {
 }
 
 fn points(d: &DrillResult, f: fn(&crate::rows::Row) -> f64) -> Vec<(f64, f64)> {
-    d.rows.iter().filter_map(|r| Some((axis_x(&r.axis)?, f(r)))).collect()
+    d.rows
+        .iter()
+        .filter_map(|r| Some((axis_x(&r.axis)?, f(r))))
+        .collect()
 }
 
 /// The charts of a validation, as (file name, chart).
 pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
     let mut out = Vec::new();
     let (real, sim) = (&v.real.recording, &v.sim);
-    for kind in [DrillKind::Baseline, DrillKind::Saturation, DrillKind::Overload] {
-        let (Some(r), Some(s)) = (real.drill(kind), sim.drill(kind)) else { continue };
+    for kind in [
+        DrillKind::Baseline,
+        DrillKind::Saturation,
+        DrillKind::Overload,
+    ] {
+        let (Some(r), Some(s)) = (real.drill(kind), sim.drill(kind)) else {
+            continue;
+        };
         let mut markers = Vec::new();
         for (who, d, color) in [("real", r, REAL), ("sim", s, SIM)] {
             if let Some(sw) = &d.sweep {
@@ -228,8 +246,15 @@ pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
             }
         }
         for (file, title, y, f) in [
-            ("tok-s", "throughput vs concurrency", "tok/s", (|r: &crate::rows::Row| r.tok_s) as fn(&crate::rows::Row) -> f64),
-            ("ttft-p95", "TTFT p95 vs concurrency", "ttft_p95 (s)", |r| r.ttft_p95),
+            (
+                "tok-s",
+                "throughput vs concurrency",
+                "tok/s",
+                (|r: &crate::rows::Row| r.tok_s) as fn(&crate::rows::Row) -> f64,
+            ),
+            ("ttft-p95", "TTFT p95 vs concurrency", "ttft_p95 (s)", |r| {
+                r.ttft_p95
+            }),
         ] {
             out.push((
                 format!("{kind}-{file}.svg"),
@@ -257,7 +282,10 @@ pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
             ));
         }
     }
-    if let (Some(r), Some(s)) = (real.drill(DrillKind::Prefill), sim.drill(DrillKind::Prefill)) {
+    if let (Some(r), Some(s)) = (
+        real.drill(DrillKind::Prefill),
+        sim.drill(DrillKind::Prefill),
+    ) {
         out.push((
             "prefill-ttft-vs-input.svg".into(),
             Chart {
@@ -265,8 +293,18 @@ pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
                 x_label: "input tokens (sized prompt n)".into(),
                 y_label: "ttft_p50 (s)".into(),
                 series: vec![
-                    Series { name: "real".into(), points: points(r, |r| r.ttft_p50), line: true, color: REAL },
-                    Series { name: "sim".into(), points: points(s, |r| r.ttft_p50), line: true, color: SIM },
+                    Series {
+                        name: "real".into(),
+                        points: points(r, |r| r.ttft_p50),
+                        line: true,
+                        color: REAL,
+                    },
+                    Series {
+                        name: "sim".into(),
+                        points: points(s, |r| r.ttft_p50),
+                        line: true,
+                        color: SIM,
+                    },
                 ],
                 markers: vec![],
                 log_x: false,
@@ -276,10 +314,16 @@ pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
     if let (Some(r), Some(s)) = (real.drill(DrillKind::Decode), sim.drill(DrillKind::Decode)) {
         let mut series = Vec::new();
         for (who, d, color) in [("real", r, REAL), ("sim", s, SIM)] {
-            let pts: Vec<(f64, f64)> = d.rows.iter().map(|r| (r.generated as f64, r.e2e_p95)).collect();
+            let pts: Vec<(f64, f64)> = d
+                .rows
+                .iter()
+                .map(|r| (r.generated as f64, r.e2e_p95))
+                .collect();
             if let Some((a, b, _)) = decode_fit(&d.rows) {
                 let xs = pts.iter().map(|p| p.0);
-                let (lo, hi) = xs.clone().fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+                let (lo, hi) = xs
+                    .clone()
+                    .fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
                 series.push(Series {
                     name: format!("{who} fit: {a:.3} s + {:.1} ms/token", b * 1e3),
                     points: vec![(lo, a + b * (lo - 1.0)), (hi, a + b * (hi - 1.0))],
@@ -310,14 +354,24 @@ pub fn charts(v: &Validation) -> Vec<(String, Chart)> {
         let limit = v.real.facts.as_ref().map_or(0.0, |f| f.power_limit_w);
         let mut series = vec![Series {
             name: "GPU utilisation %".into(),
-            points: v.real.samples.iter().map(|s| (s.t, s.gpu_util_pct)).collect(),
+            points: v
+                .real
+                .samples
+                .iter()
+                .map(|s| (s.t, s.gpu_util_pct))
+                .collect(),
             line: true,
             color: REAL,
         }];
         if limit > 0.0 {
             series.push(Series {
                 name: format!("power, % of {limit:.0} W"),
-                points: v.real.samples.iter().map(|s| (s.t, 100.0 * s.power_w / limit)).collect(),
+                points: v
+                    .real
+                    .samples
+                    .iter()
+                    .map(|s| (s.t, 100.0 * s.power_w / limit))
+                    .collect(),
                 line: true,
                 color: SIM,
             });
@@ -373,16 +427,31 @@ pub fn report_markdown(v: &Validation, chart_files: &[String]) -> String {
     }
     if let Some(m) = &e.server_models {
         let model = m["data"][0]["id"].as_str().unwrap_or("?");
-        let len = m["data"][0]["max_model_len"].as_u64().map_or("?".into(), |l| l.to_string());
-        let _ = writeln!(out, "| server model (/v1/models) | {model}, max_model_len {len} |");
+        let len = m["data"][0]["max_model_len"]
+            .as_u64()
+            .map_or("?".into(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "| server model (/v1/models) | {model}, max_model_len {len} |"
+        );
     }
     if let Some(ver) = &e.server_version {
-        let _ = writeln!(out, "| server version (/version) | {} |", ver["version"].as_str().unwrap_or("?"));
+        let _ = writeln!(
+            out,
+            "| server version (/version) | {} |",
+            ver["version"].as_str().unwrap_or("?")
+        );
     }
     let _ = writeln!(out);
 
     let _ = writeln!(out, "## What this proves and what it does not\n");
-    let count = |label: &str| v.ledger.claims.iter().filter(|c| c.class.label().starts_with(label)).count();
+    let count = |label: &str| {
+        v.ledger
+            .claims
+            .iter()
+            .filter(|c| c.class.label().starts_with(label))
+            .count()
+    };
     let _ = writeln!(
         out,
         "Of {} claims, {} can only be substantiated by the real run (the simulator reproduces them by construction), {} are predicted by the simulator within tolerance, {} disagree (calibration problems), and {} were not covered. Substantiated on the real run: {}.",
@@ -418,10 +487,14 @@ pub fn report_markdown(v: &Validation, chart_files: &[String]) -> String {
     out.push_str(&ledger_markdown(&v.ledger));
     if !v.real.levels.is_empty() {
         let _ = writeln!(out, "## GPU telemetry per level (mean / p95 / max)\n");
-        let _ = writeln!(out, "| drill | level | samples | GPU util % | mem util % | mem used GiB | power W | SM MHz | temp °C | throttled |");
+        let _ = writeln!(
+            out,
+            "| drill | level | samples | GPU util % | mem util % | mem used GiB | power W | SM MHz | temp °C | throttled |"
+        );
         let _ = writeln!(out, "|---|---|---:|---|---|---|---|---|---|---:|");
         for l in &v.real.levels {
-            let s = |x: &crate::telemetry::Stat| format!("{:.0} / {:.0} / {:.0}", x.mean, x.p95, x.max);
+            let s =
+                |x: &crate::telemetry::Stat| format!("{:.0} / {:.0} / {:.0}", x.mean, x.p95, x.max);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {:.0} % |",
@@ -454,7 +527,10 @@ pub fn report_markdown(v: &Validation, chart_files: &[String]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("writing {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Chart(#[from] crate::charts::ChartError),
     #[error("encoding report.json: {0}")]
@@ -484,7 +560,10 @@ pub fn write_report(dir: &Path, v: &Validation) -> Result<Vec<PathBuf>, WriteErr
     }
     files.push(write("report.md", &report_markdown(v, &chart_files))?);
     files.push(write("report.json", &serde_json::to_string_pretty(v)?)?);
-    files.push(write("fake-vs-real-limitations.md", &limitations(&v.ledger))?);
+    files.push(write(
+        "fake-vs-real-limitations.md",
+        &limitations(&v.ledger),
+    )?);
     if !v.real.samples.is_empty() {
         files.push(write("telemetry.csv", &samples_csv(&v.real.samples))?);
     }
@@ -494,12 +573,21 @@ pub fn write_report(dir: &Path, v: &Validation) -> Result<Vec<PathBuf>, WriteErr
 /// Ask a server what it serves (`GET /v1/models`) and its version (`GET /version`), for the report's
 /// environment; either is `None` when the server does not answer it with JSON.
 pub fn probe_server(base_url: &str, api_key: Option<&str>) -> (Option<Value>, Option<Value>) {
-    let base = base_url.trim_end_matches('/').trim_end_matches("/v1").to_string();
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let base = base_url
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_string();
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return (None, None);
     };
     rt.block_on(async {
-        let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(10)).build() else {
+        let Ok(client) = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+        else {
             return (None, None);
         };
         let get = |path: &'static str| {

@@ -113,7 +113,8 @@ impl AppState {
         let submitted = s.driver.submit(driver::Submission {
             key,
             request,
-            arrival: clock.now() + latency + plan.spike_s,
+            // Paced like the virtual-time runner: the API server handles requests in turn.
+            arrival: self.frontend().pace(clock.now() + latency) + plan.spike_s,
             events: tx,
         });
         if !submitted {

@@ -18,7 +18,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 pub const TEMPERATURE: f64 = 0.7;
 /// How long to keep reading after `[DONE]` for the end of the HTTP body, so the connection can be
 /// reused; the request's end is `[DONE]`'s arrival whatever happens here.
-const DRAIN_AFTER_DONE: Duration = Duration::from_millis(50);
+const DRAIN_AFTER_DONE: Duration = Duration::from_millis(5);
 /// Longest server message kept in an error record.
 const MAX_MESSAGE: usize = 500;
 
@@ -56,6 +56,8 @@ impl ClientConfig {
 pub enum ClientError {
     #[error("invalid URL '{0}': expected http://HOST:PORT[/v1]")]
     Url(String),
+    #[error("'{0}': https is not supported (the client is built without TLS); use http://")]
+    Https(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
     #[error(
@@ -113,6 +115,9 @@ impl Clock {
 fn base(url: &str) -> Result<String, ClientError> {
     let trimmed = url.trim().trim_end_matches('/');
     let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+    if trimmed.starts_with("https://") {
+        return Err(ClientError::Https(url.to_string()));
+    }
     let rest = trimmed
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::Url(url.to_string()))?;
@@ -445,7 +450,7 @@ mod tests {
             Some("http://127.0.0.1:8000")
         );
         assert_eq!(base("http://h:1").ok().as_deref(), Some("http://h:1"));
-        assert!(base("https://h:1").is_err());
+        assert!(matches!(base("https://h:1"), Err(ClientError::Https(_))));
         assert!(base("127.0.0.1:8000").is_err());
         assert!(base("http://").is_err());
     }
