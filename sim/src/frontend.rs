@@ -67,6 +67,9 @@ pub struct Frontend {
 
 /// Prompts whose token counts are remembered (drills reuse a handful of prompts many times).
 const COUNT_CACHE: usize = 4096;
+/// Longest prompt text worth remembering: drills' prompts are a few KiB; caching 2 MiB bodies
+/// would let 4096 entries hold gigabytes.
+const COUNT_CACHE_MAX_TEXT: usize = 16 * 1024;
 
 impl Frontend {
     /// The frontend of `profile`'s model, with answer lengths drawn from `seed`.
@@ -99,6 +102,9 @@ impl Frontend {
             return n;
         }
         let n = self.tokenizer.count_text(text);
+        if text.len() > COUNT_CACHE_MAX_TEXT {
+            return n;
+        }
         if self.counts.len() >= COUNT_CACHE {
             self.counts.clear();
         }

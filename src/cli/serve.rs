@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Seconds that streams in flight get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30.0)]
     pub shutdown_grace: f64,
+    /// Seconds allowed to receive a request's head (also how long an idle keep-alive connection
+    /// stays open) and, separately, its body; a client that stops sending halfway is cut off.
+    #[arg(long, default_value_t = 30.0, env = "SERVESIM_REQUEST_TIMEOUT")]
+    pub request_timeout: f64,
 }
 
 /// Build the configuration, start the server and run it until a signal.
@@ -98,6 +102,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         },
         shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace)
             .context("--shutdown-grace must be a number of seconds >= 0")?,
+        request_timeout: Duration::try_from_secs_f64(args.request_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--request-timeout must be a number of seconds > 0")?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -107,3 +107,19 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Resident set size of process `pid` in KiB (`VmRSS` in /proc/PID/status); `None` off Linux.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Open file descriptors of process `pid` (entries of /proc/PID/fd); `None` off Linux.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
+}

@@ -2,7 +2,8 @@
 //! benchmark: raw HTTP/1.1 (keep-alive, chunked bodies) on a loopback listener, answering the n-th
 //! request (counted from 0 over the server's life) as its script says: a vLLM-like stream, a slow
 //! first byte, lines cut across writes, keep-alive comments, an error status, a connection dropped
-//! before or during the answer, or no answer at all.
+//! (closed or reset) before or during the answer, a stream that stalls, arbitrary bytes, or no
+//! answer at all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ pub enum Reply {
     Status { status: u16, body: String },
     /// Close the connection without answering.
     Drop,
+    /// Reset the connection (TCP RST) without answering.
+    Reset,
+    /// Write these bytes verbatim (a whole response, garbage, anything), then close.
+    Raw(Vec<u8>),
     /// Read the request and never answer.
     Hang,
 }
@@ -51,6 +56,10 @@ pub struct StreamReply {
     pub drop_after: Option<u32>,
     /// After the last line, keep the body open (no chunked terminator) until the client leaves.
     pub linger: bool,
+    /// Reset the connection (TCP RST) after this many events.
+    pub reset_after: Option<u32>,
+    /// Stop sending after this many events, keeping the connection open until the client leaves.
+    pub stall_after: Option<u32>,
 }
 
 impl StreamReply {
@@ -66,6 +75,8 @@ impl StreamReply {
             comments: false,
             drop_after: None,
             linger: false,
+            reset_after: None,
+            stall_after: None,
         }
     }
 }
@@ -244,6 +255,15 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
                     && stream.write_all(body.as_bytes()).await.is_ok()
             }
             Reply::Drop => false,
+            Reply::Reset => {
+                let _ = stream.set_zero_linger();
+                false
+            }
+            Reply::Raw(bytes) => {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.flush().await;
+                false
+            }
             Reply::Hang => {
                 std::future::pending::<()>().await;
                 false
@@ -272,6 +292,12 @@ fn event_line(i: u32, last: bool) -> String {
     format!(
         "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"local\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
     )
+}
+
+/// Wait for the client to go away; whatever it sends meanwhile is ignored.
+async fn wait_for_close(stream: &mut TcpStream) {
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
 }
 
 /// Write a streamed answer; `Ok(true)` when the connection can take another request.
@@ -308,6 +334,18 @@ async fn stream_reply(stream: &mut TcpStream, s: &StreamReply) -> io::Result<boo
             stream.flush().await?;
             return Ok(false);
         }
+        if s.reset_after == Some(events_sent) {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            stream.set_zero_linger()?;
+            return Ok(false);
+        }
+        if s.stall_after == Some(events_sent) {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            wait_for_close(stream).await;
+            return Ok(false);
+        }
         if line.starts_with("data:") {
             events_sent += 1;
         }
@@ -331,9 +369,7 @@ async fn stream_reply(stream: &mut TcpStream, s: &StreamReply) -> io::Result<boo
     }
     if s.linger {
         stream.write_all(&out).await?;
-        // Wait for the client to go away; whatever it sends meanwhile is ignored.
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
+        wait_for_close(stream).await;
         return Ok(false);
     }
     out.extend_from_slice(b"0\r\n\r\n");

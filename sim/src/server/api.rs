@@ -4,35 +4,142 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, Request};
+use axum::http::header;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::AppState;
 use super::errors::ApiError;
+use super::stream::Endpoint;
 use crate::frontend::{Prompt, RequestSpec};
 
-/// A JSON body parsed into `T`, with every failure (bad JSON, wrong types, too large) reported in the
-/// API's own error format rather than axum's plain-text rejections.
+/// A request body as raw bytes, read under the server's limits: a JSON content type (or none, as
+/// FastAPI accepts), at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (a larger `Content-Length`
+/// is refused before anything is read), and the whole body within the request timeout (a client
+/// that stops sending halfway gets a 408). Every failure is an [`ApiError`], so it gets the API's
+/// own JSON error rather than axum's plain-text rejections.
+#[derive(Debug)]
+pub struct ApiBody(pub Bytes);
+
+impl FromRequest<AppState> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        check_content_type(content_type)?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let limit = super::MAX_BODY_BYTES;
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let timeout = state.config().request_timeout;
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
+        let bytes = read
+            .map_err(|_| ApiError::RequestTimeout {
+                seconds: timeout.as_secs_f64(),
+            })?
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge { limit }
+                } else {
+                    ApiError::InvalidBody {
+                        message: e.body_text(),
+                        param: None,
+                    }
+                }
+            })?;
+        Ok(ApiBody(bytes))
+    }
+}
+
+/// A JSON body parsed into `T` ([`ApiBody`]'s checks, then [`parse_json`]).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: super::MAX_BODY_BYTES,
-                }
-            } else {
-                ApiError::InvalidBody {
-                    message: e.body_text(),
-                    param: None,
-                }
-            }
-        })?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ApiBody(bytes) = ApiBody::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// FastAPI's rule: a body is read as JSON when there is no `Content-Type` or it is
+/// `application/json` or `application/*+json` (parameters ignored); any other type is a 400.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+    let Some(ct) = content_type else {
+        return Ok(());
+    };
+    let mime = ct.split(';').next().unwrap_or_default().trim();
+    let json = mime.split_once('/').is_some_and(|(kind, sub)| {
+        kind.eq_ignore_ascii_case("application")
+            && (sub.eq_ignore_ascii_case("json")
+                || sub.len() > 5
+                    && sub
+                        .get(sub.len() - 5..)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("+json")))
+    });
+    if json {
+        return Ok(());
+    }
+    Err(ApiError::InvalidBody {
+        message: format!(
+            "1 validation error: {{'type': 'model_attributes_type', 'loc': 'body', 'msg': 'Input should be a valid dictionary or object to extract fields from'}} (Content-Type {:?} is not application/json)",
+            clip(ct, 100)
+        ),
+        param: Some("body".into()),
+    })
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (for echoing input in messages).
+fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The generation endpoints' parsing and validation as one pure function of the body: JSON into
+/// the endpoint's request, the model name against `served_model`, then every field check.
+/// Everything input-dependent that happens before token counting and the engine's context check;
+/// the fuzz target (`fuzz/`) and the bad-request corpus test drive it. Never panics.
+pub fn check_request(
+    endpoint: Endpoint,
+    body: &[u8],
+    served_model: &str,
+) -> Result<Validated, ApiError> {
+    let (model, validated) = match endpoint {
+        Endpoint::Chat => {
+            let req: ChatRequest = parse_json(body)?;
+            (req.model.clone(), req.validate())
+        }
+        Endpoint::Completions => {
+            let req: CompletionRequest = parse_json(body)?;
+            (req.model.clone(), req.validate())
+        }
+    };
+    check_model(model.as_deref(), served_model)?;
+    validated
+}
+
+/// 404 unless `model` is absent or the served name.
+pub fn check_model(model: Option<&str>, served_model: &str) -> Result<(), ApiError> {
+    match model {
+        Some(m) if m != served_model => Err(ApiError::ModelNotFound {
+            requested: clip(m, 200).to_string(),
+            served: served_model.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -291,6 +398,16 @@ pub fn chat_contents(messages: &[ChatMessage]) -> Vec<Arc<str>> {
         .collect()
 }
 
+/// The chat roles vLLM's OpenAI server knows.
+pub const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
 impl ChatRequest {
     /// Check the request and build the engine's view of it.
     pub fn validate(&self) -> Result<Validated, ApiError> {
@@ -299,6 +416,18 @@ impl ChatRequest {
                 "messages",
                 "messages must contain at least one message.".into(),
             ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            if !ROLES.contains(&m.role.as_str()) {
+                return Err(ApiError::bad_param(
+                    "messages",
+                    format!(
+                        "Unknown role {:?} in messages[{i}]: expected one of {}.",
+                        clip(&m.role, 64),
+                        ROLES.join(", ")
+                    ),
+                ));
+            }
         }
         let contents = chat_contents(&self.messages);
         let echo = contents.last().cloned().unwrap_or_else(|| Arc::from(""));
@@ -465,5 +594,126 @@ mod tests {
         assert_eq!(v.max_tokens, Some(COMPLETIONS_DEFAULT_MAX_TOKENS));
         let batched = parse_json::<CompletionRequest>(br#"{"prompt":["a","b"]}"#).expect("parses");
         assert!(batched.validate().is_err());
+    }
+
+    #[test]
+    fn content_types_follow_fastapi() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/vnd.api+json"),
+        ] {
+            assert!(check_content_type(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "}}}",
+            "",
+            "+json",
+        ] {
+            let err = check_content_type(Some(bad)).expect_err(bad);
+            assert_eq!(err.status(), 400);
+        }
+    }
+
+    #[test]
+    fn unknown_roles_and_models_are_refused() {
+        let err = chat(r#"{"messages":[{"role":"wizard","content":"hi"}]}"#).expect_err("role");
+        assert!(matches!(err, ApiError::BadRequest { param: Some(p), .. } if p == "messages"));
+        let err = check_request(
+            Endpoint::Chat,
+            br#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#,
+            "local",
+        )
+        .expect_err("model");
+        assert_eq!(err.status(), 404);
+        assert!(
+            check_request(
+                Endpoint::Completions,
+                br#"{"model":"local","prompt":"hi"}"#,
+                "local"
+            )
+            .is_ok()
+        );
+    }
+
+    mod fuzz {
+        //! The stable-toolchain stand-in for `fuzz/` (cargo fuzz needs nightly flags): property
+        //! tests that feed arbitrary bytes, and mutated valid requests, to the same entry point.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const SEED: &str = r#"{"model":"local","messages":[{"role":"user","content":"hi"}],"max_tokens":8,"stream":true,"stream_options":{"include_usage":true},"stop":["x"],"temperature":0.5,"top_p":0.9,"n":1,"min_tokens":1,"seed":3}"#;
+
+        fn never_panics(body: &[u8]) {
+            for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+                if let Err(e) = check_request(endpoint, body, "local") {
+                    let status = e.status().as_u16();
+                    assert!((400..500).contains(&status), "{status}: {e}");
+                    assert!(!e.to_string().is_empty());
+                }
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                ".{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("role".to_string()),
+                            Just("content".to_string()),
+                            Just("type".to_string()),
+                            Just("text".to_string()),
+                            "[a-z_]{1,8}"
+                        ],
+                        inner,
+                        0..5
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                never_panics(&body);
+            }
+
+            #[test]
+            fn a_valid_request_cut_or_corrupted(cut in 0..SEED.len(), at in 0..SEED.len(), byte in any::<u8>()) {
+                let mut b = SEED.as_bytes().to_vec();
+                b[at] = byte;
+                never_panics(&b);
+                never_panics(&SEED.as_bytes()[..cut]);
+            }
+
+            #[test]
+            fn any_value_in_any_field(
+                field in prop_oneof![
+                    Just("model"), Just("messages"), Just("prompt"), Just("max_tokens"),
+                    Just("max_completion_tokens"), Just("stream"), Just("stream_options"),
+                    Just("n"), Just("temperature"), Just("top_p"), Just("seed"), Just("stop"),
+                    Just("ignore_eos"), Just("min_tokens")
+                ],
+                value in json_value(),
+            ) {
+                let mut v: serde_json::Value = serde_json::from_str(SEED).expect("seed");
+                v[field] = value;
+                never_panics(v.to_string().as_bytes());
+            }
+        }
     }
 }

@@ -101,7 +101,35 @@ pub struct DriverHandle {
     clock: Clock,
     config: DriverConfig,
     queued: Arc<AtomicUsize>,
+    /// Requests admitted by a handler whose submission the engine thread has not taken in yet.
+    in_transit: Arc<AtomicUsize>,
+    /// Serializes admissions, so that a flood of handlers cannot all pass the bound at once.
+    admission: Arc<Mutex<()>>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// A place in the waiting queue, held between the admission check and the submission: dropped
+/// unsubmitted, it is given back.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    handle: &'a DriverHandle,
+    sent: bool,
+}
+
+impl Admission<'_> {
+    /// Queue the request; false when the engine thread has stopped.
+    pub fn submit(mut self, s: Submission) -> bool {
+        self.sent = self.handle.tx.send(Command::Submit(s)).is_ok();
+        self.sent
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.handle.in_transit.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl DriverHandle {
@@ -115,7 +143,28 @@ impl DriverHandle {
 
     /// Queue a request; false when the engine thread has stopped.
     pub fn submit(&self, s: Submission) -> bool {
-        self.tx.send(Command::Submit(s)).is_ok()
+        self.admit(None).is_ok_and(|a| a.submit(s))
+    }
+
+    /// Take a place in the waiting queue if fewer than `limit` requests wait (no limit: always);
+    /// otherwise the number waiting. Requests admitted but not yet taken in by the engine thread
+    /// count as waiting, so the bound holds however many requests arrive at once.
+    pub fn admit(&self, limit: Option<usize>) -> Result<Admission<'_>, usize> {
+        let _serial = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(limit) = limit {
+            // In-transit first: the engine thread publishes the new queue length before it
+            // decrements in-transit, so a request moving between the two is counted at least once.
+            let waiting =
+                self.in_transit.load(Ordering::SeqCst) + self.queued.load(Ordering::SeqCst);
+            if waiting >= limit {
+                return Err(waiting);
+            }
+        }
+        self.in_transit.fetch_add(1, Ordering::SeqCst);
+        Ok(Admission {
+            handle: self,
+            sent: false,
+        })
     }
 
     /// Take a request out of the engine at once (its KV blocks are freed); `reason` is what the
@@ -127,7 +176,7 @@ impl DriverHandle {
 
     /// Requests waiting for the engine: in its waiting queue or still on their way to it.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Stop the engine thread and wait for it; streams still open end as broken.
@@ -149,12 +198,14 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel();
     let clock = Clock::new(config.time_scale);
     let queued = Arc::new(AtomicUsize::new(0));
+    let in_transit = Arc::new(AtomicUsize::new(0));
     let mut driver = Driver {
         engine,
         clock,
         output_latency: config.output_latency_s,
         metrics,
         queued: Arc::clone(&queued),
+        in_transit: Arc::clone(&in_transit),
         step: StepOutcome::default(),
         stepping: false,
         wake: None,
@@ -173,6 +224,8 @@ pub fn spawn(
         clock,
         config,
         queued,
+        in_transit,
+        admission: Arc::new(Mutex::new(())),
         thread: Arc::new(Mutex::new(Some(thread))),
     })
 }
@@ -205,6 +258,7 @@ struct Driver {
     output_latency: f64,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
+    in_transit: Arc<AtomicUsize>,
     step: StepOutcome,
     /// Whether `step` is an iteration in flight (it ends at `step.end()`).
     stepping: bool,
@@ -261,6 +315,9 @@ impl Driver {
                 // Arrivals are nearly always in order; insert after every earlier-or-equal one.
                 let pos = self.arrivals.partition_point(|a| a.arrival <= s.arrival);
                 self.arrivals.insert(pos, s);
+                // Counted in the queue before it stops counting as in transit.
+                self.publish();
+                self.in_transit.fetch_sub(1, Ordering::SeqCst);
             }
             Command::Abort { key, reason } => {
                 if let Some(pos) = self.arrivals.iter().position(|a| a.key == key) {
@@ -322,7 +379,7 @@ impl Driver {
 
     fn publish(&self) {
         let waiting = self.engine.stats().waiting + self.arrivals.len();
-        self.queued.store(waiting, Ordering::Relaxed);
+        self.queued.store(waiting, Ordering::SeqCst);
     }
 
     fn arrive(&mut self, t: f64) {

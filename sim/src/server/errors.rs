@@ -28,9 +28,19 @@ pub enum ApiError {
     /// 404: the request names a model this server does not serve.
     #[error("The model `{requested}` does not exist. Valid aliases: {served}.")]
     ModelNotFound { requested: String, served: String },
+    /// 404: no route at this path.
+    #[error("Not Found: no route {path}.")]
+    RouteNotFound { path: String },
+    /// 405: the path exists, not with this method.
+    #[error("Method Not Allowed.")]
+    MethodNotAllowed,
     /// 413: the body is larger than the configured limit.
     #[error("Request body is too large (limit {limit} bytes).")]
     PayloadTooLarge { limit: usize },
+    /// 408: the request body did not arrive within the request timeout (a client that stopped
+    /// sending halfway).
+    #[error("The request body was not received within {seconds} s.")]
+    RequestTimeout { seconds: f64 },
     /// 503: the engine's waiting queue is at its `--max-waiting` bound.
     #[error(
         "The server is overloaded: {waiting} requests are waiting (limit {limit}). Retry later."
@@ -53,8 +63,12 @@ impl ApiError {
         match self {
             ApiError::InvalidBody { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound { .. } | ApiError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Injected { status } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -70,7 +84,10 @@ impl ApiError {
             ApiError::BadRequest { .. } => "BadRequestError",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::ModelNotFound { .. } => "NotFoundError",
+            ApiError::RouteNotFound { .. } => "Not Found",
+            ApiError::MethodNotAllowed => "Method Not Allowed",
             ApiError::PayloadTooLarge { .. } => "Request Entity Too Large",
+            ApiError::RequestTimeout { .. } => "Request Timeout",
             ApiError::QueueFull { .. } => "ServiceUnavailableError",
             ApiError::Injected { status: 429 } => "RateLimitError",
             ApiError::Injected { status: 503 } => "ServiceUnavailableError",

@@ -22,7 +22,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::serve::ListenerExt;
 use servesim_models::{Derived, Profile};
 use tokio::net::TcpListener;
 
@@ -37,6 +36,9 @@ pub use text::TextMode;
 
 /// Largest request body accepted (larger ones get a 413).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Default of [`ServerConfig::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The vLLM version this server imitates (`GET /version`, the system fingerprint).
 pub const VLLM_VERSION: &str = "0.32.0";
@@ -59,6 +61,11 @@ pub struct ServerConfig {
     pub faults: FaultConfig,
     /// How long streams in flight may run after a shutdown signal before they are ended.
     pub shutdown_grace: Duration,
+    /// Time allowed to receive a request: its head (from the moment the connection waits for one,
+    /// so idle keep-alive connections are closed after it too) and, separately, its body. A client
+    /// that stops sending halfway (slowloris) is cut off: no answer for a partial head, a 408 for
+    /// a partial body.
+    pub request_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -74,6 +81,7 @@ impl ServerConfig {
             text: TextMode::Lorem,
             faults: FaultConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -112,6 +120,9 @@ impl AppState {
             return Err(ServerError::Config("--time-scale must be > 0".into()));
         }
         config.faults.check().map_err(ServerError::Config)?;
+        if config.request_timeout.is_zero() {
+            return Err(ServerError::Config("--request-timeout must be > 0".into()));
+        }
         let derived = config.profile.derive()?;
         let engine = Engine::new(&config.profile)?;
         let limits = Engine::new(&config.profile)?;
@@ -177,13 +188,12 @@ where
         shutdown.await;
         let _ = fired_tx.send(());
     };
-    // Like uvicorn under vLLM: no Nagle delay on small SSE writes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = run_http(
+        listener,
+        app(state.clone()),
+        state.0.config.request_timeout,
+        signal,
+    );
     tokio::pin!(server);
     let grace = state.0.config.shutdown_grace;
     let expired = async move {
@@ -194,9 +204,9 @@ where
         }
     };
     tokio::select! {
-        result = &mut server => {
+        () = &mut server => {
             state.0.driver.stop();
-            return result.map_err(ServerError::Io);
+            return Ok(());
         }
         () = expired => {
             tracing::warn!("shutdown grace period over: ending the streams still open");
@@ -204,8 +214,65 @@ where
     }
     // Stopping the engine ends every open stream (as broken); connections then close.
     state.0.driver.stop();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(result) => result.map_err(ServerError::Io),
-        Err(_) => Ok(()),
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// The HTTP/1.1 accept loop (what `axum::serve` does, plus hyper's header read timeout, which
+/// `axum::serve` leaves off): every connection is served on its own task; when `shutdown`
+/// resolves the listener closes, every connection finishes its request in flight and closes, and
+/// this returns once they all have.
+async fn run_http<F>(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Like uvicorn under vLLM: no Nagle delay on small SSE writes.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut signal = signal_rx.clone();
+        let close = close_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = signal.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            drop(close);
+        });
     }
+    drop(listener);
+    let _ = signal_tx.send(());
+    drop(signal_rx);
+    drop(close_rx);
+    close_tx.closed().await;
 }

@@ -14,9 +14,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::api::{
-    self, ApiJson, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, Validated,
-};
+use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, TokenizeRequest, Validated};
 use super::stream::{self, AbortGuard, Endpoint, Envelope, Generation, GenerationSetup};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
@@ -26,14 +24,7 @@ use crate::frontend::Frontend;
 
 impl AppState {
     fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
-        let served = &self.0.config.served_model_name;
-        match model {
-            Some(m) if m != served => Err(ApiError::ModelNotFound {
-                requested: m.to_string(),
-                served: served.clone(),
-            }),
-            _ => Ok(()),
-        }
+        api::check_model(model, &self.0.config.served_model_name)
     }
 
     fn frontend(&self) -> std::sync::MutexGuard<'_, Frontend> {
@@ -77,44 +68,61 @@ impl AppState {
             None => {}
         }
 
+        if let Some(m) = v.max_tokens
+            && m > max_model_len
+        {
+            return Err(ApiError::bad_param(
+                "max_tokens",
+                format!(
+                    "max_tokens={m} cannot be greater than max_model_len={max_model_len}. Please request fewer output tokens. (parameter=max_tokens, value={m})"
+                ),
+            ));
+        }
+        // Counting a prompt of megabytes takes a while: off the async workers, so that the other
+        // connections (streams, /metrics, /health) go on meanwhile.
         let request = {
-            let mut frontend = self.frontend();
-            let prompt_tokens = frontend.prompt_tokens(&v.prompt);
-            let max_tokens = match v.max_tokens {
-                Some(m) if m > max_model_len => {
-                    return Err(ApiError::bad_param(
-                        "max_tokens",
-                        format!(
-                            "max_tokens={m} cannot be greater than max_model_len={max_model_len}. Please request fewer output tokens. (parameter=max_tokens, value={m})"
-                        ),
-                    ));
-                }
-                Some(m) => m,
+            let state = self.clone();
+            let v = v.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut frontend = state.frontend();
+                let prompt_tokens = frontend.prompt_tokens(&v.prompt);
                 // Chat without a limit: whatever room the context leaves (at least one token, so
                 // that a prompt filling the context gets the context-length error below).
-                None => max_model_len.saturating_sub(prompt_tokens).max(1),
-            };
-            frontend.prepare(&v.spec(max_tokens))
+                let max_tokens = v
+                    .max_tokens
+                    .unwrap_or_else(|| max_model_len.saturating_sub(prompt_tokens).max(1));
+                frontend.prepare(&v.spec(max_tokens))
+            })
+            .await
+            .map_err(|_| ApiError::EngineGone)?
         };
         s.limits
             .validate(&request)
             .map_err(|e| self.context_error(e))?;
-        if let Some(limit) = s.config.max_waiting {
-            let waiting = s.driver.queued();
-            if waiting >= limit {
-                return Err(ApiError::QueueFull { waiting, limit });
-            }
-        }
+        let admission =
+            s.driver
+                .admit(s.config.max_waiting)
+                .map_err(|waiting| ApiError::QueueFull {
+                    waiting,
+                    limit: s.config.max_waiting.unwrap_or(waiting),
+                })?;
 
         let key = s.next_key.fetch_add(1, Ordering::Relaxed);
         let clock = s.driver.clock();
         let latency = s.driver.config().input_latency_s;
+        // Paced like the virtual-time runner: the API server handles requests in turn. (Off the
+        // async workers too: the frontend may be busy counting a huge prompt.)
+        let paced = {
+            let state = self.clone();
+            tokio::task::spawn_blocking(move || state.frontend().pace(clock.now() + latency))
+                .await
+                .map_err(|_| ApiError::EngineGone)?
+        };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let submitted = s.driver.submit(driver::Submission {
+        let submitted = admission.submit(driver::Submission {
             key,
             request,
-            // Paced like the virtual-time runner: the API server handles requests in turn.
-            arrival: self.frontend().pace(clock.now() + latency) + plan.spike_s,
+            arrival: paced + plan.spike_s,
             events: tx,
         });
         if !submitted {
@@ -213,20 +221,22 @@ impl AppState {
 async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<ChatRequest>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let v = req.validate()?;
+    let v = api::check_request(Endpoint::Chat, &body, &state.0.config.served_model_name)?;
     state.generate(Endpoint::Chat, v, &headers).await
 }
 
 async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<CompletionRequest>,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    state.check_model(req.model.as_deref())?;
-    let v = req.validate()?;
+    let v = api::check_request(
+        Endpoint::Completions,
+        &body,
+        &state.0.config.served_model_name,
+    )?;
     state.generate(Endpoint::Completions, v, &headers).await
 }
 
@@ -275,7 +285,6 @@ async fn tokenize(
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
-    let mut frontend = state.frontend();
     let (text, prompt) = match (&req.prompt, &req.messages) {
         (Some(p), _) => (
             p.clone(),
@@ -294,8 +303,15 @@ async fn tokenize(
     };
     // `count` is what the engine charges (chat template included); `tokens` are the BPE ids of the
     // text itself.
-    let count = frontend.prompt_tokens(&prompt);
-    let tokens = frontend.tokenizer().encode(&text);
+    // Off the async workers: a prompt of megabytes takes a while.
+    let counting = state.clone();
+    let (count, tokens) = tokio::task::spawn_blocking(move || {
+        let mut frontend = counting.frontend();
+        let count = frontend.prompt_tokens(&prompt);
+        (count, frontend.tokenizer().encode(&text))
+    })
+    .await
+    .map_err(|_| ApiError::EngineGone)?;
     Ok(axum::Json(json!({
         "count": count,
         "max_model_len": state.0.derived.max_model_len,
@@ -363,6 +379,12 @@ pub fn app(state: AppState) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(prometheus))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::RouteNotFound {
+                path: uri.path().chars().take(200).collect(),
+            }
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -19,6 +19,8 @@ pub const TEMPERATURE: f64 = 0.7;
 /// How long to keep reading after `[DONE]` for the end of the HTTP body, so the connection can be
 /// reused; the request's end is `[DONE]`'s arrival whatever happens here.
 const DRAIN_AFTER_DONE: Duration = Duration::from_millis(5);
+/// Longest SSE line buffered; a longer one ends the request as a broken stream.
+pub const MAX_LINE: usize = 4 << 20;
 /// Longest server message kept in an error record.
 const MAX_MESSAGE: usize = 500;
 
@@ -261,12 +263,20 @@ impl ChatClient {
         let response = builder.send().await.map_err(|e| classify(&e, false))?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let text = response.text().await.unwrap_or_default();
+            let mut message = format!("HTTP {status}: {}", server_message(&text));
+            if let Some(after) = retry_after {
+                message.push_str(&format!(" (Retry-After: {})", truncate(after)));
+            }
             return Err(RequestError {
                 kind: ErrorKind::Status {
                     status: status.as_u16(),
                 },
-                message: format!("HTTP {status}: {}", server_message(&text)),
+                message,
             });
         }
         let mut body = response.bytes_stream();
@@ -280,6 +290,13 @@ impl ChatClient {
             });
             if let Some(e) = seen.error.take() {
                 return Err(e);
+            }
+            if parser.pending() > MAX_LINE {
+                // Not an SSE stream (or a hostile one): do not buffer it until the timeout.
+                return Err(RequestError {
+                    kind: ErrorKind::BrokenStream,
+                    message: format!("a stream line longer than {MAX_LINE} bytes (not SSE?)"),
+                });
             }
             if seen.done {
                 // Read the rest of the body (normally just the chunked terminator) so the

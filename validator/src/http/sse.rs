@@ -65,6 +65,11 @@ impl SseParser {
         self.partial.extend_from_slice(rest);
     }
 
+    /// Bytes held of a line whose end has not arrived yet.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
     /// The stream closed: a last line without its line ending still counts.
     pub fn finish(&mut self, on_line: &mut dyn FnMut(SseLine<'_>)) {
         if !self.partial.is_empty() {

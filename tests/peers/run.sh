@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# End to end: the real vLLM CPU peer and the fake server side by side, the conformance suite between them, and
+# (optionally) `servesim validate --real` against the peer, scaled down. Stops everything it started, by pid.
+#
+#   tests/peers/run.sh [OUT_DIR]          # OUT_DIR default: target/peers (reports, logs, raw answers)
+# Env:
+#   SERVESIM_BIN            servesim binary (default: target/release/servesim, built if missing)
+#   SERVESIM_PEER_CACHE     the peer's cache (venv, model); default ~/.cache/servesim-peer
+#   PEER_START_TIMEOUT      seconds to wait for the peer's /health (default 420)
+#   PEERS_VALIDATE=1        also run `servesim validate --real` against the peer (scaled down) and check its report
+#   PEERS_SERIAL=1          then restart the peer with --max-num-seqs 1 and check the batching drill's ratio >= 5
+#   PEERS_ALLOW             allow-list (default tests/peers/allowlist.json)
+#   PEERS_OPENAI=0          skip the openai Python package against both servers (tests/peers/openai_same_code.py)
+# Exit status: that of the conformance suite (1 on a new, unlisted difference), or of validate when it fails.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+OUT="${1:-$ROOT/target/peers}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+T0=$(date +%s)
+log() { echo "[peers +$(( $(date +%s) - T0 ))s] $*" >&2; }
+
+BIN="${SERVESIM_BIN:-$ROOT/target/release/servesim}"
+if [ ! -x "$BIN" ]; then
+  log "building servesim (release)"
+  cargo build --release --quiet
+  BIN="$ROOT/target/release/servesim"
+fi
+
+PEER_PID=""; FAKE_PID=""
+stop_pid() {  # pid, name: SIGTERM to its process group (it leads one: started with setsid), then SIGKILL
+  local pid="$1" name="$2"
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  log "stopping $name (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop in 30 s: SIGKILL"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  # Children of the group that outlived their parent (vLLM's engine core process).
+  if pgrep -g "$pid" >/dev/null 2>&1; then
+    sleep 2; kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() { stop_pid "$FAKE_PID" "servesim serve"; stop_pid "$PEER_PID" "vLLM peer"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_peer() {  # extra vllm serve args...; sets PEER_PID, PEER, START_S
+  local port t deadline
+  port=$(free_port)
+  t=$(date +%s)
+  setsid bash tests/peers/vllm-cpu/serve.sh "$port" "$@" >> "$OUT/vllm.log" 2>&1 &
+  PEER_PID=$!
+  PEER="http://127.0.0.1:$port"
+  deadline=$(( t + ${PEER_START_TIMEOUT:-420} ))
+  until curl -fsS -o /dev/null "$PEER/health" 2>/dev/null; do
+    if ! kill -0 "$PEER_PID" 2>/dev/null; then log "the vLLM peer exited during start-up:"; tail -40 "$OUT/vllm.log" >&2; exit 2; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then log "the vLLM peer was not healthy in ${PEER_START_TIMEOUT:-420} s:"; tail -40 "$OUT/vllm.log" >&2; exit 2; fi
+    sleep 1
+  done
+  START_S=$(( $(date +%s) - t ))
+}
+
+# 1. The peer's venv and model (cached), then vLLM in the background.
+t=$(date +%s)
+bash tests/peers/vllm-cpu/setup.sh > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log" >&2; exit 2; }
+SETUP_S=$(( $(date +%s) - t ))
+log "peer prepared in ${SETUP_S} s"
+: > "$OUT/vllm.log"
+start_peer
+PEER_RSS=$(ps -o rss= -g "$PEER_PID" 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s/1024}')
+FIRST_START_S=$START_S
+log "vLLM peer healthy on $PEER after ${START_S} s (pid $PEER_PID, ${PEER_RSS} MiB resident)"
+
+# 2. The fake server, same served model name and context length.
+setsid "$BIN" serve --host 127.0.0.1 --port 0 --served-model-name local --profile tests/peers/servesim-peer.toml \
+  --time-scale 0.1 > "$OUT/servesim.log" 2>&1 &
+FAKE_PID=$!
+for _ in $(seq 1 100); do grep -q 'listening on http://' "$OUT/servesim.log" 2>/dev/null && break; sleep 0.1; done
+FAKE=$(grep -o 'listening on http://[0-9.:]*' "$OUT/servesim.log" | head -1 | sed 's/listening on //')
+[ -n "$FAKE" ] || { log "servesim serve did not start:"; cat "$OUT/servesim.log" >&2; exit 2; }
+log "servesim serve on $FAKE (pid $FAKE_PID)"
+
+# 3. Conformance.
+t=$(date +%s)
+set +e
+python3 tests/peers/conformance.py "$PEER" "$FAKE" --allow "${PEERS_ALLOW:-tests/peers/allowlist.json}" \
+  --report "$OUT/conformance.md" --dump "$OUT/conformance-raw"
+CONF_RC=$?
+set -e
+log "conformance done in $(( $(date +%s) - t )) s (exit $CONF_RC); report $OUT/conformance.md"
+
+# 4. The official openai Python package (a vLLM requirement, so in the peer's venv), the same code against both.
+OPENAI_RC=0
+if [ "${PEERS_OPENAI:-1}" = 1 ]; then
+  set +e
+  "${SERVESIM_PEER_CACHE:-$HOME/.cache/servesim-peer}/venv/bin/python" tests/peers/openai_same_code.py \
+    "$PEER/v1" "$FAKE/v1" > "$OUT/openai-same-code.log" 2>&1
+  OPENAI_RC=$?
+  set -e
+  log "openai package, same code against vLLM and servesim: exit $OPENAI_RC"; cat "$OUT/openai-same-code.log" >&2
+fi
+stop_pid "$FAKE_PID" "servesim serve"; FAKE_PID=""
+
+# 5. Optional: the validator against the real engine, scaled down for CI, and a check of what it wrote.
+VAL_RC=0
+if [ "${PEERS_VALIDATE:-0}" = 1 ]; then
+  t=$(date +%s)
+  set +e
+  "$BIN" validate --real "$PEER" --out "$OUT/validate" --no-nvml --tier cpu \
+    --requests-per-level "${PEERS_VALIDATE_REQUESTS:-4}" --concurrency "${PEERS_VALIDATE_CONC:-1,2,4}" \
+    --max-tokens "${PEERS_VALIDATE_MAX_TOKENS:-32}" \
+    --input-tokens "${PEERS_VALIDATE_INPUT_TOKENS:-16,128,512}" > "$OUT/validate.log" 2>&1 &&
+    python3 tests/peers/check_validate.py "$OUT/validate" >&2
+  VAL_RC=$?
+  set -e
+  log "validate --real done in $(( $(date +%s) - t )) s (exit $VAL_RC); report $OUT/validate/report.md"
+  if [ "$VAL_RC" = 0 ] && [ "${PEERS_SERIAL:-0}" = 1 ]; then
+    # The contrast for real: the same engine made serial (one sequence at a time) must show what a server that
+    # does not batch shows in the batching drill, a TTFT ratio B/A of tens.
+    stop_pid "$PEER_PID" "vLLM peer"; PEER_PID=""
+    start_peer --max-num-seqs 1
+    log "serial vLLM peer (--max-num-seqs 1) healthy on $PEER after ${START_S} s"
+    t=$(date +%s)
+    set +e
+    "$BIN" validate --real "$PEER" --out "$OUT/validate-serial" --no-nvml --drill batching \
+      --requests-per-level "${PEERS_VALIDATE_REQUESTS:-4}" --max-tokens "${PEERS_VALIDATE_MAX_TOKENS:-32}" \
+      > "$OUT/validate-serial.log" 2>&1 &&
+      python3 tests/peers/check_validate.py "$OUT/validate-serial" --min-ratio "${PEERS_SERIAL_MIN_RATIO:-5}" >&2
+    VAL_RC=$?
+    set -e
+    log "validate --real --drill batching on the serial peer done in $(( $(date +%s) - t )) s (exit $VAL_RC)"
+  fi
+fi
+
+log "total $(( $(date +%s) - T0 )) s: prepare ${SETUP_S} s, vLLM start-up ${FIRST_START_S} s"
+[ "$CONF_RC" -eq 0 ] || exit "$CONF_RC"
+[ "$OPENAI_RC" -eq 0 ] || exit "$OPENAI_RC"
+exit "$VAL_RC"
