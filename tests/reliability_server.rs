@@ -275,7 +275,11 @@ async fn bad_request_corpus() {
                 "{name}: {t} s"
             );
         }
-        if case["json"].as_bool().unwrap_or(true)
+        if case["shape"] == "detail" {
+            // FastAPI's own answer, as vLLM gives it for unknown routes and methods.
+            let v: Value = serde_json::from_slice(&answer.body).expect("a JSON body");
+            assert!(v["detail"].is_string(), "{name}: {v}");
+        } else if case["json"].as_bool().unwrap_or(true)
             && let Some(status) = want
         {
             let v: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|e| {

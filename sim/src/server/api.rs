@@ -417,13 +417,14 @@ impl ChatRequest {
                 "messages must contain at least one message.".into(),
             ));
         }
+        // vLLM renders any role name through the chat template (the real peer answers 200 for a
+        // role "wizard"); only an empty one is refused.
         for (i, m) in self.messages.iter().enumerate() {
-            if !ROLES.contains(&m.role.as_str()) {
+            if m.role.is_empty() {
                 return Err(ApiError::bad_param(
                     "messages",
                     format!(
-                        "Unknown role {:?} in messages[{i}]: expected one of {}.",
-                        clip(&m.role, 64),
+                        "Empty role in messages[{i}]: expected e.g. one of {}.",
                         ROLES.join(", ")
                     ),
                 ));
@@ -619,8 +620,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_roles_and_models_are_refused() {
-        let err = chat(r#"{"messages":[{"role":"wizard","content":"hi"}]}"#).expect_err("role");
+    fn empty_roles_and_unknown_models_are_refused() {
+        // Real vLLM renders any role name (it answered 200 for "wizard"); an empty one is refused.
+        assert!(chat(r#"{"messages":[{"role":"wizard","content":"hi"}]}"#).is_ok());
+        let err = chat(r#"{"messages":[{"role":"","content":"hi"}]}"#).expect_err("role");
         assert!(matches!(err, ApiError::BadRequest { param: Some(p), .. } if p == "messages"));
         let err = check_request(
             Endpoint::Chat,

@@ -131,6 +131,11 @@ struct ErrorDetail<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // Unknown routes and methods are answered by FastAPI itself in vLLM, not by its OpenAI
+        // error handler: `{"detail": "Not Found"}` (observed on the real peer).
+        if let ApiError::RouteNotFound { .. } | ApiError::MethodNotAllowed = self {
+            return (status, Json(serde_json::json!({ "detail": self.kind() }))).into_response();
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 message: self.to_string(),
