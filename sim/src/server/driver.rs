@@ -476,7 +476,20 @@ mod tests {
     use crate::runner::VirtualServer;
     use crate::workload::{ClientGroup, LevelPlan};
     use servesim_models::Profile;
-    use tokio::sync::mpsc::unbounded_channel;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    /// Block until the stream's last token arrives and return its engine-side timings.
+    fn wait_finished(rx: &mut UnboundedReceiver<TokenEvent>, what: &str) -> Finished {
+        loop {
+            match rx.blocking_recv() {
+                Some(TokenEvent::Token {
+                    finished: Some(f), ..
+                }) => return f,
+                Some(TokenEvent::Token { .. }) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 
     /// At a 1/20 time scale, one request's tokens arrive at the engine-time moments the virtual-time
     /// runner computes for the same request (checked on the engine timeline, not on wall-clock lag).
@@ -515,15 +528,7 @@ mod tests {
             arrival: t0 + config.input_latency_s,
             events: tx,
         }));
-        let finished = loop {
-            match rx.blocking_recv() {
-                Some(TokenEvent::Token {
-                    finished: Some(f), ..
-                }) => break f,
-                Some(TokenEvent::Token { .. }) => {}
-                other => panic!("{other:?}"),
-            }
-        };
+        let finished = wait_finished(&mut rx, "request");
         let first = finished.first_token + config.output_latency_s - t0;
         let end = finished.end + config.output_latency_s - t0;
         assert!((first - virt_first).abs() < 1e-9, "{first} vs {virt_first}");
@@ -586,15 +591,7 @@ mod tests {
             streams.push(rx);
         }
         for (i, mut rx) in streams.into_iter().enumerate() {
-            let finished = loop {
-                match rx.blocking_recv() {
-                    Some(TokenEvent::Token {
-                        finished: Some(f), ..
-                    }) => break f,
-                    Some(TokenEvent::Token { .. }) => {}
-                    other => panic!("request {i}: {other:?}"),
-                }
-            };
+            let finished = wait_finished(&mut rx, &format!("request {i}"));
             let rec = &run.records[i];
             let first = finished.first_token + config.output_latency_s - t0;
             let end = finished.end + config.output_latency_s - t0;
