@@ -250,7 +250,10 @@ fn start_server(profile: &Profile, seed: u64) -> Running {
     let mut config = ServerConfig::new(profile.clone());
     config.seed = seed;
     config.shutdown_grace = Duration::from_secs(1);
-    let state = AppState::new(config).expect("server state");
+    let state = {
+        let _inside = runtime.enter();
+        AppState::new(config).expect("server state")
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -114,8 +114,11 @@ fn unix_now() -> u64 {
 }
 
 impl AppState {
-    /// Build the engine for the profile and start its thread.
+    /// Build the engine for the profile and start its thread; called inside the tokio runtime
+    /// that will serve it (the driver's dispatcher task runs there).
     pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ServerError::Config("the server state needs a tokio runtime".into()))?;
         if !(config.time_scale > 0.0 && config.time_scale.is_finite()) {
             return Err(ServerError::Config("--time-scale must be > 0".into()));
         }
@@ -139,6 +142,7 @@ impl AppState {
                 output_latency_s: e.output_latency_s,
             },
             Arc::clone(&metrics),
+            &runtime,
         )
         .map_err(ServerError::Thread)?;
         Ok(AppState(Arc::new(Shared {

@@ -472,6 +472,9 @@ mod tests {
     fn stop_strings_cut_the_text() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let driver = super::super::driver::spawn(
             crate::engine::Engine::new(&profile).expect("engine"),
             super::super::driver::DriverConfig {
@@ -480,6 +483,7 @@ mod tests {
                 output_latency_s: 0.0,
             },
             Arc::new(Metrics::new("local", 100)),
+            rt.handle(),
         )
         .expect("driver");
         let text = AnswerText::new(TextMode::Echo, 0, Arc::from("one two three four"));
@@ -501,9 +505,6 @@ mod tests {
                 due: Instant::now(),
             });
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
         let (out, fin) = rt
             .block_on(g.collect())
             .expect("no error")
