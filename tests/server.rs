@@ -43,7 +43,8 @@ fn chat_body(max_tokens: u32, stream: bool) -> Value {
         "max_tokens": max_tokens,
         "ignore_eos": true,
         "stream": stream,
-        "stream_options": {"include_usage": true},
+        // vLLM refuses stream_options on a request that does not stream.
+        "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
     })
 }
 
@@ -156,6 +157,8 @@ async fn completions_stream_and_both_non_streaming_answers() {
     let last: Value = serde_json::from_str(&events[2]).expect("JSON");
     assert_eq!(last["object"], "text_completion");
     assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // No usage event: the finish event carries the fingerprint (vLLM 0.32).
+    assert!(last["system_fingerprint"].is_string(), "{last}");
     assert_eq!(events[3], "[DONE]");
 
     let chat =
@@ -164,6 +167,29 @@ async fn completions_stream_and_both_non_streaming_answers() {
     assert_eq!(chat["choices"][0]["message"]["role"], "assistant");
     assert_eq!(chat["choices"][0]["finish_reason"], "length");
     assert_eq!(chat["usage"]["completion_tokens"], 5);
+    // vLLM 0.32's null fields, present as null.
+    for (obj, keys) in [
+        (
+            &chat,
+            &[
+                "prompt_logprobs",
+                "prompt_token_ids",
+                "prompt_text",
+                "kv_transfer_params",
+                "ec_transfer_params",
+                "metrics",
+            ][..],
+        ),
+        (&chat["choices"][0], &["token_ids", "routed_experts"][..]),
+        (
+            &chat["usage"],
+            &["prompt_tokens_details", "completion_tokens_details"][..],
+        ),
+    ] {
+        for k in keys {
+            assert_eq!(obj.get(*k), Some(&Value::Null), "{k}: {chat}");
+        }
+    }
 
     // A natural answer ends by itself ("stop") before a generous max_tokens.
     let body = json!({"model": "local", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 500});
@@ -183,6 +209,17 @@ async fn completions_stream_and_both_non_streaming_answers() {
     let body = json!({"model": "local", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 200, "min_tokens": 120});
     let chat = json_of(post(&server.base, "/v1/chat/completions", &body).await).await;
     assert!(chat["usage"]["completion_tokens"].as_u64().expect("count") >= 120);
+}
+
+/// vLLM 0.32 cuts a max_tokens the context cannot hold to what the prompt leaves, and answers.
+#[tokio::test]
+async fn max_tokens_is_cut_to_the_context() {
+    let server = ServerProcess::start(FAST);
+    let body = json!({"model": "local", "prompt": vec![1u32; 32_760], "max_tokens": 100, "ignore_eos": true});
+    let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;
+    assert_eq!(cmpl["choices"][0]["finish_reason"], "length", "{cmpl}");
+    assert_eq!(cmpl["usage"]["completion_tokens"], 8);
+    assert_eq!(cmpl["usage"]["total_tokens"], 32_768);
 }
 
 #[tokio::test]
@@ -236,16 +273,28 @@ async fn every_error_status() {
     // 400: bad JSON, wrong types, missing and empty messages, max_tokens < 1, beyond max_model_len.
     let e = expect_error(raw("{\"model\":").await.expect("answer"), 400).await;
     assert_eq!(e["error"]["type"], "Bad Request");
-    expect_error(
+    // The param is pydantic's location, as vLLM answers it: here the character offset.
+    assert_eq!(e["error"]["param"], "body.9");
+    let e = expect_error(
         raw(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#)
             .await
             .expect("answer"),
         400,
     )
     .await;
+    assert_eq!(e["error"]["param"], "body.max_tokens");
     let e = expect_error(raw(r#"{"model":"local"}"#).await.expect("answer"), 400).await;
     assert_eq!(e["error"]["param"], "body.messages");
-    expect_error(raw(r#"{"messages":[]}"#).await.expect("answer"), 400).await;
+    let e = expect_error(raw(r#"{"messages":[]}"#).await.expect("answer"), 400).await;
+    assert_eq!(e["error"]["param"], Value::Null);
+    let e = expect_error(
+        raw(r#"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#)
+            .await
+            .expect("answer"),
+        400,
+    )
+    .await;
+    assert_eq!(e["error"]["param"], "stream_options");
     let e = expect_error(
         post(base, "/v1/chat/completions", &chat_body(0, false)).await,
         400,
@@ -266,20 +315,23 @@ async fn every_error_status() {
             .expect("message")
             .contains("max_model_len=32768")
     );
-    let e = expect_error(
-        post(base, "/v1/chat/completions", &chat_body(32_760, false)).await,
-        400,
-    )
-    .await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("maximum context length is 32768")
-    );
+    // A prompt that fills the context leaves no room for max_tokens; one beyond it is refused
+    // for its input tokens. (Prompt + max_tokens beyond the context is not an error: see
+    // `max_tokens_is_cut_to_the_context`.)
+    let ids = |n: usize| json!({"model": "local", "prompt": vec![1u32; n], "max_tokens": 4});
+    let e = expect_error(post(base, "/v1/completions", &ids(32_768)).await, 400).await;
+    assert_eq!(e["error"]["param"], "max_tokens");
+    let e = expect_error(post(base, "/v1/completions", &ids(40_000)).await, 400).await;
+    assert_eq!(e["error"]["param"], "input_tokens");
+    assert!(e["error"]["message"].as_str().expect("message").contains(
+        "maximum context length is 32768 tokens. However, your prompt contains 40000 input tokens"
+    ));
     let mut n2 = chat_body(3, false);
     n2["n"] = json!(2);
     expect_error(post(base, "/v1/chat/completions", &n2).await, 400).await;
+    n2["n"] = json!(0);
+    let e = expect_error(post(base, "/v1/chat/completions", &n2).await, 400).await;
+    assert_eq!(e["error"]["message"], "n must be at least 1, got 0.");
     // 404: an unknown model.
     let mut nope = chat_body(3, false);
     nope["model"] = json!("nope");
@@ -353,8 +405,12 @@ async fn api_key_is_required_on_v1_only() {
         }
         b.send()
     };
-    expect_error(send(None).await.expect("answer"), 401).await;
-    expect_error(send(Some("sk-wrong")).await.expect("answer"), 401).await;
+    // vLLM's middleware body, not its error object.
+    for key in [None, Some("sk-wrong")] {
+        let resp = send(key).await.expect("answer");
+        assert_eq!(resp.status(), 401);
+        assert_eq!(json_of(resp).await, json!({"error": "Unauthorized"}));
+    }
     assert_eq!(
         send(Some("sk-servesim")).await.expect("answer").status(),
         200
@@ -374,13 +430,16 @@ async fn api_key_is_required_on_v1_only() {
             .status(),
         200
     );
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(metrics.status(), 200);
+    // Prometheus text, as vLLM's Python client serves it.
     assert_eq!(
-        c.get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("answer")
-            .status(),
-        200
+        metrics.headers()["content-type"],
+        "text/plain; version=1.0.0; charset=utf-8"
     );
 }
 
@@ -449,6 +508,18 @@ async fn models_version_health_tokenize_detokenize() {
     assert!(
         chat["count"].as_u64().expect("count") > 2,
         "the chat template counts"
+    );
+    // The tokens are the templated prompt, as many as counted.
+    let tokens = chat["tokens"].as_array().expect("tokens");
+    assert_eq!(chat["count"], tokens.len());
+    // Ids that are not UTF-8 on their own decode with replacement characters, as vLLM's do.
+    let detok = json_of(post(base, "/detokenize", &json!({"tokens": [100, 101, 102]})).await).await;
+    assert!(
+        detok["prompt"]
+            .as_str()
+            .expect("a prompt")
+            .contains('\u{fffd}'),
+        "{detok}"
     );
     expect_error(
         post(base, "/tokenize", &json!({"model": "nope", "prompt": "x"})).await,
@@ -524,10 +595,10 @@ async fn metrics_move_with_the_load() {
         "# TYPE vllm:num_requests_running gauge",
         "# TYPE vllm:num_requests_waiting gauge",
         "# TYPE vllm:kv_cache_usage_perc gauge",
-        "# TYPE vllm:num_preemptions counter",
-        "# TYPE vllm:prompt_tokens counter",
-        "# TYPE vllm:generation_tokens counter",
-        "# TYPE vllm:request_success counter",
+        "# TYPE vllm:num_preemptions_total counter",
+        "# TYPE vllm:prompt_tokens_total counter",
+        "# TYPE vllm:generation_tokens_total counter",
+        "# TYPE vllm:request_success_total counter",
         "# TYPE vllm:time_to_first_token_seconds histogram",
         "# TYPE vllm:inter_token_latency_seconds histogram",
         "# TYPE vllm:e2e_request_latency_seconds histogram",
@@ -540,6 +611,7 @@ async fn metrics_move_with_the_load() {
         assert!(before.contains(name), "missing {name}");
     }
     assert_eq!(sample(&before, "vllm:generation_tokens_total{"), Some(0.0));
+    assert!(!before.contains("# EOF"));
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let base = base.clone();

@@ -5,6 +5,9 @@ use tiktoken_rs::CoreBPE;
 
 use crate::llm::{LlmSpec, TokenizerKind};
 
+/// The special token that stands for chat-template tokens.
+const TEMPLATE_TOKEN: &str = "<|endoftext|>";
+
 /// Counts and encodes prompt text the way a model's server would see it.
 #[derive(Clone)]
 pub struct PromptTokenizer {
@@ -12,6 +15,8 @@ pub struct PromptTokenizer {
     ratio: f64,
     template_tokens: u32,
     message_overhead: u32,
+    /// The id that stands for each chat-template token in [`encode_chat`](Self::encode_chat).
+    template_id: u32,
 }
 
 impl std::fmt::Debug for PromptTokenizer {
@@ -30,11 +35,19 @@ impl PromptTokenizer {
             TokenizerKind::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
             TokenizerKind::O200kBase => tiktoken_rs::o200k_base_singleton(),
         };
+        // The table's `<|endoftext|>`: a special token, so it cannot be confused with text and it
+        // still decodes.
+        let template_id = bpe
+            .encode_with_special_tokens(TEMPLATE_TOKEN)
+            .first()
+            .copied()
+            .unwrap_or_default();
         PromptTokenizer {
             bpe,
             ratio: model.token_ratio,
             template_tokens: model.chat_template_tokens,
             message_overhead: model.message_overhead_tokens,
+            template_id,
         }
     }
 
@@ -43,9 +56,35 @@ impl PromptTokenizer {
         self.bpe.encode_ordinary(text)
     }
 
-    /// Text of BPE token ids; invalid ids or split UTF-8 sequences give an error message.
-    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
-        self.bpe.decode(ids).map_err(|e| e.to_string())
+    /// Token ids of a chat as the server sees it: the template's tokens, then each message's
+    /// content, with the markers of each further message before it. Its length is
+    /// [`count_chat`](Self::count_chat) when the table is the model's own (`token_ratio` 1).
+    /// servesim counts the template without rendering its text: each of its tokens is written as
+    /// the table's `<|endoftext|>`.
+    pub fn encode_chat<'a>(&self, contents: impl IntoIterator<Item = &'a str>) -> Vec<u32> {
+        let mut ids = vec![self.template_id; self.template_tokens as usize];
+        for (i, text) in contents.into_iter().enumerate() {
+            if i > 0 {
+                ids.extend(std::iter::repeat_n(
+                    self.template_id,
+                    self.message_overhead as usize,
+                ));
+            }
+            ids.extend(self.bpe.encode_ordinary(text));
+        }
+        ids
+    }
+
+    /// Text of BPE token ids, as a Hugging Face tokenizer decodes them: ids outside the table are
+    /// skipped, and bytes that are not valid UTF-8 on their own (a character split across ids)
+    /// become U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let bytes: Vec<u8> = ids
+            .iter()
+            .filter_map(|&id| self.bpe.decode_bytes(&[id]).ok())
+            .flatten()
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Template tokens around the first chat message, and tokens each further message adds.
@@ -70,5 +109,55 @@ impl PromptTokenizer {
             total += self.count_text(text);
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Profile;
+
+    fn qwen() -> super::PromptTokenizer {
+        let profile = Profile::load("a6000-qwen2.5-7b").expect("profile");
+        super::PromptTokenizer::for_model(&profile.model)
+    }
+
+    #[test]
+    fn a_chat_encodes_to_as_many_ids_as_it_counts() {
+        let t = qwen();
+        for chat in [
+            vec!["Explain what a GPU scheduler does, in two sentences."],
+            vec!["You are terse.", "hello", "hi", "why?"],
+            vec![""],
+        ] {
+            let ids = t.encode_chat(chat.iter().copied());
+            assert_eq!(
+                ids.len() as u32,
+                t.count_chat(chat.iter().copied()),
+                "{chat:?}"
+            );
+            // The content's own ids are in there, after the template's.
+            let content = t.encode(chat[0]);
+            let (template, _) = t.template_overhead();
+            assert_eq!(&ids[template as usize..][..content.len()], &content[..]);
+        }
+        // The template's ids decode (to the special token), they are not text.
+        assert_eq!(t.decode(&t.encode_chat([""])[..1]), "<|endoftext|>");
+    }
+
+    #[test]
+    fn decoding_is_lossy_like_a_hugging_face_tokenizer() {
+        let t = qwen();
+        let ids = t.encode("é ü 中 hello");
+        assert_eq!(t.decode(&ids), "é ü 中 hello");
+        // A character split across ids: each half alone is U+FFFD.
+        let one = t.encode("中");
+        if one.len() > 1 {
+            assert!(t.decode(&one[..1]).contains('\u{fffd}'));
+        }
+        // Single ids that are one byte of a multi-byte character (cl100k 100..102 are such bytes).
+        let partial = t.decode(&[100, 101, 102]);
+        assert!(partial.contains('\u{fffd}'), "{partial:?}");
+        // Ids outside the table are skipped.
+        assert_eq!(t.decode(&[u32::MAX, 15339]), t.decode(&[15339]));
     }
 }

@@ -120,11 +120,11 @@ pub fn check_request(
 ) -> Result<Validated, ApiError> {
     let (model, validated) = match endpoint {
         Endpoint::Chat => {
-            let req: ChatRequest = parse_json(body)?;
+            let req = ChatRequest::parse(body)?;
             (req.model.clone(), req.validate())
         }
         Endpoint::Completions => {
-            let req: CompletionRequest = parse_json(body)?;
+            let req = CompletionRequest::parse(body)?;
             (req.model.clone(), req.validate())
         }
     };
@@ -143,19 +143,104 @@ pub fn check_model(model: Option<&str>, served_model: &str) -> Result<(), ApiErr
     }
 }
 
-/// Parse a body; the error names the missing or mistyped field the way FastAPI does (`body.FIELD`).
+/// Parse a body the way FastAPI and pydantic do, as far as the error's `param` (pydantic's
+/// location) goes: `body.<character offset>` when the body is not JSON (Python's decoder position),
+/// `body.<field>[.<index>...]` when a field is missing or of the wrong type, `body` when the body is
+/// not an object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let message = e.to_string();
-        let param = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(|field| format!("body.{field}"));
-        ApiError::InvalidBody {
-            message: format!("1 validation error: {message}"),
-            param,
+    // serde would also read a struct from an array; pydantic wants an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(e) => validation_error(bytes, "", &e),
+            Ok(_) => ApiError::InvalidBody {
+                message: "1 validation error:\n  {'type': 'model_attributes_type', 'loc': 'body', 'msg': 'Input should be a valid dictionary or object to extract fields from'}".into(),
+                param: Some("body".into()),
+            },
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde_path_to_error::deserialize::<_, T>(&mut de)
+        .map_err(|e| (e.path().to_string(), e.into_inner()))
+        .and_then(|v| de.end().map(|()| v).map_err(|e| (String::new(), e)));
+    let (path, error) = match parsed {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    // pydantic decodes the whole document before validating any field: a syntax error anywhere
+    // wins over a type error met earlier.
+    let error = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(syntax) if error.classify() == serde_json::error::Category::Data => syntax,
+        _ => error,
+    };
+    Err(validation_error(bytes, &path, &error))
+}
+
+/// A pydantic validation error of one top-level field, found after parsing.
+fn field_error(kind: &str, field: &str, msg: &str) -> ApiError {
+    ApiError::InvalidBody {
+        message: format!(
+            "1 validation error:\n  {{'type': '{kind}', 'loc': 'body.{field}', 'msg': {msg:?}}}"
+        ),
+        param: Some(format!("body.{field}")),
+    }
+}
+
+/// The 400 for a body that [`parse_json`] refused.
+fn validation_error(bytes: &[u8], path: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let detail = e.to_string();
+    let (kind, loc) = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => (
+            "json_invalid",
+            format!("body.{}", decode_position(bytes, e)),
+        ),
+        Category::Data => {
+            let mut loc = String::from("body");
+            // serde_path_to_error writes `.` for the root and `a.b[0].c` below it.
+            for part in path.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
+                loc.push('.');
+                loc.push_str(part);
+            }
+            match detail
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                Some(field) => {
+                    loc.push('.');
+                    loc.push_str(field);
+                    ("missing", loc)
+                }
+                None => ("invalid_type", loc),
+            }
         }
-    })
+    };
+    // The line/column suffix is serde's, not pydantic's.
+    let msg = detail
+        .rsplit_once(" at line ")
+        .map_or(detail.as_str(), |(m, _)| m);
+    ApiError::InvalidBody {
+        message: format!(
+            "1 validation error:\n  {{'type': '{kind}', 'loc': '{loc}', 'msg': {msg:?}}}"
+        ),
+        param: Some(loc),
+    }
+}
+
+/// Where Python's JSON decoder would report `e`: a character offset into the body. serde stops on
+/// the offending character (column = its 1-based byte column), Python points at it; at the end of
+/// the input both point past the last character.
+fn decode_position(bytes: &[u8], e: &serde_json::Error) -> usize {
+    let byte = if e.classify() == serde_json::error::Category::Eof {
+        bytes.len()
+    } else {
+        let line_start: usize = bytes
+            .split_inclusive(|&b| b == b'\n')
+            .take(e.line().saturating_sub(1))
+            .map(<[u8]>::len)
+            .sum();
+        (line_start + e.column().saturating_sub(1)).min(bytes.len())
+    };
+    String::from_utf8_lossy(&bytes[..byte]).chars().count()
 }
 
 /// `stop`: one string or a list.
@@ -169,26 +254,135 @@ pub enum Stop {
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct StreamOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lax::bool")]
     pub include_usage: bool,
 }
 
-/// Sampling and length fields shared by chat and completions.
+/// Sampling and length fields shared by chat and completions. Numbers and booleans are read as
+/// pydantic's lax mode reads them (vLLM's request models): `"8"` and `8.0` are 8, `"yes"` is true.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Sampling {
+    #[serde(default, deserialize_with = "lax::int")]
     pub max_tokens: Option<i64>,
+    #[serde(default, deserialize_with = "lax::int")]
     pub max_completion_tokens: Option<i64>,
+    /// Kept raw: vLLM checks `stream_options` against the raw value's truthiness first.
     #[serde(default)]
-    pub stream: bool,
-    pub stream_options: Option<StreamOptions>,
+    pub stream: Option<serde_json::Value>,
+    /// Kept raw, as `stream`.
+    #[serde(default)]
+    pub stream_options: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "lax::int")]
     pub n: Option<i64>,
+    #[serde(default, deserialize_with = "lax::float")]
     pub temperature: Option<f64>,
+    #[serde(default, deserialize_with = "lax::float")]
     pub top_p: Option<f64>,
+    #[serde(default, deserialize_with = "lax::int")]
     pub seed: Option<i64>,
     pub stop: Option<Stop>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lax::bool")]
     pub ignore_eos: bool,
+    #[serde(default, deserialize_with = "lax::int")]
     pub min_tokens: Option<i64>,
+}
+
+/// pydantic's lax-mode coercions for the scalar fields of vLLM's request models.
+mod lax {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A boolean: `true`/`false`, 0 and 1 (integer or float), and the strings `0 off f false n no`
+    /// and `1 on t true y yes` in any case (not trimmed); null is false.
+    pub fn from_value(v: &Value) -> Result<bool, String> {
+        match v {
+            Value::Null => Ok(false),
+            Value::Bool(b) => Ok(*b),
+            Value::Number(n) => match n.as_f64() {
+                Some(0.0) => Ok(false),
+                Some(1.0) => Ok(true),
+                _ => Err("Input should be a valid boolean".into()),
+            },
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "0" | "off" | "f" | "false" | "n" | "no" => Ok(false),
+                "1" | "on" | "t" | "true" | "y" | "yes" => Ok(true),
+                _ => Err("Input should be a valid boolean, unable to interpret input".into()),
+            },
+            _ => Err("Input should be a valid boolean".into()),
+        }
+    }
+
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        from_value(&Value::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    /// An integer: a JSON integer, a float without a fractional part (within 64 bits), a boolean,
+    /// or a string of one (trimmed, optional sign, `.0` allowed).
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Value::deserialize(d)?;
+        let int_from_f64 = |x: f64| {
+            if x.fract() != 0.0 {
+                Err("Input should be a valid integer, got a number with a fractional part")
+            } else if x.abs() >= 9.223_372_036_854_776e18 || !x.is_finite() {
+                Err("Unable to parse input string as an integer, exceeded maximum size")
+            } else {
+                Ok(x as i64)
+            }
+        };
+        let n = match &v {
+            Value::Null => return Ok(None),
+            Value::Bool(b) => Ok(i64::from(*b)),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Ok(i),
+                None => int_from_f64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => {
+                let t = s.trim();
+                let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
+                let digits = whole.strip_prefix(['+', '-']).unwrap_or(whole);
+                if !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && fraction.bytes().all(|b| b == b'0')
+                {
+                    whole.parse::<i64>().map_err(
+                        |_| "Unable to parse input string as an integer, exceeded maximum size",
+                    )
+                } else {
+                    Err("Input should be a valid integer, unable to parse string as an integer")
+                }
+            }
+            _ => Err("Input should be a valid integer"),
+        };
+        n.map(Some).map_err(D::Error::custom)
+    }
+
+    /// A number: a JSON number, a boolean, or a string of one (trimmed).
+    pub fn float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(f64::from(u8::from(b)))),
+            Value::Number(n) => Ok(n.as_f64()),
+            Value::String(s) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+                D::Error::custom(
+                    "Input should be a valid number, unable to parse string as a number",
+                )
+            }),
+            _ => Err(D::Error::custom("Input should be a valid number")),
+        }
+    }
+
+    /// Python's truthiness of a JSON value (what vLLM's `before` validators test).
+    pub fn truthy(v: Option<&Value>) -> bool {
+        match v {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+            Some(Value::Bool(true)) => true,
+        }
+    }
 }
 
 /// A chat message's content: a string or a list of parts (only text parts are read).
@@ -216,13 +410,32 @@ pub struct ChatMessage {
     pub content: Option<Content>,
 }
 
-/// `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Deserialize)]
+/// `POST /v1/chat/completions` ([`ChatRequest::parse`]).
+#[derive(Debug, Clone)]
 pub struct ChatRequest {
     pub model: Option<String>,
     pub messages: Vec<ChatMessage>,
-    #[serde(flatten)]
     pub sampling: Sampling,
+}
+
+/// The chat request's own fields. (Not one struct with `#[serde(flatten)]` sampling: through a
+/// flattened struct serde loses the path of a mistyped field, which the error must name.)
+#[derive(Debug, Deserialize)]
+struct ChatFields {
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+}
+
+impl ChatRequest {
+    /// Parse a body ([`parse_json`]'s errors): the chat fields, then the sampling fields.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let ChatFields { model, messages } = parse_json(body)?;
+        Ok(ChatRequest {
+            model,
+            messages,
+            sampling: parse_json(body)?,
+        })
+    }
 }
 
 /// A completions prompt: text, a one-element list of text, or token ids.
@@ -235,13 +448,32 @@ pub enum PromptInput {
     IdLists(Vec<Vec<u32>>),
 }
 
-/// `POST /v1/completions`.
-#[derive(Debug, Clone, Deserialize)]
+/// `POST /v1/completions` ([`CompletionRequest::parse`]).
+#[derive(Debug, Clone)]
 pub struct CompletionRequest {
     pub model: Option<String>,
-    pub prompt: PromptInput,
-    #[serde(flatten)]
+    /// Optional to the parser: vLLM answers a missing prompt with its own error, not pydantic's.
+    pub prompt: Option<PromptInput>,
     pub sampling: Sampling,
+}
+
+/// The completions request's own fields (see [`ChatFields`]).
+#[derive(Debug, Deserialize)]
+struct CompletionFields {
+    model: Option<String>,
+    prompt: Option<PromptInput>,
+}
+
+impl CompletionRequest {
+    /// Parse a body ([`parse_json`]'s errors): the prompt, then the sampling fields.
+    pub fn parse(body: &[u8]) -> Result<CompletionRequest, ApiError> {
+        let CompletionFields { model, prompt } = parse_json(body)?;
+        Ok(CompletionRequest {
+            model,
+            prompt,
+            sampling: parse_json(body)?,
+        })
+    }
 }
 
 /// `POST /tokenize`: a completions prompt or chat messages.
@@ -292,6 +524,9 @@ impl Validated {
     }
 }
 
+/// Below this temperature vLLM samples greedily (its `_SAMPLING_EPS`).
+const GREEDY_EPSILON: f64 = 1e-5;
+
 fn non_negative(param: &str, v: Option<i64>) -> Result<Option<u32>, ApiError> {
     match v {
         None => Ok(None),
@@ -305,6 +540,37 @@ fn non_negative(param: &str, v: Option<i64>) -> Result<Option<u32>, ApiError> {
 
 impl Sampling {
     fn validate(&self, prompt: Prompt, echo_source: Arc<str>) -> Result<Validated, ApiError> {
+        // vLLM's `before` validator, on the raw values: `"stream": "false"` is truthy there.
+        if lax::truthy(self.stream_options.as_ref()) && !lax::truthy(self.stream.as_ref()) {
+            return Err(ApiError::bad_param(
+                "stream_options",
+                "Stream options can only be defined when `stream=True`. (parameter=stream_options)"
+                    .into(),
+            ));
+        }
+        let stream = match &self.stream {
+            None => false,
+            Some(v) => {
+                lax::from_value(v).map_err(|msg| field_error("bool_parsing", "stream", &msg))?
+            }
+        };
+        let include_usage = match &self.stream_options {
+            None | Some(serde_json::Value::Null) => false,
+            Some(v) => {
+                parse_json::<StreamOptions>(v.to_string().as_bytes())
+                    .map_err(|e| match e {
+                        ApiError::InvalidBody {
+                            message,
+                            param: Some(p),
+                        } => ApiError::InvalidBody {
+                            message: message.replacen("'body", "'body.stream_options", 1),
+                            param: Some(p.replacen("body", "body.stream_options", 1)),
+                        },
+                        other => other,
+                    })?
+                    .include_usage
+            }
+        };
         let max_tokens = match (self.max_completion_tokens, self.max_tokens) {
             (Some(v), _) => Some(("max_completion_tokens", v)),
             (None, Some(v)) => Some(("max_tokens", v)),
@@ -319,13 +585,27 @@ impl Sampling {
             ));
         }
         let max_tokens = max_tokens.map(|(_, v)| u32::try_from(v).unwrap_or(u32::MAX));
-        if let Some(n) = self.n
-            && n != 1
-        {
-            return Err(ApiError::bad_param(
-                "n",
-                format!("n must be 1: servesim generates one choice per request, got {n}."),
-            ));
+        match self.n {
+            // vLLM's SamplingParams checks (no `param` in its answer).
+            Some(n) if n < 1 => {
+                return Err(ApiError::BadRequest {
+                    message: format!("n must be at least 1, got {n}."),
+                    param: None,
+                });
+            }
+            Some(n) if n > 1 && self.temperature.is_some_and(|t| t < GREEDY_EPSILON) => {
+                return Err(ApiError::BadRequest {
+                    message: format!("n must be 1 when using greedy sampling, got {n}."),
+                    param: None,
+                });
+            }
+            Some(n) if n > 1 => {
+                return Err(ApiError::bad_param(
+                    "n",
+                    format!("n must be 1: servesim generates one choice per request, got {n}."),
+                ));
+            }
+            _ => {}
         }
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
@@ -365,11 +645,8 @@ impl Sampling {
             max_tokens,
             ignore_eos: self.ignore_eos,
             min_tokens,
-            stream: self.stream,
-            include_usage: self
-                .stream_options
-                .as_ref()
-                .is_some_and(|o| o.include_usage),
+            stream,
+            include_usage,
             stop,
             seed: self.seed.map(|s| s as u64),
             echo_source,
@@ -412,10 +689,10 @@ impl ChatRequest {
     /// Check the request and build the engine's view of it.
     pub fn validate(&self) -> Result<Validated, ApiError> {
         if self.messages.is_empty() {
-            return Err(ApiError::bad_param(
-                "messages",
-                "messages must contain at least one message.".into(),
-            ));
+            return Err(ApiError::BadRequest {
+                message: "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
+                param: None,
+            });
         }
         // vLLM renders any role name through the chat template (the real peer answers 200 for a
         // role "wizard"); only an empty one is refused.
@@ -439,7 +716,21 @@ impl ChatRequest {
 impl CompletionRequest {
     /// Check the request and build the engine's view of it; a missing `max_tokens` is 16.
     pub fn validate(&self) -> Result<Validated, ApiError> {
-        let (prompt, echo): (Prompt, Arc<str>) = match &self.prompt {
+        let no_prompt = || {
+            ApiError::bad_param(
+                "prompt",
+                "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)"
+                    .into(),
+            )
+        };
+        let (prompt, echo): (Prompt, Arc<str>) = match self.prompt.as_ref().ok_or_else(no_prompt)? {
+            PromptInput::Text(t) if t.is_empty() => return Err(no_prompt()),
+            PromptInput::Texts(v) if v.is_empty() => {
+                return Err(ApiError::BadRequest {
+                    message: "You must pass at least one prompt".into(),
+                    param: None,
+                });
+            }
             PromptInput::Text(t) => {
                 let t: Arc<str> = Arc::from(t.as_str());
                 (Prompt::Text(Arc::clone(&t)), t)
@@ -462,10 +753,10 @@ impl CompletionRequest {
         };
         if matches!(&prompt, Prompt::Text(t) if t.is_empty()) || matches!(prompt, Prompt::Tokens(0))
         {
-            return Err(ApiError::bad_param(
-                "prompt",
-                "The prompt cannot be empty.".into(),
-            ));
+            return Err(ApiError::BadRequest {
+                message: "The decoder prompt cannot be empty".into(),
+                param: None,
+            });
         }
         let mut v = self.sampling.validate(prompt, echo)?;
         v.max_tokens.get_or_insert(COMPLETIONS_DEFAULT_MAX_TOKENS);
@@ -481,6 +772,26 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+/// `usage` of a non-streaming answer: the counts and vLLM 0.32's null detail fields (the stream's
+/// usage event has the counts only).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AnswerUsage {
+    #[serde(flatten)]
+    pub counts: Usage,
+    pub prompt_tokens_details: Option<()>,
+    pub completion_tokens_details: Option<()>,
+}
+
+impl From<Usage> for AnswerUsage {
+    fn from(counts: Usage) -> AnswerUsage {
+        AnswerUsage {
+            counts,
+            prompt_tokens_details: None,
+            completion_tokens_details: None,
+        }
+    }
+}
+
 impl Usage {
     pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Usage {
         Usage {
@@ -491,7 +802,7 @@ impl Usage {
     }
 }
 
-/// Non-streaming chat answer (field order as vLLM writes it).
+/// Non-streaming chat answer (fields, nulls included, in the order vLLM 0.32 writes them).
 #[derive(Debug, Serialize)]
 pub struct ChatCompletion<'a> {
     pub id: &'a str,
@@ -501,7 +812,13 @@ pub struct ChatCompletion<'a> {
     pub choices: [ChatChoice<'a>; 1],
     pub service_tier: Option<()>,
     pub system_fingerprint: &'a str,
-    pub usage: Usage,
+    pub usage: AnswerUsage,
+    pub prompt_logprobs: Option<()>,
+    pub prompt_token_ids: Option<()>,
+    pub prompt_text: Option<()>,
+    pub kv_transfer_params: Option<()>,
+    pub ec_transfer_params: Option<()>,
+    pub metrics: Option<()>,
 }
 
 /// The one choice of a chat answer.
@@ -512,6 +829,8 @@ pub struct ChatChoice<'a> {
     pub logprobs: Option<()>,
     pub finish_reason: &'a str,
     pub stop_reason: Option<&'a str>,
+    pub token_ids: Option<()>,
+    pub routed_experts: Option<()>,
 }
 
 /// The assistant's message.
@@ -536,7 +855,10 @@ pub struct TextCompletion<'a> {
     pub choices: [TextChoice<'a>; 1],
     pub service_tier: Option<()>,
     pub system_fingerprint: &'a str,
-    pub usage: Usage,
+    pub usage: AnswerUsage,
+    pub kv_transfer_params: Option<()>,
+    pub ec_transfer_params: Option<()>,
+    pub metrics: Option<()>,
 }
 
 /// The one choice of a completions answer.
@@ -547,6 +869,10 @@ pub struct TextChoice<'a> {
     pub logprobs: Option<()>,
     pub finish_reason: &'a str,
     pub stop_reason: Option<&'a str>,
+    pub token_ids: Option<()>,
+    pub prompt_logprobs: Option<()>,
+    pub prompt_token_ids: Option<()>,
+    pub routed_experts: Option<()>,
 }
 
 #[cfg(test)]
@@ -554,7 +880,7 @@ mod tests {
     use super::*;
 
     fn chat(body: &str) -> Result<Validated, ApiError> {
-        parse_json::<ChatRequest>(body.as_bytes())?.validate()
+        ChatRequest::parse(body.as_bytes())?.validate()
     }
 
     #[test]
@@ -577,6 +903,7 @@ mod tests {
         assert!(chat(&format!("{{{base},\"n\":2}}")).is_err());
         assert!(chat(&format!("{{{base},\"max_tokens\":\"x\"}}")).is_err());
         assert!(chat(r#"{"messages":[]}"#).is_err());
+        assert!(chat(&format!("{{{base},\"n\":0}}")).is_err());
         let ok = chat(&format!(
             "{{{base},\"max_completion_tokens\":7,\"stop\":\"x\",\"stream\":true,\"stream_options\":{{\"include_usage\":true}},\"n\":1}}"
         ))
@@ -588,12 +915,12 @@ mod tests {
 
     #[test]
     fn completions_default_to_sixteen_tokens() {
-        let v = parse_json::<CompletionRequest>(br#"{"prompt":"hello"}"#)
+        let v = CompletionRequest::parse(br#"{"prompt":"hello"}"#)
             .expect("parses")
             .validate()
             .expect("valid");
         assert_eq!(v.max_tokens, Some(COMPLETIONS_DEFAULT_MAX_TOKENS));
-        let batched = parse_json::<CompletionRequest>(br#"{"prompt":["a","b"]}"#).expect("parses");
+        let batched = CompletionRequest::parse(br#"{"prompt":["a","b"]}"#).expect("parses");
         assert!(batched.validate().is_err());
     }
 
@@ -640,6 +967,210 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    fn param_of(endpoint: Endpoint, body: &str) -> Option<String> {
+        match check_request(endpoint, body.as_bytes(), "local") {
+            Err(ApiError::InvalidBody { param, .. } | ApiError::BadRequest { param, .. }) => param,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_errors_name_pydantic_locations() {
+        // Each as the real vLLM 0.32 peer answered it.
+        for (body, loc) in [
+            ("{\"model\":", "body.9"),
+            ("hello", "body.0"),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":2} x"#,
+                "body.61",
+            ),
+            (
+                r#"  {"messages":[{"role":"user","content":"hi"}],"max_tokens":2"#,
+                "body.61",
+            ),
+            (
+                r#"{"messages" [{"role":"user","content":"hi"}],"max_tokens":2}"#,
+                "body.12",
+            ),
+            // A character offset, not a byte offset.
+            (
+                r#"{"messages":[{"role":"user","content":"hé"}],"max_tokens":2,}"#,
+                "body.60",
+            ),
+            ("[1,2]", "body"),
+            ("\"x\"", "body"),
+            (r#"{"model":"local"}"#, "body.messages"),
+            (r#"{"messages":"hello","max_tokens":4}"#, "body.messages"),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":"ten"}"#,
+                "body.max_tokens",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":2.5}"#,
+                "body.max_tokens",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"temperature":"x"}"#,
+                "body.temperature",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"stop":5}"#,
+                "body.stop",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"stream":2}"#,
+                "body.stream",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":"x"}}"#,
+                "body.stream_options.include_usage",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":"usage"}"#,
+                "body.stream_options",
+            ),
+            // A syntax error wins over a type error met before it (pydantic decodes first).
+            (
+                r#"{"max_tokens":"ten","messages" [{"role":"user","content":"hi"}]}"#,
+                "body.31",
+            ),
+        ] {
+            assert_eq!(
+                param_of(Endpoint::Chat, body).as_deref(),
+                Some(loc),
+                "{body}"
+            );
+        }
+        let err = parse_json::<DetokenizeRequest>(br#"{"tokens":[-1]}"#).expect_err("negative");
+        assert!(
+            matches!(err, ApiError::InvalidBody { param: Some(p), .. } if p == "body.tokens.0")
+        );
+    }
+
+    #[test]
+    fn booleans_and_numbers_are_read_as_pydantic_lax_mode_does() {
+        let with = |field: &str, v: &str| {
+            chat(&format!(
+                r#"{{"messages":[{{"role":"user","content":"hi"}}],"{field}":{v}}}"#
+            ))
+        };
+        for v in [
+            "true", "1", "1.0", "\"yes\"", "\"true\"", "\"1\"", "\"on\"", "\"y\"", "\"t\"",
+            "\"TRUE\"", "\"Yes\"",
+        ] {
+            assert!(with("stream", v).expect(v).stream, "{v}");
+            assert!(with("ignore_eos", v).expect(v).ignore_eos, "{v}");
+        }
+        for v in [
+            "false",
+            "0",
+            "0.0",
+            "null",
+            "\"no\"",
+            "\"false\"",
+            "\"0\"",
+            "\"off\"",
+            "\"n\"",
+            "\"f\"",
+        ] {
+            assert!(!with("stream", v).expect(v).stream, "{v}");
+        }
+        for v in ["2", "1.5", "\" true\"", "\"maybe\"", "\"\"", "[]", "{}"] {
+            assert!(with("stream", v).is_err(), "{v}");
+        }
+        for (v, want) in [
+            ("\"10\"", 10),
+            ("\" 10\"", 10),
+            ("\"+3\"", 3),
+            ("\"10.0\"", 10),
+            ("2.0", 2),
+            ("true", 1),
+        ] {
+            assert_eq!(
+                with("max_tokens", v).expect(v).max_tokens,
+                Some(want),
+                "{v}"
+            );
+        }
+        for v in [
+            "\"1e1\"",
+            "\"0x10\"",
+            "3.0000000001",
+            "1e308",
+            "\"ten\"",
+            "[1]",
+        ] {
+            assert!(with("max_tokens", v).is_err(), "{v}");
+        }
+        assert!(with("temperature", "\"0.5\"").is_ok());
+    }
+
+    #[test]
+    fn stream_options_need_a_truthy_stream() {
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        for opts in [
+            r#"{"include_usage":true}"#,
+            r#"{"include_usage":false}"#,
+            "\"usage\"",
+        ] {
+            let err = chat(&format!("{{{msgs},\"stream_options\":{opts}}}")).expect_err(opts);
+            assert!(
+                matches!(&err, ApiError::BadRequest { param: Some(p), .. } if p == "stream_options"),
+                "{err:?}"
+            );
+        }
+        // Empty or null options pass; vLLM tests the raw `stream` ("false" is a truthy string).
+        for ok in [
+            r#""stream_options":{}"#,
+            r#""stream_options":null"#,
+            r#""stream":"false","stream_options":{"include_usage":true}"#,
+        ] {
+            let v = chat(&format!("{{{msgs},{ok}}}")).expect(ok);
+            assert!(!v.stream, "{ok}");
+        }
+    }
+
+    #[test]
+    fn vllm_messages_for_n_messages_and_prompts() {
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        let bad = |body: String| match chat(&body) {
+            Err(ApiError::BadRequest { message, param }) => (message, param),
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(
+            bad(format!("{{{msgs},\"n\":0}}")),
+            ("n must be at least 1, got 0.".to_string(), None)
+        );
+        assert_eq!(
+            bad(format!("{{{msgs},\"n\":2,\"temperature\":0}}")),
+            (
+                "n must be 1 when using greedy sampling, got 2.".to_string(),
+                None
+            )
+        );
+        assert_eq!(bad(format!("{{{msgs},\"n\":2}}")).1.as_deref(), Some("n"));
+        assert_eq!(bad(r#"{"messages":[]}"#.to_string()).1, None);
+        let completion = |body: &str| {
+            check_request(Endpoint::Completions, body.as_bytes(), "local").expect_err(body)
+        };
+        for body in [
+            r#"{"model":"local"}"#,
+            r#"{"prompt":null}"#,
+            r#"{"prompt":""}"#,
+        ] {
+            assert!(
+                matches!(completion(body), ApiError::BadRequest { param: Some(p), .. } if p == "prompt"),
+                "{body}"
+            );
+        }
+        for body in [r#"{"prompt":[]}"#, r#"{"prompt":[""]}"#] {
+            assert!(
+                matches!(completion(body), ApiError::BadRequest { param: None, .. }),
+                "{body}"
+            );
+        }
     }
 
     mod fuzz {

@@ -136,6 +136,10 @@ impl IntoResponse for ApiError {
         if let ApiError::RouteNotFound { .. } | ApiError::MethodNotAllowed = self {
             return (status, Json(serde_json::json!({ "detail": self.kind() }))).into_response();
         }
+        // vLLM's API-key middleware answers before its error handler: `{"error": "Unauthorized"}`.
+        if let ApiError::Unauthorized = self {
+            return (status, Json(serde_json::json!({ "error": self.kind() }))).into_response();
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 message: self.to_string(),

@@ -317,8 +317,47 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        openmetrics_to_prometheus(&out)
     }
+}
+
+/// The content type of [`Metrics::render`]'s text, as vLLM 0.32's Python client sends it.
+pub const CONTENT_TYPE: &str = "text/plain; version=1.0.0; charset=utf-8";
+
+/// The Prometheus text format from the encoder's OpenMetrics text: the samples are the same; a
+/// counter's `# HELP` and `# TYPE` lines name it with its `_total` suffix (as the Python client
+/// writes them), and OpenMetrics' `# UNIT` and `# EOF` lines go.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 16 * counters.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Emission lags with 10 µs resolution up to 100 ms (beyond: one overflow bucket), lock-free, so the
@@ -408,6 +447,20 @@ mod tests {
             text.contains("# TYPE vllm:time_to_first_token_seconds histogram"),
             "{text}"
         );
+        // Prometheus text, as vLLM's Python client writes it: counters typed under `_total`.
+        assert!(
+            text.contains("# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# TYPE vllm:request_success counter"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
     }
 
     #[test]

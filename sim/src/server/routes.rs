@@ -86,15 +86,12 @@ impl AppState {
             tokio::task::spawn_blocking(move || {
                 let mut frontend = state.frontend();
                 let prompt_tokens = frontend.prompt_tokens(&v.prompt);
-                // Chat without a limit: whatever room the context leaves (at least one token, so
-                // that a prompt filling the context gets the context-length error below).
-                let max_tokens = v
-                    .max_tokens
-                    .unwrap_or_else(|| max_model_len.saturating_sub(prompt_tokens).max(1));
-                frontend.prepare(&v.spec(max_tokens))
+                let max_tokens =
+                    context_limit(&v.prompt, prompt_tokens, v.max_tokens, max_model_len)?;
+                Ok::<_, ApiError>(frontend.prepare(&v.spec(max_tokens)))
             })
             .await
-            .map_err(|_| ApiError::EngineGone)?
+            .map_err(|_| ApiError::EngineGone)??
         };
         s.limits
             .validate(&request)
@@ -191,10 +188,18 @@ impl AppState {
                     logprobs: None,
                     finish_reason: finish.reason.as_str(),
                     stop_reason: finish.stop.as_deref(),
+                    token_ids: None,
+                    routed_experts: None,
                 }],
                 service_tier: None,
                 system_fingerprint: &s.fingerprint,
-                usage: finish.usage,
+                usage: finish.usage.into(),
+                prompt_logprobs: None,
+                prompt_token_ids: None,
+                prompt_text: None,
+                kv_transfer_params: None,
+                ec_transfer_params: None,
+                metrics: None,
             }),
             Endpoint::Completions => serde_json::to_vec(&api::TextCompletion {
                 id: &id,
@@ -207,15 +212,58 @@ impl AppState {
                     logprobs: None,
                     finish_reason: finish.reason.as_str(),
                     stop_reason: finish.stop.as_deref(),
+                    token_ids: None,
+                    prompt_logprobs: None,
+                    prompt_token_ids: None,
+                    routed_experts: None,
                 }],
                 service_tier: None,
                 system_fingerprint: &s.fingerprint,
-                usage: finish.usage,
+                usage: finish.usage.into(),
+                kv_transfer_params: None,
+                ec_transfer_params: None,
+                metrics: None,
             }),
         };
         let body = body.map_err(|_| ApiError::EngineGone)?;
         Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
     }
+}
+
+/// vLLM 0.32's context rule, once the prompt is counted: a prompt longer than the context is
+/// refused (`input_tokens`); otherwise the output limit (`max_tokens`, or none for chat) is cut to
+/// the room the prompt leaves, and no room at all is a `max_tokens` of 0. (A `max_tokens` above
+/// `max_model_len` was refused before counting.)
+fn context_limit(
+    prompt: &crate::frontend::Prompt,
+    prompt_tokens: u32,
+    max_tokens: Option<u32>,
+    max_model_len: u32,
+) -> Result<u32, ApiError> {
+    if prompt_tokens > max_model_len {
+        // vLLM tokenizes text with truncation at max_model_len + 1, so it only knows "at least"
+        // that many; token ids it counts exactly.
+        let (at_least, n) = match prompt {
+            crate::frontend::Prompt::Tokens(n) => (*n == max_model_len + 1, *n),
+            _ => (true, max_model_len + 1),
+        };
+        let at_least = if at_least { "at least " } else { "" };
+        return Err(ApiError::bad_param(
+            "input_tokens",
+            format!(
+                "This model's maximum context length is {max_model_len} tokens. However, your prompt contains {at_least}{n} input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value={n})"
+            ),
+        ));
+    }
+    let room = max_model_len - prompt_tokens;
+    let max_tokens = max_tokens.map_or(room, |m| m.min(room));
+    if max_tokens == 0 {
+        return Err(ApiError::bad_param(
+            "max_tokens",
+            "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)".into(),
+        ));
+    }
+    Ok(max_tokens)
 }
 
 async fn chat(
@@ -285,15 +333,16 @@ async fn tokenize(
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
-    let (text, prompt) = match (&req.prompt, &req.messages) {
-        (Some(p), _) => (
-            p.clone(),
-            crate::frontend::Prompt::Text(Arc::from(p.as_str())),
-        ),
-        (None, Some(m)) => {
-            let contents = api::chat_contents(m);
-            (contents.join("\n"), crate::frontend::Prompt::Chat(contents))
+    // Chat messages win when both are given (vLLM's request union picks the chat form).
+    let prompt = match (&req.messages, &req.prompt) {
+        (Some(m), _) if m.is_empty() => {
+            return Err(ApiError::BadRequest {
+                message: "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
+                param: None,
+            });
         }
+        (Some(m), _) => crate::frontend::Prompt::Chat(api::chat_contents(m)),
+        (None, Some(p)) => crate::frontend::Prompt::Text(Arc::from(p.as_str())),
         (None, None) => {
             return Err(ApiError::InvalidBody {
                 message: "1 validation error: either `prompt` or `messages` is required".into(),
@@ -301,14 +350,21 @@ async fn tokenize(
             });
         }
     };
-    // `count` is what the engine charges (chat template included); `tokens` are the BPE ids of the
-    // text itself.
+    // `count` is what the engine charges (chat template included); `tokens` are the ids of the
+    // same prompt, template tokens included (see `PromptTokenizer::encode_chat`).
     // Off the async workers: a prompt of megabytes takes a while.
     let counting = state.clone();
     let (count, tokens) = tokio::task::spawn_blocking(move || {
         let mut frontend = counting.frontend();
         let count = frontend.prompt_tokens(&prompt);
-        (count, frontend.tokenizer().encode(&text))
+        let tokens = match &prompt {
+            crate::frontend::Prompt::Chat(contents) => frontend
+                .tokenizer()
+                .encode_chat(contents.iter().map(|c| &**c)),
+            crate::frontend::Prompt::Text(text) => frontend.tokenizer().encode(text),
+            crate::frontend::Prompt::Tokens(_) => Vec::new(),
+        };
+        (count, tokens)
     })
     .await
     .map_err(|_| ApiError::EngineGone)?;
@@ -326,20 +382,13 @@ async fn detokenize(
     ApiJson(req): ApiJson<DetokenizeRequest>,
 ) -> Result<Response, ApiError> {
     state.check_model(req.model.as_deref())?;
-    let prompt = state
-        .frontend()
-        .tokenizer()
-        .decode(&req.tokens)
-        .map_err(|m| ApiError::bad_param("tokens", m))?;
+    let prompt = state.frontend().tokenizer().decode(&req.tokens);
     Ok(axum::Json(json!({ "prompt": prompt })).into_response())
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         state.0.metrics.render(),
     )
         .into_response()
@@ -423,6 +472,38 @@ mod tests {
         b.body(Body::from(body.to_string())).expect("request")
     }
 
+    #[test]
+    fn the_context_cuts_max_tokens_as_vllm_does() {
+        use crate::frontend::Prompt;
+        let text = Prompt::Text(Arc::from("gpu"));
+        // As the real peer answered (max_model_len 2048, a 1965-token prompt).
+        for asked in [Some(1), Some(83), Some(200), Some(2048), None] {
+            let got = context_limit(&text, 1965, asked, 2048).expect("room left");
+            assert_eq!(got, asked.map_or(83, |m| m.min(83)), "{asked:?}");
+        }
+        let err = |prompt: &Prompt, tokens: u32| match context_limit(prompt, tokens, Some(5), 2048)
+        {
+            Err(ApiError::BadRequest {
+                message,
+                param: Some(param),
+            }) => (message, param),
+            other => panic!("{other:?}"),
+        };
+        // No room at all.
+        let (message, param) = err(&Prompt::Tokens(2048), 2048);
+        assert_eq!(param, "max_tokens");
+        assert!(message.starts_with("max_tokens must be at least 1, got 0."));
+        // Longer than the context: text is known only up to max_model_len + 1 tokens.
+        let (message, param) = err(&text, 3000);
+        assert_eq!(param, "input_tokens");
+        assert!(message.contains("your prompt contains at least 2049 input tokens"));
+        assert!(message.ends_with("(parameter=input_tokens, value=2049)"));
+        let (message, _) = err(&Prompt::Tokens(2500), 2500);
+        assert!(message.contains("your prompt contains 2500 input tokens"));
+        let (message, _) = err(&Prompt::Tokens(2049), 2049);
+        assert!(message.contains("at least 2049"));
+    }
+
     #[tokio::test]
     async fn key_model_and_validation_errors() {
         let s = state();
@@ -434,7 +515,7 @@ mod tests {
         )
         .await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
-        assert_eq!(body["error"]["code"], 401);
+        assert_eq!(body, json!({"error": "Unauthorized"}));
         let (st, _) = call(
             app(s.clone()),
             post_json("/v1/chat/completions", chat, Some("sk-bad")),

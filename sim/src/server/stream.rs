@@ -289,7 +289,9 @@ impl Envelope {
                     out.push_str(",\"stop_reason\":");
                     push_stop(out);
                 }
-                out.push_str(",\"token_ids\":null}]}\n\n");
+                out.push_str(",\"token_ids\":null}]");
+                self.push_finish_fingerprint(out, finish);
+                out.push_str("}\n\n");
             }
             Endpoint::Completions => {
                 out.push_str("\"choices\":[{\"index\":0,\"text\":");
@@ -299,12 +301,18 @@ impl Envelope {
                 out.push_str(",\"stop_reason\":");
                 push_stop(out);
                 out.push_str(",\"prompt_token_ids\":null,\"token_ids\":null}]");
-                if finish.is_some() {
-                    out.push_str(",\"system_fingerprint\":");
-                    out.push_str(&self.fingerprint);
-                }
+                self.push_finish_fingerprint(out, finish);
                 out.push_str("}\n\n");
             }
+        }
+    }
+
+    /// vLLM puts `system_fingerprint` on the finish event when there is no usage event to carry it
+    /// (both endpoints).
+    fn push_finish_fingerprint(&self, out: &mut String, finish: Option<&Finish>) {
+        if finish.is_some() && !self.include_usage {
+            out.push_str(",\"system_fingerprint\":");
+            out.push_str(&self.fingerprint);
         }
     }
 
@@ -431,10 +439,18 @@ mod tests {
         assert_eq!(role["choices"][0]["delta"]["content"], "");
         assert_eq!(json(events[1])["choices"][0]["delta"]["content"], "a\"b");
         assert_eq!(json(events[2])["choices"][0]["finish_reason"], "length");
+        // With a usage event, the fingerprint is there only (vLLM 0.32).
+        assert!(json(events[2]).get("system_fingerprint").is_none());
         let usage = json(events[3]);
         assert_eq!(usage["choices"].as_array().map(Vec::len), Some(0));
         assert_eq!(usage["usage"]["total_tokens"], 33);
+        assert_eq!(usage["system_fingerprint"], "fp");
         assert_eq!(events[4], "data: [DONE]");
+        // Without one, the finish event carries it.
+        let env = Envelope::new(Endpoint::Chat, "chatcmpl-1", 5, "local", "fp", false);
+        let mut out = String::new();
+        env.token_event(&mut out, "c", Some(&finish(FinishReason::Length)));
+        assert_eq!(json(out.trim_end())["system_fingerprint"], "fp");
     }
 
     #[test]
@@ -466,6 +482,10 @@ mod tests {
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["system_fingerprint"], "fp");
         assert!(out.ends_with("data: [DONE]\n\n") && !out.contains("usage"));
+        let env = Envelope::new(Endpoint::Completions, "cmpl-1", 5, "local", "fp", true);
+        let mut out = String::new();
+        env.token_event(&mut out, "x", Some(&finish(FinishReason::Stop)));
+        assert!(!out.contains("system_fingerprint"), "{out}");
     }
 
     #[test]
