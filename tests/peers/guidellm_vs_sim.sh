@@ -12,9 +12,11 @@
 # (latency - TTFT) / (output tokens - 1), the trace report's TPOT).
 #
 # Why this load: GuideLLM's own client adds time to every TTFT it measures (its Python processes share the 2 cores
-# with the server; measured 3-33 ms a request, the server's own TTFT histogram agreeing with simulate within 2 %).
-# With short prompts TTFT is ~55 ms, mostly the profile's fixed API latency plus one step, and that overhead alone
-# is 5-15 % of it; with ~600-token prompts TTFT is ~250-300 ms of prefill and batching, what the model is about.
+# with the server): its TTFT less the server's own for the same requests (vllm:time_to_first_token_seconds plus the
+# profile's 24 ms API latency) was 4-15 ms with short prompts, 17-33 ms with these, while the server's own TTFT
+# agreed with simulate within 2 % at this load. With short prompts TTFT is ~55 ms, the fixed 24 ms plus about one
+# 22.5 ms step: that client time alone is 5-15 % of it, and a few ms of arrival jitter moves a request across a step.
+# With ~600-token prompts TTFT is ~250-300 ms of prefill and batching, what the model is about.
 # Reported beside the check: a control with servesim's own client (`servesim bench`, closed loop, conc 4,
 # 64 requests, 32 tokens) against the same server vs `simulate`, and the server's own figures for GuideLLM's
 # requests from /metrics, so that a failure can be told apart from the server drifting from its model.
