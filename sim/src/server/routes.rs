@@ -40,11 +40,14 @@ impl AppState {
     }
 
     /// Run a validated request: faults, token counting, admission checks, then the engine.
+    /// `received` is the engine time the request's body was in: the modelled input latency counts
+    /// from there, so the server's own parsing and tokenising is part of it, not added to it.
     async fn generate(
         &self,
         endpoint: Endpoint,
         v: Validated,
         headers: &HeaderMap,
+        received: f64,
     ) -> Result<Response, ApiError> {
         let s = &self.0;
         let forced = headers
@@ -105,13 +108,12 @@ impl AppState {
                 })?;
 
         let key = s.next_key.fetch_add(1, Ordering::Relaxed);
-        let clock = s.driver.clock();
         let latency = s.driver.config().input_latency_s;
         // Paced like the virtual-time runner: the API server handles requests in turn. (Off the
         // async workers too: the frontend may be busy counting a huge prompt.)
         let paced = {
             let state = self.clone();
-            tokio::task::spawn_blocking(move || state.frontend().pace(clock.now() + latency))
+            tokio::task::spawn_blocking(move || state.frontend().pace(received + latency))
                 .await
                 .map_err(|_| ApiError::EngineGone)?
         };
@@ -271,8 +273,9 @@ async fn chat(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
+    let received = state.0.driver.clock().now();
     let v = api::check_request(Endpoint::Chat, &body, &state.0.config.served_model_name)?;
-    state.generate(Endpoint::Chat, v, &headers).await
+    state.generate(Endpoint::Chat, v, &headers, received).await
 }
 
 async fn completions(
@@ -280,12 +283,15 @@ async fn completions(
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
+    let received = state.0.driver.clock().now();
     let v = api::check_request(
         Endpoint::Completions,
         &body,
         &state.0.config.served_model_name,
     )?;
-    state.generate(Endpoint::Completions, v, &headers).await
+    state
+        .generate(Endpoint::Completions, v, &headers, received)
+        .await
 }
 
 async fn models(State(state): State<AppState>) -> Response {
