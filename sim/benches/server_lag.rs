@@ -16,6 +16,7 @@
 //! (override max_num_seqs, to let every stream run at once), `SERVESIM_BENCH_WORKERS` (server
 //! tokio workers, default 2), `SERVESIM_BENCH_CLIENT_THREADS` (default 2),
 //! `SERVESIM_BENCH_CLIENT_NICE` (niceness of the client threads, default 0: same as the server),
+//! `SERVESIM_BENCH_CDF=1` (also print the lag distribution of each level to stderr),
 //! `SERVESIM_BENCH_SKIP_FIDELITY=1`.
 
 use std::net::SocketAddr;
@@ -479,6 +480,22 @@ fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
         metrics.lag.quantile(0.99).unwrap_or(f64::NAN),
         metrics.lag.quantile(0.999).unwrap_or(f64::NAN),
     );
+    if std::env::var("SERVESIM_BENCH_CDF").is_ok() {
+        let qs = [
+            0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
+        ];
+        let cdf: Vec<String> = qs
+            .iter()
+            .map(|&q| {
+                format!(
+                    "p{}={:.2}",
+                    q * 100.0,
+                    metrics.lag.quantile(q).unwrap_or(f64::NAN) * 1e3
+                )
+            })
+            .collect();
+        eprintln!("lag cdf (ms): {}", cdf.join(" "));
+    }
     let wake = (
         metrics.wakeup_lag.quantile(0.5).unwrap_or(f64::NAN),
         metrics.wakeup_lag.quantile(0.99).unwrap_or(f64::NAN),
