@@ -236,6 +236,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 struct Running {
     state: AppState,
+    lanes: Option<server::Lanes>,
     addr: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
     runtime: tokio::runtime::Runtime,
@@ -252,9 +253,18 @@ fn start_server(profile: &Profile, seed: u64) -> Running {
     let mut config = ServerConfig::new(profile.clone());
     config.seed = seed;
     config.shutdown_grace = Duration::from_secs(1);
+    // SERVESIM_BENCH_LANES=N: connections on N single-threaded runtimes (as `servesim serve`
+    // does by default); 0: all on the multi-threaded runtime above.
+    let lanes = match env_or("SERVESIM_BENCH_LANES", 0usize) {
+        0 => None,
+        n => Some(server::Lanes::start(n, "servesim-lane").expect("lanes")),
+    };
     let state = {
         let _inside = runtime.enter();
-        AppState::new(config).expect("server state")
+        match &lanes {
+            Some(l) => AppState::with_lanes(config, l.handles()).expect("server state"),
+            None => AppState::new(config).expect("server state"),
+        }
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = runtime
@@ -270,6 +280,7 @@ fn start_server(profile: &Profile, seed: u64) -> Running {
     });
     Running {
         state,
+        lanes,
         addr,
         shutdown: tx,
         runtime,
@@ -280,6 +291,7 @@ fn stop_server(s: Running) {
     let _ = s.shutdown.send(());
     s.runtime.shutdown_timeout(Duration::from_secs(3));
     s.state.driver().stop();
+    drop(s.lanes);
 }
 
 fn client_runtime() -> tokio::runtime::Runtime {
@@ -466,7 +478,7 @@ fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
     metrics.lag.reset();
     metrics.wakeup_lag.reset();
     let tokens_before = metrics.lag.count();
-    let server_threads = ["servesim-http", "servesim-engine"];
+    let server_threads = ["servesim-http", "servesim-engine", "servesim-lane"];
     let cpu0 = thread_cpu(&server_threads, ticks);
     let client0 = thread_cpu(&["bench-client"], ticks);
     let w0 = Instant::now();

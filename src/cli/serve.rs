@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// stays open) and, separately, its body; a client that stops sending halfway is cut off.
     #[arg(long, default_value_t = 30.0, env = "SERVESIM_REQUEST_TIMEOUT")]
     pub request_timeout: f64,
+    /// HTTP threads: connections are spread over this many single-threaded runtimes, each
+    /// handed its own share of every iteration's tokens (default: one per CPU).
+    #[arg(long, env = "SERVESIM_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
 }
 
 /// Build the configuration, start the server and run it until a signal.
@@ -107,23 +111,36 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .filter(|d| !d.is_zero())
             .context("--request-timeout must be a number of seconds > 0")?,
     };
+    let threads = match args.http_threads {
+        Some(0) => anyhow::bail!("--http-threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let lanes =
+        server::Lanes::start(threads, "servesim-http").context("cannot start the HTTP threads")?;
+    // The accept loop and signal handling: little work, one thread.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
-        .thread_name("servesim-http")
+        .thread_name("servesim-accept")
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(async move {
+    let handles = lanes.handles().to_vec();
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-        let state = AppState::new(config)?;
+        let state = AppState::with_lanes(config, &handles)?;
         log_startup(&state);
         let addr = listener.local_addr()?;
         tracing::info!("listening on http://{addr}");
         server::serve(listener, state, shutdown_signal()).await?;
         tracing::info!("shut down");
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    });
+    // The connections' tasks are gone with the server; stop their threads.
+    drop(lanes);
+    served
 }
 
 /// The figures vLLM logs at start-up, from the profile.

@@ -78,6 +78,9 @@ pub struct Submission {
     /// Engine time at which it reaches the engine.
     pub arrival: f64,
     pub events: UnboundedSender<TokenEvent>,
+    /// The lane (runtime) whose dispatcher hands this request's tokens over: the one its stream
+    /// is polled on, so that the wake-ups are local to that runtime.
+    pub lane: usize,
 }
 
 enum Command {
@@ -192,30 +195,41 @@ impl DriverHandle {
 /// One iteration's tokens, each with the stream it goes to.
 type Batch = Vec<(UnboundedSender<TokenEvent>, TokenEvent)>;
 
-/// Start the engine thread, and on `runtime` the task that hands each iteration's tokens to their
-/// streams.
+/// Start the engine thread, and on each of `lanes` (the runtimes the streams are polled on; at
+/// least one) the task that hands each iteration's tokens to that lane's streams.
 ///
 /// Why a task between the two: every send from the engine thread to a stream wakes that stream's
 /// task from outside the runtime, which unparks a worker that then preempts the engine thread on a
 /// small machine; a burst of 256 tokens became a chain of context switches (engine, worker,
-/// client, engine, ...), about 60 µs per token. One wake per iteration instead: the dispatcher wakes
-/// the streams from inside the runtime, onto the workers' own queues.
+/// client, engine, ...), about 60 µs per token. One wake per lane and iteration instead: the
+/// dispatcher wakes its streams from inside their runtime, onto its own queue.
 pub fn spawn(
     engine: Engine,
     config: DriverConfig,
     metrics: Arc<Metrics>,
-    runtime: &tokio::runtime::Handle,
+    lanes: &[tokio::runtime::Handle],
 ) -> std::io::Result<DriverHandle> {
     let (tx, rx) = mpsc::channel();
-    let (dispatch, mut batches) = unbounded_channel::<Batch>();
-    runtime.spawn(async move {
-        while let Some(batch) = batches.recv().await {
-            for (events, event) in batch {
-                // A stream that went away meanwhile has nothing to receive.
-                let _ = events.send(event);
-            }
-        }
-    });
+    if lanes.is_empty() {
+        return Err(std::io::Error::other(
+            "the driver needs at least one runtime",
+        ));
+    }
+    let dispatch = lanes
+        .iter()
+        .map(|runtime| {
+            let (dispatch, mut batches) = unbounded_channel::<Batch>();
+            runtime.spawn(async move {
+                while let Some(batch) = batches.recv().await {
+                    for (events, event) in batch {
+                        // A stream that went away meanwhile has nothing to receive.
+                        let _ = events.send(event);
+                    }
+                }
+            });
+            dispatch
+        })
+        .collect();
     let clock = Clock::new(config.time_scale);
     let queued = Arc::new(AtomicUsize::new(0));
     let in_transit = Arc::new(AtomicUsize::new(0));
@@ -236,6 +250,7 @@ pub fn spawn(
         slots: HashMap::new(),
         keys: HashMap::new(),
         dispatch,
+        batches: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("servesim-engine".into())
@@ -255,6 +270,7 @@ pub fn spawn(
 struct Slot {
     key: u64,
     events: UnboundedSender<TokenEvent>,
+    lane: usize,
     last_token: f64,
 }
 
@@ -293,8 +309,10 @@ struct Driver {
     spare: Vec<Vec<Emission>>,
     slots: HashMap<RequestId, Slot>,
     keys: HashMap<u64, RequestId>,
-    /// To the task that hands tokens to their streams.
-    dispatch: UnboundedSender<Batch>,
+    /// To each lane's task that hands tokens to their streams.
+    dispatch: Vec<UnboundedSender<Batch>>,
+    /// One iteration's batches by lane, being filled.
+    batches: Vec<Batch>,
 }
 
 impl Driver {
@@ -418,6 +436,7 @@ impl Driver {
                     Slot {
                         key: s.key,
                         events: s.events,
+                        lane: s.lane.min(self.dispatch.len() - 1),
                         last_token: t,
                     },
                 );
@@ -475,14 +494,18 @@ impl Driver {
         self.metrics
             .wakeup_lag
             .record(Instant::now().saturating_duration_since(due).as_secs_f64());
-        let mut batch = Vec::with_capacity(d.emissions.len());
+        self.batches.resize_with(self.dispatch.len(), Vec::new);
         for em in &d.emissions {
-            let events = if em.finished.is_some() {
-                self.slots.remove(&em.id).map(|slot| slot.events)
+            let slot = if em.finished.is_some() {
+                self.slots
+                    .remove(&em.id)
+                    .map(|slot| (slot.lane, slot.events))
             } else {
-                self.slots.get(&em.id).map(|slot| slot.events.clone())
+                self.slots
+                    .get(&em.id)
+                    .map(|slot| (slot.lane, slot.events.clone()))
             };
-            let Some(events) = events else {
+            let Some((lane, events)) = slot else {
                 continue;
             };
             let event = TokenEvent::Token {
@@ -490,10 +513,15 @@ impl Driver {
                 finished: em.finished,
                 due,
             };
-            batch.push((events, event));
+            self.batches[lane].push((events, event));
         }
-        // The runtime is gone only when the server is shutting down.
-        let _ = self.dispatch.send(batch);
+        for (lane, dispatch) in self.dispatch.iter().enumerate() {
+            let batch = std::mem::take(&mut self.batches[lane]);
+            if !batch.is_empty() {
+                // The runtime is gone only when the server is shutting down.
+                let _ = dispatch.send(batch);
+            }
+        }
         self.spare.push(d.emissions);
     }
 }
@@ -556,7 +584,8 @@ mod tests {
             output_latency_s: profile.engine.output_latency_s,
         };
         let rt = dispatch_runtime();
-        let driver = spawn(engine, config, metrics, rt.handle()).expect("thread starts");
+        let driver = spawn(engine, config, metrics, std::slice::from_ref(rt.handle()))
+            .expect("thread starts");
         let mut frontend = Frontend::new(&profile, 1);
         let (tx, mut rx) = unbounded_channel();
         let t0 = driver.clock().now();
@@ -565,6 +594,7 @@ mod tests {
             request: frontend.prepare(&spec),
             arrival: t0 + config.input_latency_s,
             events: tx,
+            lane: 0,
         }));
         let finished = wait_finished(&mut rx, "request");
         let first = finished.first_token + config.output_latency_s - t0;
@@ -614,7 +644,8 @@ mod tests {
         };
         let rt = dispatch_runtime();
         let engine = Engine::new(&profile).expect("servable");
-        let driver = spawn(engine, config, metrics, rt.handle()).expect("thread");
+        let driver =
+            spawn(engine, config, metrics, std::slice::from_ref(rt.handle())).expect("thread");
         let mut frontend = Frontend::new(&profile, 5);
         // Far enough ahead that every submission is in before its arrival time.
         let t0 = driver.clock().now() + 0.5;
@@ -626,6 +657,7 @@ mod tests {
                 request: frontend.prepare(spec),
                 arrival: t0 + at + config.input_latency_s,
                 events: tx,
+                lane: 0,
             }));
             streams.push(rx);
         }
@@ -660,8 +692,13 @@ mod tests {
             output_latency_s: 0.0,
         };
         let rt = dispatch_runtime();
-        let driver =
-            spawn(engine, config, Arc::clone(&metrics), rt.handle()).expect("thread starts");
+        let driver = spawn(
+            engine,
+            config,
+            Arc::clone(&metrics),
+            std::slice::from_ref(rt.handle()),
+        )
+        .expect("thread starts");
         let (tx, mut rx) = unbounded_channel();
         assert!(driver.submit(Submission {
             key: 7,
@@ -672,6 +709,7 @@ mod tests {
             },
             arrival: driver.clock().now(),
             events: tx,
+            lane: 0,
         }));
         // Wait for the first token: the request is running and holds blocks.
         assert!(matches!(rx.blocking_recv(), Some(TokenEvent::Token { .. })));

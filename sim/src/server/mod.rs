@@ -12,6 +12,7 @@ pub mod api;
 pub mod driver;
 pub mod errors;
 pub mod faults;
+pub mod lanes;
 pub mod metrics;
 mod routes;
 pub mod stream;
@@ -30,6 +31,7 @@ use crate::frontend::Frontend;
 pub use driver::{Clock, DriverHandle};
 pub use errors::{ApiError, ServerError};
 pub use faults::{FaultConfig, FaultPlan, InjectedError};
+pub use lanes::Lanes;
 pub use metrics::Metrics;
 pub use routes::app;
 pub use text::TextMode;
@@ -105,6 +107,8 @@ struct Shared {
     next_key: AtomicU64,
     started: u64,
     fingerprint: String,
+    /// The runtimes connections are served on (one: the runtime the state was made in).
+    lanes: Vec<tokio::runtime::Handle>,
 }
 
 fn unix_now() -> u64 {
@@ -115,10 +119,20 @@ fn unix_now() -> u64 {
 
 impl AppState {
     /// Build the engine for the profile and start its thread; called inside the tokio runtime
-    /// that will serve it (the driver's dispatcher task runs there).
+    /// that will serve every connection (the driver's dispatcher task runs there).
     pub fn new(config: ServerConfig) -> Result<AppState, ServerError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| ServerError::Config("the server state needs a tokio runtime".into()))?;
+        AppState::with_lanes(config, &[runtime])
+    }
+
+    /// As [`AppState::new`], with connections spread over `lanes` (see [`lanes`]): each
+    /// connection is served on one of them, and each lane gets its share of every iteration's
+    /// tokens from its own dispatcher task.
+    pub fn with_lanes(
+        config: ServerConfig,
+        lanes: &[tokio::runtime::Handle],
+    ) -> Result<AppState, ServerError> {
         if !(config.time_scale > 0.0 && config.time_scale.is_finite()) {
             return Err(ServerError::Config("--time-scale must be > 0".into()));
         }
@@ -142,7 +156,7 @@ impl AppState {
                 output_latency_s: e.output_latency_s,
             },
             Arc::clone(&metrics),
-            &runtime,
+            lanes,
         )
         .map_err(ServerError::Thread)?;
         Ok(AppState(Arc::new(Shared {
@@ -155,6 +169,7 @@ impl AppState {
             next_key: AtomicU64::new(1),
             started: unix_now(),
             fingerprint: format!("vllm-{VLLM_VERSION}-servesim"),
+            lanes: lanes.to_vec(),
             config,
         })))
     }
@@ -196,6 +211,7 @@ where
         listener,
         app(state.clone()),
         state.0.config.request_timeout,
+        state.0.lanes.clone(),
         signal,
     );
     tokio::pin!(server);
@@ -230,6 +246,7 @@ async fn run_http<F>(
     listener: TcpListener,
     router: axum::Router,
     header_timeout: Duration,
+    lanes: Vec<tokio::runtime::Handle>,
     shutdown: F,
 ) where
     F: Future<Output = ()> + Send + 'static,
@@ -239,6 +256,7 @@ async fn run_http<F>(
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
     let (close_tx, close_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
+    let mut next_lane = 0usize;
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -257,7 +275,25 @@ async fn run_http<F>(
         let service = TowerToHyperService::new(router.clone());
         let mut signal = signal_rx.clone();
         let close = close_rx.clone();
-        tokio::spawn(async move {
+        // Round robin: connections are long-lived (keep-alive), so the lanes' shares stay even.
+        // The socket moves to its lane's own I/O driver, so that its readiness wakes that lane.
+        let lane = &lanes[next_lane % lanes.len()];
+        next_lane = next_lane.wrapping_add(1);
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!("cannot hand a connection to its lane: {e}");
+                continue;
+            }
+        };
+        lane.spawn(async move {
+            let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::warn!("cannot register a connection on its lane: {e}");
+                    return;
+                }
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -123,6 +123,7 @@ impl AppState {
             request,
             arrival: paced + plan.spike_s,
             events: tx,
+            lane: super::lanes::current(),
         });
         if !submitted {
             return Err(ApiError::EngineGone);

@@ -503,7 +503,7 @@ mod tests {
                 output_latency_s: 0.0,
             },
             Arc::new(Metrics::new("local", 100)),
-            rt.handle(),
+            std::slice::from_ref(rt.handle()),
         )
         .expect("driver");
         let text = AnswerText::new(TextMode::Echo, 0, Arc::from("one two three four"));
