@@ -17,6 +17,8 @@
 //! tokio workers, default 2), `SERVESIM_BENCH_CLIENT_THREADS` (default 2),
 //! `SERVESIM_BENCH_CLIENT_NICE` (niceness of the client threads, default 0: same as the server),
 //! `SERVESIM_BENCH_CDF=1` (also print the lag distribution of each level to stderr),
+//! `SERVESIM_BENCH_LANES` (single-threaded HTTP runtimes, default one per CPU as `servesim serve`;
+//! 0: one multi-threaded runtime with `SERVESIM_BENCH_WORKERS` workers),
 //! `SERVESIM_BENCH_SKIP_FIDELITY=1`.
 
 use std::net::SocketAddr;
@@ -253,9 +255,10 @@ fn start_server(profile: &Profile, seed: u64) -> Running {
     let mut config = ServerConfig::new(profile.clone());
     config.seed = seed;
     config.shutdown_grace = Duration::from_secs(1);
-    // SERVESIM_BENCH_LANES=N: connections on N single-threaded runtimes (as `servesim serve`
-    // does by default); 0: all on the multi-threaded runtime above.
-    let lanes = match env_or("SERVESIM_BENCH_LANES", 0usize) {
+    // SERVESIM_BENCH_LANES=N: connections on N single-threaded runtimes (default one per CPU, as
+    // `servesim serve` does); 0: all on the multi-threaded runtime above.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = match env_or("SERVESIM_BENCH_LANES", cpus) {
         0 => None,
         n => Some(server::Lanes::start(n, "servesim-lane").expect("lanes")),
     };
@@ -559,10 +562,14 @@ fn main() {
         load_average()
     );
     println!(
-        "## emission lag and CPU: {} (max_num_seqs {}), {secs} s per level, {} CPUs, client niceness {}",
+        "## emission lag and CPU: {} (max_num_seqs {}), {secs} s per level, {} CPUs, HTTP lanes {}, client niceness {}",
         profile.name,
         profile.engine.max_num_seqs,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        env_or(
+            "SERVESIM_BENCH_LANES",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
         env_or("SERVESIM_BENCH_CLIENT_NICE", 0)
     );
     println!(
