@@ -681,6 +681,59 @@ mod tests {
         driver.stop();
     }
 
+    /// With two lanes, a request on either lane, and one naming a lane beyond the last (it falls
+    /// back to the last), gets every token through to its finish, each exactly once.
+    #[test]
+    fn every_lane_delivers_its_requests_tokens() {
+        use crate::server::lanes::Lanes;
+        let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
+        let lanes = Lanes::start(2, "driver-test").expect("lanes");
+        let config = DriverConfig {
+            time_scale: 0.02,
+            input_latency_s: 0.0,
+            output_latency_s: 0.0,
+        };
+        let engine = Engine::new(&profile).expect("servable");
+        let metrics = Arc::new(Metrics::new("local", 32768));
+        let driver = spawn(engine, config, metrics, lanes.handles()).expect("thread starts");
+        let mut frontend = Frontend::new(&profile, 3);
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        for (key, lane) in [(1u64, 0usize), (2, 1), (3, 7)] {
+            let (tx, mut rx) = unbounded_channel();
+            let seen = seen_tx.clone();
+            lanes.handles()[lane.min(1)].spawn(async move {
+                let mut indices = Vec::new();
+                while let Some(TokenEvent::Token {
+                    index, finished, ..
+                }) = rx.recv().await
+                {
+                    indices.push(index);
+                    if let Some(f) = finished {
+                        let _ = seen.send((key, indices, f.generated));
+                        return;
+                    }
+                }
+                let _ = seen.send((key, indices, 0));
+            });
+            assert!(driver.submit(Submission {
+                key,
+                request: frontend.prepare(&RequestSpec::chat("Say hello.", 8)),
+                arrival: driver.clock().now(),
+                events: tx,
+                lane,
+            }));
+        }
+        for _ in 0..3 {
+            let (key, indices, generated) = seen_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a stream finished");
+            assert!(generated > 0, "request {key} did not finish");
+            let want: Vec<u32> = (1..=generated).collect();
+            assert_eq!(indices, want, "request {key}");
+        }
+        driver.stop();
+    }
+
     #[test]
     fn abort_frees_the_kv_blocks_at_once() {
         let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
