@@ -200,8 +200,8 @@ type Batch = Vec<(UnboundedSender<TokenEvent>, TokenEvent)>;
 ///
 /// Why a task between the two: every send from the engine thread to a stream wakes that stream's
 /// task from outside the runtime, which unparks a worker that then preempts the engine thread on a
-/// small machine; a burst of 256 tokens became a chain of context switches (engine, worker,
-/// client, engine, ...), about 60 µs per token. One wake per lane and iteration instead: the
+/// small machine; with the cores busy, a burst of 256 tokens became a chain of context switches
+/// (engine, worker, client, engine, ...), about 60 µs per token. One wake per lane and iteration: the
 /// dispatcher wakes its streams from inside their runtime, onto its own queue.
 pub fn spawn(
     engine: Engine,
@@ -209,7 +209,6 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     lanes: &[tokio::runtime::Handle],
 ) -> std::io::Result<DriverHandle> {
-    let (tx, rx) = mpsc::channel();
     if lanes.is_empty() {
         return Err(std::io::Error::other(
             "the driver needs at least one runtime",
@@ -230,6 +229,7 @@ pub fn spawn(
             dispatch
         })
         .collect();
+    let (tx, rx) = mpsc::channel();
     let clock = Clock::new(config.time_scale);
     let queued = Arc::new(AtomicUsize::new(0));
     let in_transit = Arc::new(AtomicUsize::new(0));
@@ -250,7 +250,6 @@ pub fn spawn(
         slots: HashMap::new(),
         keys: HashMap::new(),
         dispatch,
-        batches: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("servesim-engine".into())
@@ -311,8 +310,6 @@ struct Driver {
     keys: HashMap<u64, RequestId>,
     /// To each lane's task that hands tokens to their streams.
     dispatch: Vec<UnboundedSender<Batch>>,
-    /// One iteration's batches by lane, being filled.
-    batches: Vec<Batch>,
 }
 
 impl Driver {
@@ -494,7 +491,7 @@ impl Driver {
         self.metrics
             .wakeup_lag
             .record(Instant::now().saturating_duration_since(due).as_secs_f64());
-        self.batches.resize_with(self.dispatch.len(), Vec::new);
+        let mut batches: Vec<Batch> = vec![Vec::new(); self.dispatch.len()];
         for em in &d.emissions {
             let slot = if em.finished.is_some() {
                 self.slots
@@ -513,10 +510,9 @@ impl Driver {
                 finished: em.finished,
                 due,
             };
-            self.batches[lane].push((events, event));
+            batches[lane].push((events, event));
         }
-        for (lane, dispatch) in self.dispatch.iter().enumerate() {
-            let batch = std::mem::take(&mut self.batches[lane]);
+        for (dispatch, batch) in self.dispatch.iter().zip(batches) {
             if !batch.is_empty() {
                 // The runtime is gone only when the server is shutting down.
                 let _ = dispatch.send(batch);
