@@ -81,9 +81,18 @@ impl AppState {
                 ),
             ));
         }
-        // Counting a prompt of megabytes takes a while: off the async workers, so that the other
+        let latency = s.driver.config().input_latency_s;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // The lane this handler runs on (the blocking thread below is on none).
+        let lane = super::lanes::current();
+        let spike_s = plan.spike_s;
+        // The API server handles requests in turn, as the virtual-time runner does: one turn counts
+        // the prompt, draws the answer's length, paces the arrival and submits it, so that lengths
+        // are drawn in the order requests reach the engine (in two turns, two HTTP threads
+        // interleaved them, and which answer got an iteration alone became a matter of luck). Off
+        // the async workers: counting a prompt of megabytes takes a while, and the other
         // connections (streams, /metrics, /health) go on meanwhile.
-        let request = {
+        let (request, key) = {
             let state = self.clone();
             let v = v.clone();
             tokio::task::spawn_blocking(move || {
@@ -91,43 +100,36 @@ impl AppState {
                 let prompt_tokens = frontend.prompt_tokens(&v.prompt);
                 let max_tokens =
                     context_limit(&v.prompt, prompt_tokens, v.max_tokens, max_model_len)?;
-                Ok::<_, ApiError>(frontend.prepare(&v.spec(max_tokens)))
+                let request = frontend.prepare(&v.spec(max_tokens));
+                let s = &state.0;
+                s.limits
+                    .validate(&request)
+                    .map_err(|e| state.context_error(e))?;
+                let admission = s.driver.admit(s.config.max_waiting).map_err(|waiting| {
+                    ApiError::QueueFull {
+                        waiting,
+                        limit: s.config.max_waiting.unwrap_or(waiting),
+                    }
+                })?;
+                // A refused request does not take a turn: it never reaches the engine.
+                let key = s.next_key.fetch_add(1, Ordering::Relaxed);
+                let paced = frontend.pace(received + latency);
+                let submitted = admission.submit(driver::Submission {
+                    key,
+                    request,
+                    arrival: paced + spike_s,
+                    events: tx,
+                    lane,
+                });
+                if submitted {
+                    Ok((request, key))
+                } else {
+                    Err(ApiError::EngineGone)
+                }
             })
             .await
             .map_err(|_| ApiError::EngineGone)??
         };
-        s.limits
-            .validate(&request)
-            .map_err(|e| self.context_error(e))?;
-        let admission =
-            s.driver
-                .admit(s.config.max_waiting)
-                .map_err(|waiting| ApiError::QueueFull {
-                    waiting,
-                    limit: s.config.max_waiting.unwrap_or(waiting),
-                })?;
-
-        let key = s.next_key.fetch_add(1, Ordering::Relaxed);
-        let latency = s.driver.config().input_latency_s;
-        // Paced like the virtual-time runner: the API server handles requests in turn. (Off the
-        // async workers too: the frontend may be busy counting a huge prompt.)
-        let paced = {
-            let state = self.clone();
-            tokio::task::spawn_blocking(move || state.frontend().pace(received + latency))
-                .await
-                .map_err(|_| ApiError::EngineGone)?
-        };
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let submitted = admission.submit(driver::Submission {
-            key,
-            request,
-            arrival: paced + plan.spike_s,
-            events: tx,
-            lane: super::lanes::current(),
-        });
-        if !submitted {
-            return Err(ApiError::EngineGone);
-        }
         let seed = v
             .seed
             .unwrap_or_else(|| text::splitmix(s.config.seed ^ key.rotate_left(17)));
