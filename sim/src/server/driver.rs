@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+use super::direct::DirectSender;
 use super::metrics::Metrics;
 use crate::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
 use crate::request::{EngineRequest, FinishReason, RequestId};
@@ -77,10 +78,32 @@ pub struct Submission {
     pub request: EngineRequest,
     /// Engine time at which it reaches the engine.
     pub arrival: f64,
-    pub events: UnboundedSender<TokenEvent>,
+    pub events: Sink,
     /// The lane (runtime) whose dispatcher hands this request's tokens over: the one its stream
     /// is polled on, so that the wake-ups are local to that runtime.
     pub lane: usize,
+}
+
+/// Where a request's tokens go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// To a task that waits for them (a non-streaming answer).
+    Channel(UnboundedSender<TokenEvent>),
+    /// To a stream the lane's dispatcher writes itself (see [`super::direct`]).
+    Direct(DirectSender),
+}
+
+impl Sink {
+    /// Hand over one event; `scratch` is the dispatcher's buffer for a direct stream's text.
+    fn send(&self, event: TokenEvent, scratch: &mut String) {
+        match self {
+            // A stream that went away meanwhile has nothing to receive.
+            Sink::Channel(tx) => {
+                let _ = tx.send(event);
+            }
+            Sink::Direct(d) => d.stream().deliver(event, scratch),
+        }
+    }
 }
 
 enum Command {
@@ -193,7 +216,7 @@ impl DriverHandle {
 }
 
 /// One iteration's tokens, each with the stream it goes to.
-type Batch = Vec<(UnboundedSender<TokenEvent>, TokenEvent)>;
+type Batch = Vec<(Sink, TokenEvent)>;
 
 /// Start the engine thread, and on each of `lanes` (the runtimes the streams are polled on; at
 /// least one) the task that hands each iteration's tokens to that lane's streams.
@@ -217,12 +240,12 @@ pub fn spawn(
     let dispatch = lanes
         .iter()
         .map(|runtime| {
-            let (dispatch, mut batches) = unbounded_channel::<Batch>();
+            let (dispatch, mut batches) = unbounded_channel::<(Instant, Batch)>();
             runtime.spawn(async move {
-                while let Some(batch) = batches.recv().await {
-                    for (events, event) in batch {
-                        // A stream that went away meanwhile has nothing to receive.
-                        let _ = events.send(event);
+                let mut scratch = String::with_capacity(1024);
+                while let Some((_due, batch)) = batches.recv().await {
+                    for (sink, event) in batch {
+                        sink.send(event, &mut scratch);
                     }
                 }
             });
@@ -231,12 +254,14 @@ pub fn spawn(
         .collect();
     let (tx, rx) = mpsc::channel();
     let clock = Clock::new(config.time_scale);
+    let lead = 0.0;
     let queued = Arc::new(AtomicUsize::new(0));
     let in_transit = Arc::new(AtomicUsize::new(0));
     let mut driver = Driver {
         engine,
         clock,
         output_latency: config.output_latency_s,
+        lead,
         metrics,
         queued: Arc::clone(&queued),
         in_transit: Arc::clone(&in_transit),
@@ -268,7 +293,7 @@ pub fn spawn(
 /// A request the engine holds, and where its tokens go.
 struct Slot {
     key: u64,
-    events: UnboundedSender<TokenEvent>,
+    events: Sink,
     lane: usize,
     last_token: f64,
 }
@@ -292,6 +317,8 @@ struct Driver {
     engine: Engine,
     clock: Clock,
     output_latency: f64,
+    /// How much earlier than their due time (engine seconds) tokens are handed to the lanes.
+    lead: f64,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
     in_transit: Arc<AtomicUsize>,
@@ -309,7 +336,7 @@ struct Driver {
     slots: HashMap<RequestId, Slot>,
     keys: HashMap<u64, RequestId>,
     /// To each lane's task that hands tokens to their streams.
-    dispatch: Vec<UnboundedSender<Batch>>,
+    dispatch: Vec<UnboundedSender<(Instant, Batch)>>,
 }
 
 impl Driver {
@@ -378,7 +405,10 @@ impl Driver {
     /// a request arriving exactly when an iteration ends joins the next one.
     fn next_due(&self) -> Option<(f64, Due)> {
         let candidates = [
-            (self.deliveries.front().map(|d| d.at), Due::Deliver),
+            (
+                self.deliveries.front().map(|d| d.at - self.lead),
+                Due::Deliver,
+            ),
             (self.arrivals.front().map(|a| a.arrival), Due::Arrive),
             (self.wake, Due::Wake),
             (self.stepping.then(|| self.step.end()), Due::StepEnd),
@@ -443,7 +473,8 @@ impl Driver {
                 self.metrics.engine_stats(&self.engine.stats());
             }
             Err(e) => {
-                let _ = s.events.send(TokenEvent::Rejected(e));
+                // Rare (the handler checked the same rules), so no scratch buffer is kept for it.
+                s.events.send(TokenEvent::Rejected(e), &mut String::new());
             }
         }
     }
@@ -488,9 +519,10 @@ impl Driver {
             return;
         };
         let due = self.clock.wall(d.at);
+        let wake = self.clock.wall(d.at - self.lead);
         self.metrics
             .wakeup_lag
-            .record(Instant::now().saturating_duration_since(due).as_secs_f64());
+            .record(Instant::now().saturating_duration_since(wake).as_secs_f64());
         let mut batches: Vec<Batch> = vec![Vec::new(); self.dispatch.len()];
         for em in &d.emissions {
             let slot = if em.finished.is_some() {
@@ -515,7 +547,7 @@ impl Driver {
         for (dispatch, batch) in self.dispatch.iter().zip(batches) {
             if !batch.is_empty() {
                 // The runtime is gone only when the server is shutting down.
-                let _ = dispatch.send(batch);
+                let _ = dispatch.send((due, batch));
             }
         }
         self.spare.push(d.emissions);
@@ -589,7 +621,7 @@ mod tests {
             key: 1,
             request: frontend.prepare(&spec),
             arrival: t0 + config.input_latency_s,
-            events: tx,
+            events: Sink::Channel(tx),
             lane: 0,
         }));
         let finished = wait_finished(&mut rx, "request");
@@ -652,7 +684,7 @@ mod tests {
                 key: key as u64,
                 request: frontend.prepare(spec),
                 arrival: t0 + at + config.input_latency_s,
-                events: tx,
+                events: Sink::Channel(tx),
                 lane: 0,
             }));
             streams.push(rx);
@@ -715,7 +747,7 @@ mod tests {
                 key,
                 request: frontend.prepare(&RequestSpec::chat("Say hello.", 8)),
                 arrival: driver.clock().now(),
-                events: tx,
+                events: Sink::Channel(tx),
                 lane,
             }));
         }
@@ -757,7 +789,7 @@ mod tests {
                 natural_tokens: u32::MAX,
             },
             arrival: driver.clock().now(),
-            events: tx,
+            events: Sink::Channel(tx),
             lane: 0,
         }));
         // Wait for the first token: the request is running and holds blocks.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,12 +15,32 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, TokenizeRequest, Validated};
-use super::stream::{self, AbortGuard, Endpoint, Envelope, Generation, GenerationSetup};
+use super::direct::{self, DirectResponse, DirectSender, DirectStream, StreamOwner};
+use super::driver::Sink;
+use super::http1::DirectWrites;
+use super::stream::{self, AbortGuard, Answer, Endpoint, Envelope, Generation, GenerationSetup};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
 };
 use crate::engine::AdmissionError;
 use crate::frontend::Frontend;
+use crate::request::EngineRequest;
+
+/// What the client side of a request is made with, besides the request.
+struct ClientOptions {
+    /// The cut fault fires halfway through the answer.
+    cut: bool,
+    /// Unix time of the answer (its events' `created`).
+    created: u64,
+    /// A connection writes the stream itself (HTTP/1.1 chunked framing).
+    chunked: bool,
+}
+
+/// The client side of an admitted request.
+enum Client {
+    Stream(Arc<DirectStream>),
+    Whole(Box<Generation>),
+}
 
 impl AppState {
     fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
@@ -39,6 +59,54 @@ impl AppState {
         }
     }
 
+    /// The client's side of an admitted request, and where the engine sends its tokens: a stream
+    /// the lane's dispatcher writes (see [`direct`]) or a channel the handler waits on.
+    fn client_side(
+        &self,
+        endpoint: Endpoint,
+        v: &Validated,
+        key: u64,
+        request: &EngineRequest,
+        options: ClientOptions,
+    ) -> (Client, Sink, String) {
+        let s = &self.0;
+        let seed = v
+            .seed
+            .unwrap_or_else(|| text::splitmix(s.config.seed ^ key.rotate_left(17)));
+        let setup = GenerationSetup {
+            guard: AbortGuard::new(s.driver.clone(), key),
+            text: text::AnswerText::new(s.config.text, seed, v.echo_source.clone()),
+            stop: v.stop.clone(),
+            cut_after: options.cut.then(|| (request.outcome().0 / 2).max(1)),
+            metrics: Arc::clone(&s.metrics),
+            prompt_tokens: request.prompt_tokens,
+        };
+        let id = match endpoint {
+            Endpoint::Chat => format!("chatcmpl-{:016x}", text::splitmix(seed ^ key)),
+            Endpoint::Completions => format!("cmpl-{:016x}", text::splitmix(seed ^ key)),
+        };
+        if v.stream {
+            let envelope = Envelope::new(
+                endpoint,
+                &id,
+                options.created,
+                &s.config.served_model_name,
+                &s.fingerprint,
+                v.include_usage,
+            );
+            let stream = DirectStream::new(Answer::new(setup), envelope, options.chunked);
+            let sink = Sink::Direct(DirectSender::new(Arc::clone(&stream)));
+            (Client::Stream(stream), sink, id)
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (
+                Client::Whole(Box::new(Generation::new(rx, setup))),
+                Sink::Channel(tx),
+                id,
+            )
+        }
+    }
+
     /// Run a validated request: faults, token counting, admission checks, then the engine.
     /// `received` is the engine time the request's body was in: the modelled input latency counts
     /// from there, so the server's own parsing and tokenising is part of it, not added to it.
@@ -48,6 +116,7 @@ impl AppState {
         v: Validated,
         headers: &HeaderMap,
         received: f64,
+        direct: bool,
     ) -> Result<Response, ApiError> {
         let s = &self.0;
         let forced = headers
@@ -82,17 +151,17 @@ impl AppState {
             ));
         }
         let latency = s.driver.config().input_latency_s;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // The lane this handler runs on (the blocking thread below is on none).
         let lane = super::lanes::current();
-        let spike_s = plan.spike_s;
+        let (spike_s, cut) = (plan.spike_s, plan.cut);
+        let created = unix_now();
         // The API server handles requests in turn, as the virtual-time runner does: one turn counts
         // the prompt, draws the answer's length, paces the arrival and submits it, so that lengths
         // are drawn in the order requests reach the engine (in two turns, two HTTP threads
         // interleaved them, and which answer got an iteration alone became a matter of luck). Off
         // the async workers: counting a prompt of megabytes takes a while, and the other
         // connections (streams, /metrics, /health) go on meanwhile.
-        let (request, key) = {
+        let (client, id) = {
             let state = self.clone();
             let v = v.clone();
             tokio::task::spawn_blocking(move || {
@@ -113,16 +182,27 @@ impl AppState {
                 })?;
                 // A refused request does not take a turn: it never reaches the engine.
                 let key = s.next_key.fetch_add(1, Ordering::Relaxed);
+                let (client, sink, id) = state.client_side(
+                    endpoint,
+                    &v,
+                    key,
+                    &request,
+                    ClientOptions {
+                        cut,
+                        created,
+                        chunked: direct,
+                    },
+                );
                 let paced = frontend.pace(received + latency);
                 let submitted = admission.submit(driver::Submission {
                     key,
                     request,
                     arrival: paced + spike_s,
-                    events: tx,
+                    events: sink,
                     lane,
                 });
                 if submitted {
-                    Ok((request, key))
+                    Ok((client, id))
                 } else {
                     Err(ApiError::EngineGone)
                 }
@@ -130,42 +210,25 @@ impl AppState {
             .await
             .map_err(|_| ApiError::EngineGone)??
         };
-        let seed = v
-            .seed
-            .unwrap_or_else(|| text::splitmix(s.config.seed ^ key.rotate_left(17)));
-        let generation = Generation::new(
-            rx,
-            GenerationSetup {
-                guard: AbortGuard::new(s.driver.clone(), key),
-                text: text::AnswerText::new(s.config.text, seed, v.echo_source.clone()),
-                stop: v.stop.clone(),
-                cut_after: plan.cut.then(|| (request.outcome().0 / 2).max(1)),
-                metrics: Arc::clone(&s.metrics),
-                prompt_tokens: request.prompt_tokens,
-            },
-        );
-        let id = match endpoint {
-            Endpoint::Chat => format!("chatcmpl-{:016x}", text::splitmix(seed ^ key)),
-            Endpoint::Completions => format!("cmpl-{:016x}", text::splitmix(seed ^ key)),
-        };
-        let created = unix_now();
         let model = s.config.served_model_name.as_str();
-        if v.stream {
-            let envelope = Envelope::new(
-                endpoint,
-                &id,
-                created,
-                model,
-                &s.fingerprint,
-                v.include_usage,
-            );
-            let mut response = Response::new(stream::sse_body(generation, envelope));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
-            return Ok(response);
-        }
+        let generation = match client {
+            Client::Whole(generation) => *generation,
+            Client::Stream(stream) => {
+                let mut response = if direct {
+                    let mut r = Response::new(Body::empty());
+                    r.extensions_mut()
+                        .insert(DirectResponse(Arc::new(StreamOwner(stream))));
+                    r
+                } else {
+                    Response::new(direct::body(stream))
+                };
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
+                );
+                return Ok(response);
+            }
+        };
         let Some((content, finish)) = generation.collect().await? else {
             // The cut fault on a non-streaming answer: drop the connection without an answer.
             let body = Body::from_stream(futures_util::stream::once(async {
@@ -274,16 +337,20 @@ fn context_limit(
 async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
+    direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     let received = state.0.driver.clock().now();
     let v = api::check_request(Endpoint::Chat, &body, &state.0.config.served_model_name)?;
-    state.generate(Endpoint::Chat, v, &headers, received).await
+    state
+        .generate(Endpoint::Chat, v, &headers, received, direct.is_some())
+        .await
 }
 
 async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     let received = state.0.driver.clock().now();
@@ -293,7 +360,13 @@ async fn completions(
         &state.0.config.served_model_name,
     )?;
     state
-        .generate(Endpoint::Completions, v, &headers, received)
+        .generate(
+            Endpoint::Completions,
+            v,
+            &headers,
+            received,
+            direct.is_some(),
+        )
         .await
 }
 

@@ -1,12 +1,10 @@
 //! A request in flight on the client's side: the engine's tokens turned into text, stop strings,
-//! the cut fault, and the abort that fires when the client goes away. [`sse_body`] writes it as
-//! vLLM's server-sent-event stream; [`Generation::collect`] waits for the whole answer.
+//! the cut fault, and the abort that fires when the client goes away. [`Envelope`] writes vLLM's
+//! server-sent events (see [`super::direct`]); [`Generation::collect`] waits for the whole answer.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
-use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::api::Usage;
@@ -66,10 +64,11 @@ pub struct Finish {
     pub usage: Usage,
 }
 
-/// The client side of one request.
+/// The client side of one request, whatever carries its tokens: text, stop strings, the cut fault
+/// and the abort guard, turning the engine's events into [`Piece`]s one at a time (no waiting, so
+/// the lane's dispatcher can run it for a direct stream as well as a task for a channel).
 #[derive(Debug)]
-pub struct Generation {
-    rx: UnboundedReceiver<TokenEvent>,
+pub struct Answer {
     guard: AbortGuard,
     text: AnswerText,
     stop: Vec<String>,
@@ -94,10 +93,9 @@ pub struct GenerationSetup {
     pub prompt_tokens: u32,
 }
 
-impl Generation {
-    pub fn new(rx: UnboundedReceiver<TokenEvent>, setup: GenerationSetup) -> Generation {
-        Generation {
-            rx,
+impl Answer {
+    pub fn new(setup: GenerationSetup) -> Answer {
+        Answer {
             guard: setup.guard,
             text: setup.text,
             stop: setup.stop,
@@ -110,17 +108,39 @@ impl Generation {
         }
     }
 
-    /// The next piece; `Ok(None)` after the last one. An engine rejection is a 400; a channel that
-    /// closes early means the engine stopped (shutdown).
-    pub async fn next(&mut self) -> Result<Option<Piece>, ApiError> {
+    /// Whether the answer is over (finished, stopped, cut or failed).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The cut fault, checked before waiting for the next token: true (once) when it fires now.
+    pub fn cut_now(&mut self) -> bool {
+        if !self.done && self.cut_after.is_some_and(|n| self.tokens >= n) {
+            self.done = true;
+            return true;
+        }
+        false
+    }
+
+    /// The metrics the answer reports to (emission lag).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Take the request out of the engine now, unless it has finished there (the client is gone).
+    pub fn abandon(&mut self) {
+        self.done = true;
+        if let Some(reason) = self.guard.reason.take() {
+            self.guard.driver.abort(self.guard.key, reason);
+        }
+    }
+
+    /// The piece one engine event makes (`event` `None`: the engine stopped). An engine rejection
+    /// is a 400; an event after the end is ignored (`Ok(None)`).
+    pub fn on_event(&mut self, event: Option<TokenEvent>) -> Result<Option<Piece>, ApiError> {
         if self.done {
             return Ok(None);
         }
-        if self.cut_after.is_some_and(|n| self.tokens >= n) {
-            self.done = true;
-            return Ok(Some(Piece::Cut));
-        }
-        let event = self.rx.recv().await;
         match event {
             None => {
                 self.done = true;
@@ -132,19 +152,21 @@ impl Generation {
                 Err(rejection(e))
             }
             Some(TokenEvent::Token {
-                index,
-                finished,
-                due,
+                index, finished, ..
             }) => {
-                self.metrics
-                    .emission_lag(Instant::now().saturating_duration_since(due).as_secs_f64());
                 self.tokens += 1;
                 let before = self.out.len();
                 self.out.push_str(self.text.token(index));
                 if let Some(stop) = self.find_stop(before) {
-                    // Like vLLM: the answer ends before the stop string, which is reported.
+                    // Like vLLM: the answer ends before the stop string, which is reported; the
+                    // request leaves the engine now (counted as stopped, not aborted).
                     self.done = true;
-                    self.guard.reason = finished.is_none().then_some(FinishReason::Stop);
+                    if finished.is_none() {
+                        self.guard.reason = Some(FinishReason::Stop);
+                        self.abandon();
+                    } else {
+                        self.guard.reason = None;
+                    }
                     let text = self.out.get(before..).unwrap_or_default().to_string();
                     return Ok(Some(Piece::Token {
                         text,
@@ -190,6 +212,41 @@ impl Generation {
         self.out.truncate(at);
         Some(self.stop[i].clone())
     }
+}
+
+/// The client side of one request whose tokens come over a channel (non-streaming answers, and
+/// streams served without a direct connection: see [`super::direct`]).
+#[derive(Debug)]
+pub struct Generation {
+    rx: UnboundedReceiver<TokenEvent>,
+    answer: Answer,
+}
+
+impl Generation {
+    pub fn new(rx: UnboundedReceiver<TokenEvent>, setup: GenerationSetup) -> Generation {
+        Generation {
+            rx,
+            answer: Answer::new(setup),
+        }
+    }
+
+    /// The next piece; `Ok(None)` after the last one. An engine rejection is a 400; a channel that
+    /// closes early means the engine stopped (shutdown).
+    pub async fn next(&mut self) -> Result<Option<Piece>, ApiError> {
+        if self.answer.is_done() {
+            return Ok(None);
+        }
+        if self.answer.cut_now() {
+            return Ok(Some(Piece::Cut));
+        }
+        let event = self.rx.recv().await;
+        if let Some(TokenEvent::Token { due, .. }) = &event {
+            self.answer
+                .metrics
+                .emission_lag(Instant::now().saturating_duration_since(*due).as_secs_f64());
+        }
+        self.answer.on_event(event)
+    }
 
     /// Wait for the whole answer: its text and how it ended, or `None` if the cut fault fired.
     pub async fn collect(mut self) -> Result<Option<(String, Finish)>, ApiError> {
@@ -197,7 +254,7 @@ impl Generation {
             match self.next().await? {
                 Some(Piece::Token {
                     finish: Some(f), ..
-                }) => return Ok(Some((std::mem::take(&mut self.out), f))),
+                }) => return Ok(Some((std::mem::take(&mut self.answer.out), f))),
                 Some(Piece::Token { .. }) => {}
                 Some(Piece::Cut) | None => return Ok(None),
             }
@@ -256,14 +313,14 @@ impl Envelope {
     }
 
     /// vLLM's first chat event: the assistant role with empty content.
-    fn role_event(&self, out: &mut String) {
+    pub(super) fn role_event(&self, out: &mut String) {
         out.push_str("data: ");
         out.push_str(&self.head);
         out.push_str("\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"prompt_token_ids\":null,\"prompt_text\":null}\n\n");
     }
 
     /// One token's event, written straight into `out` (this runs once per streamed token).
-    fn token_event(&self, out: &mut String, text: &str, finish: Option<&Finish>) {
+    pub(super) fn token_event(&self, out: &mut String, text: &str, finish: Option<&Finish>) {
         out.push_str("data: ");
         out.push_str(&self.head);
         let reason = match finish {
@@ -317,7 +374,7 @@ impl Envelope {
     }
 
     /// The usage event (when asked for) and `[DONE]`.
-    fn tail(&self, out: &mut String, usage: Usage) {
+    pub(super) fn tail(&self, out: &mut String, usage: Usage) {
         if self.include_usage {
             out.push_str("data: ");
             out.push_str(&self.head);
@@ -376,36 +433,11 @@ impl StreamCut {
     pub fn fault() -> StreamCut {
         StreamCut("fault injection")
     }
-}
 
-/// The SSE body of a streaming answer. Each engine iteration's token is one write; the chat role
-/// event goes out with the first token, and the last token, usage and `[DONE]` go out together.
-pub fn sse_body(generation: Generation, envelope: Envelope) -> Body {
-    let state = (generation, envelope, true);
-    let stream = futures_util::stream::unfold(Some(state), |state| async move {
-        let (mut g, env, first) = state?;
-        let mut out = String::with_capacity(512);
-        match g.next().await {
-            Ok(Some(Piece::Token { text, finish })) => {
-                if first && env.endpoint == Endpoint::Chat {
-                    env.role_event(&mut out);
-                }
-                env.token_event(&mut out, &text, finish.as_ref());
-                let next = match finish {
-                    Some(f) => {
-                        env.tail(&mut out, f.usage);
-                        None
-                    }
-                    None => Some((g, env, false)),
-                };
-                Some((Ok::<Bytes, StreamCut>(Bytes::from(out)), next))
-            }
-            Ok(Some(Piece::Cut)) => Some((Err(StreamCut("fault injection")), None)),
-            Ok(None) => None,
-            Err(_) => Some((Err(StreamCut("the engine stopped")), None)),
-        }
-    });
-    Body::from_stream(stream)
+    /// The engine stopped (or refused the request) with the stream open.
+    pub fn engine_gone() -> StreamCut {
+        StreamCut("the engine stopped")
+    }
 }
 
 #[cfg(test)]
