@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::ServerProcess;
+use support::{ServerProcess, sse_data};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -276,18 +276,6 @@ fn decode_chunked(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
         );
         at += size + 2;
     }
-}
-
-/// The `data:` payloads of an SSE body.
-fn sse_data(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
-                .to_string()
-        })
-        .collect()
 }
 
 /// An HTTP/1.1 GET (or HEAD, ...) with no body.

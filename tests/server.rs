@@ -50,15 +50,7 @@ fn chat_body(max_tokens: u32, stream: bool) -> Value {
 
 /// Read a whole SSE body into its `data:` payloads.
 async fn sse_events(resp: reqwest::Response) -> Vec<String> {
-    let text = resp.text().await.expect("a complete stream");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
-                .to_string()
-        })
-        .collect()
+    support::sse_data(&resp.text().await.expect("a complete stream"))
 }
 
 async fn metrics(base: &str) -> String {

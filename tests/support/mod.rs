@@ -123,3 +123,15 @@ pub fn open_fds(pid: u32) -> Option<usize> {
         .ok()
         .map(|d| d.count())
 }
+
+/// The `data:` payloads of a whole SSE body (panics on anything but `data:` events).
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
+                .to_string()
+        })
+        .collect()
+}

@@ -310,9 +310,13 @@ mod tests {
     use crate::server::stream::{AbortGuard, GenerationSetup};
     use crate::server::text::{AnswerText, TextMode};
 
-    fn driver(rt: &tokio::runtime::Runtime) -> DriverHandle {
+    /// A driver (and the runtime its dispatcher runs on) for the streams' abort guards.
+    fn driver() -> (tokio::runtime::Runtime, DriverHandle) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
-        driver::spawn(
+        let driver = driver::spawn(
             crate::engine::Engine::new(&profile).expect("engine"),
             DriverConfig {
                 time_scale: 1.0,
@@ -322,7 +326,8 @@ mod tests {
             Arc::new(Metrics::new("local", 100)),
             std::slice::from_ref(rt.handle()),
         )
-        .expect("driver")
+        .expect("driver");
+        (rt, driver)
     }
 
     fn stream(driver: &DriverHandle, chunked: bool, cut_after: Option<u32>) -> Arc<DirectStream> {
@@ -376,10 +381,7 @@ mod tests {
 
     #[test]
     fn events_queue_chunked_until_a_socket_is_attached_and_end_cleanly() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let driver = driver(&rt);
+        let (_rt, driver) = driver();
         let s = stream(&driver, true, None);
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);
@@ -412,10 +414,7 @@ mod tests {
 
     #[test]
     fn a_cut_breaks_after_its_token_and_a_lost_engine_breaks_the_stream() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let driver = driver(&rt);
+        let (_rt, driver) = driver();
         let s = stream(&driver, false, Some(2));
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);

@@ -44,6 +44,8 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// The longest request target `http::Uri` takes; a longer one is a 414.
 const MAX_URI_BYTES: usize = 65_534;
+/// What one read asks for at least (and the buffer a connection starts with).
+const READ_CHUNK: usize = 8 * 1024;
 /// How long [`Connection::linger`] drains a request it will not answer further.
 const LINGER: Duration = Duration::from_secs(2);
 /// What is read ahead of the current request (pipelined requests) before reading pauses.
@@ -60,7 +62,7 @@ pub async fn serve_connection(
     let socket = Arc::new(tcp);
     let mut conn = Connection {
         socket,
-        buf: Vec::with_capacity(8 * 1024),
+        buf: Vec::with_capacity(READ_CHUNK),
         stopping: false,
     };
     loop {
@@ -71,6 +73,11 @@ pub async fn serve_connection(
             .unwrap_or_default();
         if !keep_alive || conn.stopping || shutdown.has_changed().unwrap_or(true) {
             return;
+        }
+        // A body of megabytes leaves a big buffer behind; thousands of idle connections should not
+        // keep one each.
+        if conn.buf.is_empty() && conn.buf.capacity() > 8 * READ_CHUNK {
+            conn.buf = Vec::with_capacity(READ_CHUNK);
         }
     }
 }
@@ -531,7 +538,8 @@ async fn read_more(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
     }
     loop {
         socket.readable().await?;
-        buf.reserve(16 * 1024);
+        // Room for what a socket usually holds; a large body grows the buffer as it comes.
+        buf.reserve(READ_CHUNK);
         match socket.try_read_buf(buf) {
             Ok(0) => return Ok(true),
             Ok(_) => return Ok(false),
