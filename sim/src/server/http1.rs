@@ -100,16 +100,19 @@ enum BodyError {
 }
 
 /// A request's head, parsed.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    /// Bytes of `buf` the head took.
+#[derive(Debug)]
+pub struct Head {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// Bytes of the connection's buffer the head took.
     len: usize,
 }
 
-enum Framing {
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
     None,
     Length(usize),
     Chunked,
@@ -170,8 +173,8 @@ impl Connection {
         };
         let framing = match framing(&head.headers) {
             Ok(f) => f,
-            Err(()) => {
-                self.write_bare(StatusCode::BAD_REQUEST).await?;
+            Err(status) => {
+                self.write_bare(status).await?;
                 return Ok(false);
             }
         };
@@ -324,48 +327,13 @@ impl Connection {
 
     /// A chunked body, decoded (trailers are read and dropped).
     async fn read_chunked(&mut self) -> Result<Bytes, BodyError> {
-        let mut body = Vec::new();
+        let mut decoder = ChunkedDecoder::default();
         loop {
-            let (consumed, size) = loop {
-                match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete(c)) => break c,
-                    Ok(httparse::Status::Partial) => self.more_body().await?,
-                    Err(_) => return Err(BodyError::Invalid("Invalid chunk size line".into())),
-                }
-            };
-            self.buf.drain(..consumed);
-            if size == 0 {
-                break;
-            }
-            let size = usize::try_from(size).map_err(|_| BodyError::TooLarge)?;
-            if body.len().saturating_add(size) > MAX_BODY_BYTES {
-                return Err(BodyError::TooLarge);
-            }
-            while self.buf.len() < size + 2 {
-                self.more_body().await?;
-            }
-            if &self.buf[size..size + 2] != b"\r\n" {
-                return Err(BodyError::Invalid(
-                    "Invalid chunk: no CRLF after its data".into(),
-                ));
-            }
-            body.extend_from_slice(&self.buf[..size]);
-            self.buf.drain(..size + 2);
-        }
-        // Trailer lines up to an empty one.
-        loop {
-            match find(&self.buf, b"\r\n") {
-                Some(0) => {
-                    self.buf.drain(..2);
-                    return Ok(Bytes::from(body));
-                }
-                Some(at) => {
-                    self.buf.drain(..at + 2);
-                }
-                None if self.buf.len() > MAX_HEAD_BYTES => {
-                    return Err(BodyError::Invalid("Chunked trailers too long".into()));
-                }
-                None => self.more_body().await?,
+            match decoder.feed(&mut self.buf, MAX_BODY_BYTES) {
+                Ok(true) => return Ok(Bytes::from(decoder.into_body())),
+                Ok(false) => self.more_body().await?,
+                Err(ChunkError::TooLarge) => return Err(BodyError::TooLarge),
+                Err(ChunkError::Invalid(why)) => return Err(BodyError::Invalid(why.into())),
             }
         }
     }
@@ -530,6 +498,109 @@ impl Connection {
     }
 }
 
+/// Why a chunked body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkError {
+    /// Not chunked framing (the message says what broke it).
+    Invalid(&'static str),
+    /// Larger than the limit given to [`ChunkedDecoder::feed`].
+    TooLarge,
+}
+
+/// Where a [`ChunkedDecoder`] is in the body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ChunkState {
+    /// At a chunk-size line.
+    #[default]
+    Size,
+    /// Inside a chunk's data, this many bytes to go.
+    Data(usize),
+    /// After a chunk's data, at its CRLF.
+    DataEnd,
+    /// After the last chunk, at the trailer lines (ended by an empty one).
+    Trailers,
+    Done,
+}
+
+/// Decodes an HTTP/1.1 chunked body as its bytes arrive, from the front of a buffer, so the body
+/// is scanned once however it is split into reads; what follows the body (a pipelined request)
+/// stays in the buffer.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    body: Vec<u8>,
+    state: ChunkState,
+}
+
+impl ChunkedDecoder {
+    /// Take what `buf` holds of the body (it is drained as it is used); `Ok(true)` once the body
+    /// is complete, `Ok(false)` when more bytes are needed. A body over `limit` bytes is an error
+    /// as soon as a chunk's size says so.
+    pub fn feed(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<bool, ChunkError> {
+        loop {
+            match self.state {
+                ChunkState::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.drain(..used);
+                        if size == 0 {
+                            self.state = ChunkState::Trailers;
+                            continue;
+                        }
+                        let size = usize::try_from(size).map_err(|_| ChunkError::TooLarge)?;
+                        if self.body.len().saturating_add(size) > limit {
+                            return Err(ChunkError::TooLarge);
+                        }
+                        self.state = ChunkState::Data(size);
+                    }
+                    // A size line (extensions and all) longer than a whole head is not one.
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                        return Err(ChunkError::Invalid("Chunk size line too long"));
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(false),
+                    Err(_) => return Err(ChunkError::Invalid("Invalid chunk size line")),
+                },
+                ChunkState::Data(left) => {
+                    let n = left.min(buf.len());
+                    self.body.extend_from_slice(&buf[..n]);
+                    buf.drain(..n);
+                    if n < left {
+                        self.state = ChunkState::Data(left - n);
+                        return Ok(false);
+                    }
+                    self.state = ChunkState::DataEnd;
+                }
+                ChunkState::DataEnd => {
+                    match buf.get(..2) {
+                        None if buf.first().is_none_or(|&b| b == b'\r') => return Ok(false),
+                        Some(b"\r\n") => {}
+                        _ => return Err(ChunkError::Invalid("No CRLF after a chunk's data")),
+                    }
+                    buf.drain(..2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => match find(buf, b"\r\n") {
+                    Some(0) => {
+                        buf.drain(..2);
+                        self.state = ChunkState::Done;
+                    }
+                    Some(at) => {
+                        buf.drain(..at + 2);
+                    }
+                    None if buf.len() > MAX_HEAD_BYTES => {
+                        return Err(ChunkError::Invalid("Chunked trailers too long"));
+                    }
+                    None => return Ok(false),
+                },
+                ChunkState::Done => return Ok(true),
+            }
+        }
+    }
+
+    /// The decoded body.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
 /// Read what `socket` has into `buf`; `Ok(true)` when the client closed the connection. With
 /// `MAX_READ_AHEAD` bytes waiting, it stops reading (and never resolves) until they are used.
 async fn read_more(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
@@ -568,8 +639,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Parse a complete head; the error is the status to answer with (the connection then closes).
-fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
+/// Parse a complete head (up to and including its empty line); the error is the status to answer
+/// with (the connection then closes).
+pub fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(bytes) {
@@ -611,8 +683,8 @@ fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
 }
 
 /// How the request's body is framed: `Transfer-Encoding` (chunked last) wins over
-/// `Content-Length`, whose values must agree; anything else is a 400.
-fn framing(headers: &HeaderMap) -> Result<Framing, ()> {
+/// `Content-Length`, whose values must agree; anything else is a 400 (the error is the status).
+pub fn framing(headers: &HeaderMap) -> Result<Framing, StatusCode> {
     let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
     if !codings.is_empty() {
         let last = codings
@@ -623,20 +695,20 @@ fn framing(headers: &HeaderMap) -> Result<Framing, ()> {
         return if last.as_deref() == Some("chunked") {
             Ok(Framing::Chunked)
         } else {
-            Err(())
+            Err(StatusCode::BAD_REQUEST)
         };
     }
     let mut length: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().map_err(|_| ())?.split(',') {
+        for part in v.to_str().map_err(|_| StatusCode::BAD_REQUEST)?.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
+                return Err(StatusCode::BAD_REQUEST);
             }
             // Absurd lengths saturate: they are refused as too large, not as malformed.
             let n = part.parse::<u64>().unwrap_or(u64::MAX);
             if length.is_some_and(|l| l != n) {
-                return Err(());
+                return Err(StatusCode::BAD_REQUEST);
             }
             length = Some(n);
         }
@@ -723,6 +795,109 @@ fn head_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `body` in chunked framing: chunks of the given sizes (cycled), sizes in upper or lower case
+    /// hex, with or without an extension, and a trailer line when asked.
+    fn chunked(body: &[u8], sizes: &[usize], upper: bool, ext: bool, trailer: bool) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = body;
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let n = (*size).min(rest.len());
+            let hex = if upper {
+                format!("{n:X}")
+            } else {
+                format!("{n:x}")
+            };
+            wire.extend_from_slice(hex.as_bytes());
+            if ext {
+                wire.extend_from_slice(b";name=value");
+            }
+            wire.extend_from_slice(b"\r\n");
+            wire.extend_from_slice(&rest[..n]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        wire.extend_from_slice(b"0\r\n");
+        if trailer {
+            wire.extend_from_slice(b"X-Checksum: 1\r\n");
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire
+    }
+
+    proptest! {
+        /// However the reads split a chunked body, it decodes to the same bytes, and what follows
+        /// it (a pipelined request) is left in the buffer untouched.
+        #[test]
+        fn chunked_bodies_decode_however_the_reads_split_them(
+            body in proptest::collection::vec(any::<u8>(), 0..2000),
+            sizes in proptest::collection::vec(1usize..600, 1..8),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..12),
+            upper in any::<bool>(),
+            ext in any::<bool>(),
+            trailer in any::<bool>(),
+        ) {
+            let next = b"GET /health HTTP/1.1\r\n\r\n";
+            let mut wire = chunked(&body, &sizes, upper, ext, trailer);
+            wire.extend_from_slice(next);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+            points.sort_unstable();
+            points.push(wire.len());
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = Vec::new();
+            let mut from = 0;
+            let mut done = false;
+            for p in points {
+                buf.extend_from_slice(&wire[from..p]);
+                from = p;
+                if decoder.feed(&mut buf, usize::MAX).expect("valid framing") {
+                    done = true;
+                    break;
+                }
+            }
+            prop_assert!(done);
+            buf.extend_from_slice(&wire[from..]);
+            prop_assert_eq!(decoder.into_body(), body);
+            prop_assert_eq!(&buf[..], &next[..]);
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_over_the_limit_or_misframed_are_refused() {
+        let feed =
+            |wire: &[u8], limit: usize| ChunkedDecoder::default().feed(&mut wire.to_vec(), limit);
+        assert_eq!(
+            feed(&chunked(b"0123456789", &[4], false, false, false), 10),
+            Ok(true)
+        );
+        assert_eq!(
+            feed(&chunked(b"0123456789a", &[4], false, false, false), 10),
+            Err(ChunkError::TooLarge)
+        );
+        assert!(matches!(
+            feed(b"ZZZ\r\n{}\r\n0\r\n\r\n", 100),
+            Err(ChunkError::Invalid(_))
+        ));
+        assert!(matches!(
+            feed(b"2\r\n{}XX0\r\n\r\n", 100),
+            Err(ChunkError::Invalid(_))
+        ));
+        assert!(matches!(
+            feed(b"2\r\n{}\rX", 100),
+            Err(ChunkError::Invalid(_))
+        ));
+        assert_eq!(
+            feed(b"2\r\n{}\r", 100),
+            Ok(false),
+            "a CR alone: wait for its LF"
+        );
+        let endless = [b"1;".as_slice(), &vec![b'a'; MAX_HEAD_BYTES + 1]].concat();
+        assert!(matches!(feed(&endless, 100), Err(ChunkError::Invalid(_))));
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
