@@ -31,7 +31,7 @@ mod common;
 use common::{clock_ticks, env_or, thread_cpu};
 use servesim_models::Profile;
 use servesim_sim::server::{self, AppState, ServerConfig};
-use servesim_sim::{Arrival, ClientGroup, LevelPlan, RequestSpec, VirtualServer};
+use servesim_sim::{Arrival, ClientGroup, LevelPlan, LevelRun, RequestSpec, VirtualServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -44,6 +44,20 @@ struct Observed {
     first: f64,
     end: f64,
     events: u32,
+}
+
+/// The successful requests of a virtual-time run, as the client would have seen them.
+fn observed(run: &LevelRun) -> Vec<Observed> {
+    run.records
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| Observed {
+            sent: r.sent,
+            first: r.first_event.unwrap_or(r.end),
+            end: r.end,
+            events: r.events,
+        })
+        .collect()
 }
 
 fn request_bytes(addr: SocketAddr, max_tokens: u32) -> Vec<u8> {
@@ -314,17 +328,7 @@ fn fidelity(profile: &Profile) {
         arrivals: vec![],
         record_event_times: false,
     });
-    let virt_obs: Vec<Observed> = run
-        .records
-        .iter()
-        .filter(|r| r.ok())
-        .map(|r| Observed {
-            sent: r.sent,
-            first: r.first_event.unwrap_or(r.end),
-            end: r.end,
-            events: r.events,
-        })
-        .collect();
+    let virt_obs = observed(&run);
     let (v_ttft, v_tpot) = ttft_tpot(&virt_obs);
 
     let server = start_server(profile, seed);
@@ -367,22 +371,11 @@ fn fidelity(profile: &Profile) {
     arrivals.sort_by(|a, b| a.at.total_cmp(&b.at));
     let mut replay = VirtualServer::new(profile, seed).expect("servable profile");
     replay.run_level(&warm(1));
-    let replayed: Vec<Observed> = replay
-        .run_level(&LevelPlan {
-            groups: vec![],
-            arrivals,
-            record_event_times: false,
-        })
-        .records
-        .iter()
-        .filter(|r| r.ok())
-        .map(|r| Observed {
-            sent: r.sent,
-            first: r.first_event.unwrap_or(r.end),
-            end: r.end,
-            events: r.events,
-        })
-        .collect();
+    let replayed = observed(&replay.run_level(&LevelPlan {
+        groups: vec![],
+        arrivals,
+        record_event_times: false,
+    }));
     let (p_ttft, p_tpot) = ttft_tpot(&replayed);
     println!(
         "## fidelity: {} at {workers} streams, {requests} requests, max_tokens {max_tokens}",

@@ -305,30 +305,10 @@ mod tests {
     use super::*;
     use crate::engine::Finished;
     use crate::request::FinishReason;
-    use crate::server::driver::{self, DriverConfig, DriverHandle};
+    use crate::server::driver::{self, DriverHandle};
     use crate::server::metrics::Metrics;
     use crate::server::stream::{AbortGuard, GenerationSetup};
     use crate::server::text::{AnswerText, TextMode};
-
-    /// A driver (and the runtime its dispatcher runs on) for the streams' abort guards.
-    fn driver() -> (tokio::runtime::Runtime, DriverHandle) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
-        let driver = driver::spawn(
-            crate::engine::Engine::new(&profile).expect("engine"),
-            DriverConfig {
-                time_scale: 1.0,
-                input_latency_s: 0.0,
-                output_latency_s: 0.0,
-            },
-            Arc::new(Metrics::new("local", 100)),
-            std::slice::from_ref(rt.handle()),
-        )
-        .expect("driver");
-        (rt, driver)
-    }
 
     fn stream(driver: &DriverHandle, chunked: bool, cut_after: Option<u32>) -> Arc<DirectStream> {
         let answer = Answer::new(GenerationSetup {
@@ -381,7 +361,7 @@ mod tests {
 
     #[test]
     fn events_queue_chunked_until_a_socket_is_attached_and_end_cleanly() {
-        let (_rt, driver) = driver();
+        let (_rt, driver) = driver::test_driver();
         let s = stream(&driver, true, None);
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);
@@ -414,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_cut_breaks_after_its_token_and_a_lost_engine_breaks_the_stream() {
-        let (_rt, driver) = driver();
+        let (_rt, driver) = driver::test_driver();
         let s = stream(&driver, false, Some(2));
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);

@@ -576,6 +576,28 @@ impl Driver {
     }
 }
 
+/// A driver for unit tests of the client side: the built-in profile, real time, no latencies,
+/// its dispatcher on the returned runtime (keep it alive while the driver is used).
+#[cfg(test)]
+pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
+    let driver = spawn(
+        Engine::new(&profile).expect("engine"),
+        DriverConfig {
+            time_scale: 1.0,
+            input_latency_s: 0.0,
+            output_latency_s: 0.0,
+        },
+        Arc::new(Metrics::new("local", 100)),
+        std::slice::from_ref(rt.handle()),
+    )
+    .expect("driver");
+    (rt, driver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

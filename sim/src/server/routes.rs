@@ -334,17 +334,28 @@ fn context_limit(
     Ok(max_tokens)
 }
 
+/// Both generation endpoints: the body checked for `endpoint`, then [`AppState::generate`].
+async fn generation(
+    endpoint: Endpoint,
+    state: AppState,
+    headers: HeaderMap,
+    direct: Option<Extension<DirectWrites>>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let received = state.0.driver.clock().now();
+    let v = api::check_request(endpoint, &body, &state.0.config.served_model_name)?;
+    state
+        .generate(endpoint, v, &headers, received, direct.is_some())
+        .await
+}
+
 async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
     direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    let received = state.0.driver.clock().now();
-    let v = api::check_request(Endpoint::Chat, &body, &state.0.config.served_model_name)?;
-    state
-        .generate(Endpoint::Chat, v, &headers, received, direct.is_some())
-        .await
+    generation(Endpoint::Chat, state, headers, direct, body).await
 }
 
 async fn completions(
@@ -353,21 +364,7 @@ async fn completions(
     direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    let received = state.0.driver.clock().now();
-    let v = api::check_request(
-        Endpoint::Completions,
-        &body,
-        &state.0.config.served_model_name,
-    )?;
-    state
-        .generate(
-            Endpoint::Completions,
-            v,
-            &headers,
-            received,
-            direct.is_some(),
-        )
-        .await
+    generation(Endpoint::Completions, state, headers, direct, body).await
 }
 
 async fn models(State(state): State<AppState>) -> Response {

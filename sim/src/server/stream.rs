@@ -523,21 +523,7 @@ mod tests {
     #[test]
     fn stop_strings_cut_the_text() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let profile = servesim_models::Profile::load("a6000-qwen2.5-7b").expect("profile");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let driver = super::super::driver::spawn(
-            crate::engine::Engine::new(&profile).expect("engine"),
-            super::super::driver::DriverConfig {
-                time_scale: 1.0,
-                input_latency_s: 0.0,
-                output_latency_s: 0.0,
-            },
-            Arc::new(Metrics::new("local", 100)),
-            std::slice::from_ref(rt.handle()),
-        )
-        .expect("driver");
+        let (rt, driver) = super::super::driver::test_driver();
         let text = AnswerText::new(TextMode::Echo, 0, Arc::from("one two three four"));
         let g = Generation::new(
             rx,
