@@ -13,7 +13,7 @@ use servesim_sim::{ClientGroup, LevelPlan, RequestSpec};
 use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
 use servesim_validator::mock::{Reply, ScriptedServer, StreamReply};
 use servesim_validator::suite::Target;
-use support::{servesim, servesim_bin, stdout_ok};
+use support::{BenchRun, ROW_STAT_COLUMNS, stdout_ok};
 
 /// Upper bound for waits on the scripted server (never reached when things work).
 const LIMIT: Duration = Duration::from_secs(30);
@@ -47,10 +47,14 @@ fn drills(v: Value) -> Vec<Value> {
 #[test]
 fn target_sim_gives_exactly_the_rows_of_simulate() {
     let dir = out_dir("sim");
-    let d = dir.to_string_lossy();
-    let bench = drills(json(&stdout_ok(&[
-        "bench", "--target", "sim", "--drill", "all", "--format", "json", "--out", &d, "--quiet",
-    ])));
+    let bench = drills(json(
+        &BenchRun::sim()
+            .drill("all")
+            .json()
+            .out(&dir)
+            .quiet()
+            .run_ok(),
+    ));
     let sim = drills(json(&stdout_ok(&[
         "simulate", "--drill", "all", "--format", "json",
     ])));
@@ -152,28 +156,17 @@ fn every_drill_runs_over_http_with_drills_md_requests() {
     let server = ScriptedServer::start(|_| Reply::Stream(StreamReply::events(5)))
         .expect("scripted server starts");
     let dir = out_dir("all");
-    let d = dir.to_string_lossy();
-    let url = server.url();
-    let out = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "all",
-        "--concurrency",
-        "1,3",
-        "--requests-per-level",
-        "6",
-        "--max-tokens",
-        "16",
-        "--input-tokens",
-        "16,64",
-        "--format",
-        "json",
-        "--out",
-        &d,
-        "--quiet",
-    ]));
+    let out = json(
+        &BenchRun::url(&server.url())
+            .drill("all")
+            .concurrency("1,3")
+            .requests_per_level(6)
+            .extra(&["--max-tokens", "16", "--input-tokens", "16,64"])
+            .json()
+            .out(&dir)
+            .quiet()
+            .run_ok(),
+    );
     let all = drills(out);
     let shape: Vec<(String, usize)> = all
         .iter()
@@ -271,22 +264,13 @@ fn misbehaving(n: usize) -> Reply {
 fn misbehaving_server_errors_are_classified_and_counted_exactly() {
     let server = ScriptedServer::start(misbehaving).expect("scripted server starts");
     let dir = out_dir("flaky");
-    let d = dir.to_string_lossy();
-    let url = server.url();
-    let out = servesim(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1,2",
-        "--format",
-        "json",
-        "--out",
-        &d,
-        "--quiet",
-    ]);
+    let out = BenchRun::url(&server.url())
+        .drill("baseline")
+        .concurrency("1,2")
+        .json()
+        .out(&dir)
+        .quiet()
+        .run();
     assert!(
         out.status.success(),
         "{}",
@@ -351,23 +335,16 @@ fn a_body_left_open_after_done_still_ends_at_done() {
         })
     })
     .expect("scripted server starts");
-    let url = server.url();
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1",
-        "--requests-per-level",
-        "3",
-        "--timeout",
-        "10",
-        "--format",
-        "json",
-        "--quiet",
-    ]));
+    let v = json(
+        &BenchRun::url(&server.url())
+            .drill("baseline")
+            .concurrency("1")
+            .requests_per_level(3)
+            .extra(&["--timeout", "10"])
+            .json()
+            .quiet()
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["err"], 0);
     assert_eq!(v["rows"][0]["gen"], 3);
     assert_eq!(server.requests(), 3);
@@ -379,28 +356,17 @@ fn api_key_model_and_usage_flags_reach_the_server() {
         .expect("scripted server starts");
     let url = format!("{}/v1/", server.url());
     let dir = out_dir("key");
-    let d = dir.to_string_lossy();
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "decode",
-        "--max-tokens",
-        "7",
-        "--requests-per-level",
-        "2",
-        "--api-key",
-        "sekret",
-        "--model",
-        "m1",
-        "--no-usage",
-        "--format",
-        "json",
-        "--quiet",
-        "--out",
-        &d,
-    ]));
+    let v = json(
+        &BenchRun::url(&url)
+            .drill("decode")
+            .extra(&["--max-tokens", "7"])
+            .requests_per_level(2)
+            .extra(&["--api-key", "sekret", "--model", "m1", "--no-usage"])
+            .json()
+            .quiet()
+            .out(&dir)
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["reqs"], 2);
     let params = std::fs::read_to_string(dir.join("params.json")).expect("params");
     assert!(
@@ -449,23 +415,16 @@ fn timeouts_and_refused_connections_are_their_own_classes() {
         }
     })
     .expect("scripted server starts");
-    let url = server.url();
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1",
-        "--requests-per-level",
-        "3",
-        "--timeout",
-        "0.3",
-        "--format",
-        "json",
-        "--quiet",
-    ]));
+    let v = json(
+        &BenchRun::url(&server.url())
+            .drill("baseline")
+            .concurrency("1")
+            .requests_per_level(3)
+            .extra(&["--timeout", "0.3"])
+            .json()
+            .quiet()
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["err"], 1);
     assert_eq!(v["levels"][0]["errors"]["timeout"], 1);
 
@@ -473,21 +432,15 @@ fn timeouts_and_refused_connections_are_their_own_classes() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1",
-        "--requests-per-level",
-        "2",
-        "--format",
-        "json",
-        "--quiet",
-    ]));
+    let v = json(
+        &BenchRun::url(&format!("http://127.0.0.1:{port}"))
+            .drill("baseline")
+            .concurrency("1")
+            .requests_per_level(2)
+            .json()
+            .quiet()
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["err"], 2);
     assert_eq!(v["levels"][0]["errors"]["connect"], 2);
 }
@@ -497,28 +450,20 @@ fn open_loop_sends_on_schedule_and_reports_lag() {
     let server = ScriptedServer::start(|_| Reply::Stream(StreamReply::events(4)))
         .expect("scripted server starts");
     let dir = out_dir("open");
-    let d = dir.to_string_lossy();
-    let url = server.url();
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "2",
-        "--requests-per-level",
-        "20",
-        "--rate",
-        "400",
-        "--seed",
-        "3",
-        "--format",
-        "json",
-        "--out",
-        &d,
-        "--quiet",
-    ]));
+    // The open-loop flags both runs share: drill baseline at concurrency 2.
+    let open_loop = BenchRun::url(&server.url())
+        .drill("baseline")
+        .concurrency("2");
+    let v = json(
+        &open_loop
+            .clone()
+            .requests_per_level(20)
+            .extra(&["--rate", "400", "--seed", "3"])
+            .json()
+            .out(&dir)
+            .quiet()
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["reqs"], 20);
     assert_eq!(v["rows"][0]["err"], 0);
     assert!(v["levels"][0]["schedule_lag"]["max"].is_number());
@@ -540,26 +485,15 @@ fn open_loop_sends_on_schedule_and_reports_lag() {
     }
     // Capped at the level's concurrency: never more than 2 requests in flight.
     let dir = out_dir("capped");
-    let d = dir.to_string_lossy();
-    let v = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "2",
-        "--requests-per-level",
-        "12",
-        "--rate",
-        "inf",
-        "--rate-cap",
-        "--format",
-        "json",
-        "--out",
-        &d,
-        "--quiet",
-    ]));
+    let v = json(
+        &open_loop
+            .requests_per_level(12)
+            .extra(&["--rate", "inf", "--rate-cap"])
+            .json()
+            .out(&dir)
+            .quiet()
+            .run_ok(),
+    );
     assert_eq!(v["rows"][0]["err"], 0);
     let records = jsonl(&dir.join("requests.jsonl"));
     assert_eq!(records.len(), 12);
@@ -582,16 +516,10 @@ fn open_loop_sends_on_schedule_and_reports_lag() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     // The simulator has no in-flight cap for arrivals: refused, not silently ignored.
-    let out = servesim(&[
-        "bench",
-        "--target",
-        "sim",
-        "--drill",
-        "baseline",
-        "--rate",
-        "10",
-        "--rate-cap",
-    ]);
+    let out = BenchRun::sim()
+        .drill("baseline")
+        .extra(&["--rate", "10", "--rate-cap"])
+        .run();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate-cap"));
 }
@@ -647,10 +575,12 @@ fn ctrl_c_ends_the_run_with_a_summary_of_what_finished() {
     })
     .expect("scripted server starts");
     let dir = out_dir("sigint");
-    let child = Command::new(servesim_bin())
-        .args(["bench", "--url", &server.url(), "--drill", "baseline"])
-        .args(["--requests-per-level", "6", "--quiet", "--out"])
-        .arg(&dir)
+    let child = BenchRun::url(&server.url())
+        .drill("baseline")
+        .requests_per_level(6)
+        .quiet()
+        .out(&dir)
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -702,35 +632,23 @@ const SMALL: &[&str] = &[
 
 /// Time columns of a row (seconds) and its throughput, as `(name, value)`.
 fn columns(row: &Value) -> Vec<(&'static str, f64)> {
-    [
-        "ttft_p50",
-        "ttft_p95",
-        "tpot_p50",
-        "e2e_p95",
-        "e2e_p99",
-        "tok_s",
-        "goodput_pct",
-    ]
-    .iter()
-    .map(|&c| (c, row[c].as_f64().expect("numeric column")))
-    .collect()
+    ROW_STAT_COLUMNS
+        .iter()
+        .map(|&c| (c, row[c].as_f64().expect("numeric column")))
+        .collect()
 }
 
 #[test]
 fn every_drill_runs_against_servesim_serve_over_loopback() {
     let server = support::ServerProcess::start(&["--time-scale", "0.1"]);
-    let mut args = vec![
-        "bench",
-        "--url",
-        &server.base,
-        "--drill",
-        "all",
-        "--format",
-        "json",
-        "--quiet",
-    ];
-    args.extend_from_slice(SMALL);
-    let bench = drills(json(&stdout_ok(&args)));
+    let bench = drills(json(
+        &BenchRun::url(&server.base)
+            .drill("all")
+            .json()
+            .quiet()
+            .extra(SMALL)
+            .run_ok(),
+    ));
     let mut args = vec!["simulate", "--drill", "all", "--format", "json"];
     args.extend_from_slice(SMALL);
     let sim = drills(json(&stdout_ok(&args)));
@@ -770,16 +688,13 @@ fn baseline_against_serve_agrees_with_simulate_within_5_percent() {
         .unwrap_or(1.0);
     let scale_arg = scale.to_string();
     let server = support::ServerProcess::start(&["--time-scale", &scale_arg]);
-    let bench = json(&stdout_ok(&[
-        "bench",
-        "--url",
-        &server.base,
-        "--drill",
-        "baseline",
-        "--format",
-        "json",
-        "--quiet",
-    ]));
+    let bench = json(
+        &BenchRun::url(&server.base)
+            .drill("baseline")
+            .json()
+            .quiet()
+            .run_ok(),
+    );
     let sim = json(&stdout_ok(&[
         "simulate", "--drill", "baseline", "--format", "json",
     ]));

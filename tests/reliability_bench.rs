@@ -8,12 +8,12 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use servesim_validator::mock::{Reply, ScriptedServer, StreamReply};
-use support::servesim;
+use support::BenchRun;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -82,27 +82,16 @@ fn flaky(n: usize) -> Reply {
 fn every_failure_class_is_classified_and_counted_exactly() {
     let server = ScriptedServer::start(flaky).expect("scripted server starts");
     let dir = out_dir("flaky");
-    let d = dir.to_string_lossy();
-    let url = server.url();
     let started = Instant::now();
-    let out = servesim(&[
-        "bench",
-        "--url",
-        &url,
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1,4",
-        "--requests-per-level",
-        "20",
-        "--timeout",
-        "0.5",
-        "--format",
-        "json",
-        "--out",
-        &d,
-        "--quiet",
-    ]);
+    let out = BenchRun::url(&server.url())
+        .drill("baseline")
+        .concurrency("1,4")
+        .requests_per_level(20)
+        .extra(&["--timeout", "0.5"])
+        .json()
+        .out(&dir)
+        .quiet()
+        .run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let v = json(&String::from_utf8_lossy(&out.stdout));
@@ -171,20 +160,13 @@ fn every_failure_class_is_classified_and_counted_exactly() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let out = servesim(&[
-        "bench",
-        "--url",
-        &format!("http://127.0.0.1:{port}"),
-        "--drill",
-        "baseline",
-        "--concurrency",
-        "1,4",
-        "--requests-per-level",
-        "10",
-        "--format",
-        "json",
-        "--quiet",
-    ]);
+    let out = BenchRun::url(&format!("http://127.0.0.1:{port}"))
+        .drill("baseline")
+        .concurrency("1,4")
+        .requests_per_level(10)
+        .json()
+        .quiet()
+        .run();
     assert!(out.status.success());
     let v = json(&String::from_utf8_lossy(&out.stdout));
     for level in v["levels"].as_array().expect("levels") {
@@ -208,11 +190,13 @@ fn sigkill_keeps_every_finished_record_as_valid_json_lines() {
     .expect("scripted server starts");
     let dir = out_dir("sigkill");
     let records = dir.join("requests.jsonl");
-    let mut child = Command::new(support::servesim_bin())
-        .args(["bench", "--url", &server.url(), "--drill", "baseline"])
-        .args(["--concurrency", "16", "--requests-per-level", "100000"])
-        .args(["--quiet", "--out"])
-        .arg(&dir)
+    let mut child = BenchRun::url(&server.url())
+        .drill("baseline")
+        .concurrency("16")
+        .requests_per_level(100000)
+        .quiet()
+        .out(&dir)
+        .command()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -31,6 +31,12 @@ async fn post(base: &str, path: &str, body: &Value) -> reqwest::Response {
         .expect("the server answers")
 }
 
+/// `GET {base}{path}` on the test's own client `c` (so its connections are reused as before);
+/// panics if nothing answers.
+async fn get(c: &reqwest::Client, base: &str, path: &str) -> reqwest::Response {
+    c.get(format!("{base}{path}")).send().await.expect("answer")
+}
+
 async fn json_of(resp: reqwest::Response) -> Value {
     let bytes = resp.bytes().await.expect("a body");
     serde_json::from_slice(&bytes).expect("a JSON body")
@@ -256,33 +262,32 @@ async fn every_error_status() {
     ]);
     let base = &server.base;
     let c = client();
-    let raw = |body: &'static str| {
+    // A chat request with this body as it is (not built from JSON), and its answer.
+    let raw = async |body: &'static str| {
         c.post(format!("{base}/v1/chat/completions"))
             .header("content-type", "application/json")
             .body(body)
             .send()
+            .await
+            .expect("answer")
     };
     // 400: bad JSON, wrong types, missing and empty messages, max_tokens < 1, beyond max_model_len.
-    let e = expect_error(raw("{\"model\":").await.expect("answer"), 400).await;
+    let e = expect_error(raw("{\"model\":").await, 400).await;
     assert_eq!(e["error"]["type"], "Bad Request");
     // The param is pydantic's location, as vLLM answers it: here the character offset.
     assert_eq!(e["error"]["param"], "body.9");
     let e = expect_error(
-        raw(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#)
-            .await
-            .expect("answer"),
+        raw(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#).await,
         400,
     )
     .await;
     assert_eq!(e["error"]["param"], "body.max_tokens");
-    let e = expect_error(raw(r#"{"model":"local"}"#).await.expect("answer"), 400).await;
+    let e = expect_error(raw(r#"{"model":"local"}"#).await, 400).await;
     assert_eq!(e["error"]["param"], "body.messages");
-    let e = expect_error(raw(r#"{"messages":[]}"#).await.expect("answer"), 400).await;
+    let e = expect_error(raw(r#"{"messages":[]}"#).await, 400).await;
     assert_eq!(e["error"]["param"], Value::Null);
     let e = expect_error(
-        raw(r#"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#)
-            .await
-            .expect("answer"),
+        raw(r#"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#).await,
         400,
     )
     .await;
@@ -407,26 +412,11 @@ async fn api_key_is_required_on_v1_only() {
         send(Some("sk-servesim")).await.expect("answer").status(),
         200
     );
-    let models = c
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .expect("answer");
+    let models = get(&c, base, "/v1/models").await;
     assert_eq!(models.status(), 401);
     // vLLM's extensions are not behind the key.
-    assert_eq!(
-        c.get(format!("{base}/health"))
-            .send()
-            .await
-            .expect("answer")
-            .status(),
-        200
-    );
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("answer");
+    assert_eq!(get(&c, base, "/health").await.status(), 200);
+    let metrics = get(&c, base, "/metrics").await;
     assert_eq!(metrics.status(), 200);
     // Prometheus text, as vLLM's Python client serves it.
     assert_eq!(
@@ -440,32 +430,13 @@ async fn models_version_health_tokenize_detokenize() {
     let server = ServerProcess::start(&["--served-model-name", "my-model"]);
     let base = &server.base;
     let c = client();
-    let models: Value = json_of(
-        c.get(format!("{base}/v1/models"))
-            .send()
-            .await
-            .expect("answer"),
-    )
-    .await;
+    let models: Value = json_of(get(&c, base, "/v1/models").await).await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "my-model");
     assert_eq!(models["data"][0]["max_model_len"], 32768);
-    let version: Value = json_of(
-        c.get(format!("{base}/version"))
-            .send()
-            .await
-            .expect("answer"),
-    )
-    .await;
+    let version: Value = json_of(get(&c, base, "/version").await).await;
     assert!(version["version"].is_string());
-    assert_eq!(
-        c.get(format!("{base}/health"))
-            .send()
-            .await
-            .expect("answer")
-            .status(),
-        200
-    );
+    assert_eq!(get(&c, base, "/health").await.status(), 200);
     let tok = json_of(
         post(
             base,

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Path of the `servesim` binary cargo built for these tests.
@@ -25,6 +26,98 @@ pub fn stdout_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The time and rate columns of a drill's row, in table order (after `axis`, `reqs`, `err`, `gen`).
+pub const ROW_STAT_COLUMNS: [&str; 7] = [
+    "ttft_p50",
+    "ttft_p95",
+    "tpot_p50",
+    "e2e_p95",
+    "e2e_p99",
+    "tok_s",
+    "goodput_pct",
+];
+
+/// The arguments of one `servesim bench` run, built flag by flag in the order the methods are
+/// called: the e2e tests run many benches that differ in a few flags, and this keeps each call
+/// site down to those few.
+#[derive(Clone, Debug)]
+pub struct BenchRun {
+    args: Vec<String>,
+}
+
+impl BenchRun {
+    /// `bench --url URL`: a run against an HTTP server.
+    pub fn url(url: &str) -> BenchRun {
+        BenchRun {
+            args: vec!["bench".into(), "--url".into(), url.into()],
+        }
+    }
+
+    /// `bench --target sim`: a run against the in-process simulator.
+    pub fn sim() -> BenchRun {
+        BenchRun {
+            args: vec!["bench".into(), "--target".into(), "sim".into()],
+        }
+    }
+
+    /// `--drill DRILLS` (one drill, a comma-separated list, or `all`).
+    pub fn drill(self, drills: &str) -> BenchRun {
+        self.extra(&["--drill", drills])
+    }
+
+    /// `--concurrency LEVELS` (a comma-separated list).
+    pub fn concurrency(self, levels: &str) -> BenchRun {
+        self.extra(&["--concurrency", levels])
+    }
+
+    /// `--requests-per-level N`.
+    pub fn requests_per_level(self, n: usize) -> BenchRun {
+        self.extra(&["--requests-per-level", &n.to_string()])
+    }
+
+    /// `--format json`: the drills as JSON on stdout.
+    pub fn json(self) -> BenchRun {
+        self.extra(&["--format", "json"])
+    }
+
+    /// `--out DIR`: where the run writes its records and summaries.
+    pub fn out(self, dir: &Path) -> BenchRun {
+        self.extra(&["--out", &dir.to_string_lossy()])
+    }
+
+    /// `--quiet`: no progress lines on stderr.
+    pub fn quiet(self) -> BenchRun {
+        self.extra(&["--quiet"])
+    }
+
+    /// Any other arguments, appended as they are (e.g. `&["--timeout", "0.5"]`).
+    pub fn extra(mut self, args: &[&str]) -> BenchRun {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// A `servesim bench ...` command, for tests that spawn it and signal it.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(servesim_bin());
+        command.args(&self.args);
+        command
+    }
+
+    /// Run to completion, whatever the exit status ([`servesim`]).
+    pub fn run(&self) -> Output {
+        servesim(&self.arg_refs())
+    }
+
+    /// Stdout of a successful run; panics with stderr otherwise ([`stdout_ok`]).
+    pub fn run_ok(&self) -> String {
+        stdout_ok(&self.arg_refs())
+    }
+
+    fn arg_refs(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
 }
 
 /// A `servesim serve` process on a loopback port chosen by the OS; killed when dropped.
