@@ -374,6 +374,14 @@ async fn every_error_status() {
     let resp = post(base, "/v1/chat/completions", &chat_body(3, false)).await;
     assert_eq!(resp.headers()["retry-after"], "1");
     expect_error(resp, 503).await;
+    // Counted as vLLM counts a refusal by --max-num-queued-reqs.
+    assert_eq!(
+        sample(
+            &metrics(base).await,
+            "vllm:admission_rejections_total{model_name=\"local\",reason=\"max_num_queued_reqs\"}"
+        ),
+        Some(1.0)
+    );
     // The held client gives up: its request leaves the queue and requests are served again.
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -570,10 +578,48 @@ async fn metrics_move_with_the_load() {
         "# TYPE vllm:request_decode_time_seconds histogram",
         "# TYPE vllm:request_prompt_tokens histogram",
         "# TYPE vllm:request_generation_tokens histogram",
+        "# TYPE vllm:estimated_flops_per_gpu_total counter",
+        "# TYPE vllm:estimated_read_bytes_per_gpu_total counter",
+        "# TYPE vllm:estimated_write_bytes_per_gpu_total counter",
+        "# TYPE vllm:cache_config_info gauge",
+        "# TYPE vllm:engine_sleep_state gauge",
+        "# TYPE vllm:num_requests_waiting_by_reason gauge",
+        "# TYPE vllm:prompt_tokens_by_source_total counter",
+        "# TYPE vllm:prompt_tokens_cached_total counter",
+        "# TYPE vllm:prompt_tokens_cached_by_source_total counter",
+        "# TYPE vllm:admission_rejections_total counter",
+        "# TYPE vllm:request_max_num_generation_tokens histogram",
+        "# TYPE vllm:request_params_n histogram",
+        "# TYPE vllm:request_prefill_kv_computed_tokens histogram",
     ] {
         assert!(before.contains(name), "missing {name}");
     }
     assert_eq!(sample(&before, "vllm:generation_tokens_total{"), Some(0.0));
+    assert_eq!(
+        sample(&before, "vllm:estimated_flops_per_gpu_total{"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&before, "sleep_state=\"awake\""),
+        Some(1.0),
+        "{before}"
+    );
+    // The default profile's figures, labelled as vLLM labels them.
+    let info = before
+        .lines()
+        .find(|l| l.starts_with("vllm:cache_config_info{"))
+        .expect("cache_config_info");
+    for label in [
+        "block_size=\"16\"",
+        "num_gpu_blocks=\"",
+        "gpu_memory_utilization=\"",
+        "enable_prefix_caching=\"False\"",
+        "engine=\"0\"",
+    ] {
+        assert!(info.contains(label), "{label} in {info}");
+    }
+    assert!(!info.contains("model_name"), "{info}");
+    assert!(info.ends_with(" 1"), "{info}");
     assert!(!before.contains("# EOF"));
     let handles: Vec<_> = (0..8)
         .map(|_| {
@@ -605,6 +651,39 @@ async fn metrics_move_with_the_load() {
         sample(&after, "vllm:inter_token_latency_seconds_count{"),
         Some(72.0)
     );
+    let prompt = sample(&after, "vllm:prompt_tokens_total{").expect("prompt tokens");
+    assert_eq!(
+        sample(&after, "source=\"local_compute\""),
+        Some(prompt),
+        "{after}"
+    );
+    assert_eq!(sample(&after, "source=\"local_cache_hit\""), Some(0.0));
+    assert_eq!(
+        sample(&after, "vllm:prompt_tokens_cached_total{"),
+        Some(0.0)
+    );
+    assert_eq!(sample(&after, "source=\"device\""), Some(0.0));
+    for counter in [
+        "vllm:estimated_flops_per_gpu_total{",
+        "vllm:estimated_read_bytes_per_gpu_total{",
+        "vllm:estimated_write_bytes_per_gpu_total{",
+    ] {
+        assert!(
+            sample(&after, counter).is_some_and(|v| v > 0.0),
+            "{counter} in {after}"
+        );
+    }
+    assert_eq!(
+        sample(&after, "vllm:request_max_num_generation_tokens_sum{"),
+        Some(80.0)
+    );
+    assert_eq!(sample(&after, "vllm:request_params_n_count{"), Some(8.0));
+    assert_eq!(sample(&after, "vllm:request_params_n_sum{"), Some(8.0));
+    assert_eq!(
+        sample(&after, "vllm:request_prefill_kv_computed_tokens_sum{"),
+        sample(&after, "vllm:request_prompt_tokens_sum{")
+    );
+    assert_eq!(sample(&after, "reason=\"capacity\""), Some(0.0));
     assert_eq!(sample(&after, "vllm:num_requests_running{"), Some(0.0));
 }
 

@@ -35,7 +35,11 @@ pub struct Iteration<'a> {
 /// What an iteration costs, with the parts that make it up.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IterationCost {
+    /// Bytes the iteration moves through device memory: every streamed weight plus the KV cache it
+    /// touches (attended context and the new tokens' own K and V).
     pub bytes: f64,
+    /// KV-cache bytes written: the K and V of every token computed (prefill chunk and decode).
+    pub written_bytes: f64,
     pub flops: f64,
     pub memory_s: f64,
     pub compute_s: f64,
@@ -114,6 +118,7 @@ impl CostModel {
             pairs += t * cached + t * (t + 1.0) / 2.0;
         }
         let bytes = self.weight_bytes + self.kv_bytes_per_token * kv_tokens;
+        let written_bytes = self.kv_bytes_per_token * tokens;
         let flops = self.dense_flops_per_token * tokens
             + self.lm_head_flops_per_sample * samples
             + self.attention_flops_per_pair * pairs;
@@ -123,6 +128,7 @@ impl CostModel {
         let overhead_s = self.fixed_s + self.per_seq_s * seqs as f64;
         IterationCost {
             bytes,
+            written_bytes,
             flops,
             memory_s,
             compute_s,

@@ -44,6 +44,8 @@ pub struct Emission {
 pub struct Finished {
     pub reason: FinishReason,
     pub prompt_tokens: u32,
+    /// The request's `max_tokens` limit.
+    pub max_tokens: u32,
     pub generated: u32,
     pub arrival: f64,
     pub first_scheduled: f64,
@@ -275,6 +277,7 @@ impl Engine {
                 Finished {
                     reason: r.finish,
                     prompt_tokens: r.prompt_tokens,
+                    max_tokens: r.max_tokens,
                     generated: r.generated,
                     arrival: r.arrival,
                     first_scheduled: r.first_scheduled.unwrap_or(now),

@@ -329,6 +329,7 @@ mod tests {
             finished: last.then_some(Finished {
                 reason: FinishReason::Length,
                 prompt_tokens: 3,
+                max_tokens: 5,
                 generated: index,
                 arrival: 0.0,
                 first_scheduled: 0.0,

@@ -504,7 +504,7 @@ impl Driver {
     fn start_step(&mut self, t: f64) {
         self.stepping = self.engine.step_into(t, &mut self.step);
         if self.stepping {
-            self.metrics.iteration(self.step.tokens);
+            self.metrics.iteration(self.step.tokens, &self.step.cost);
         }
     }
 

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use servesim_models::{Derived, IterationCost, Profile};
+
 use crate::engine::{EngineStats, Finished};
 use crate::request::FinishReason;
 
@@ -31,6 +33,22 @@ const ITL_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
     40.0, 80.0,
 ];
+/// vLLM's buckets for the `n` sampling parameter.
+const REQUEST_PARAMS_N_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0];
+/// vLLM's `vllm:num_requests_waiting_by_reason` reasons.
+const WAITING_CAPACITY: &str = "capacity";
+const WAITING_DEFERRED: &str = "deferred";
+/// vLLM's `vllm:engine_sleep_state` states (servesim's engine is always awake).
+const SLEEP_STATES: [(&str, i64); 3] = [("awake", 1), ("weights_offloaded", 0), ("discard_all", 0)];
+/// vLLM's prompt-token sources (`PromptTokenStats.ALL_SOURCES`).
+const PROMPT_SOURCES: [&str; 3] = ["local_compute", "local_cache_hit", "external_kv_transfer"];
+/// vLLM's cache-hit tiers (`CacheHitSource`).
+const CACHE_HIT_SOURCES: [&str; 5] = ["device", "host", "p2p", "disk", "external_unspecified"];
+/// vLLM's admission-rejection reasons (`ADMISSION_REASONS`); servesim's `--max-waiting` is
+/// vLLM's `--max-num-queued-reqs`.
+const ADMISSION_QUEUED_REQS: &str = "max_num_queued_reqs";
+const ADMISSION_REASONS: [&str; 2] = [ADMISSION_QUEUED_REQS, "max_num_queued_tokens"];
+
 /// Emission-lag buckets, seconds (servesim's own metric: how late tokens leave the server).
 const LAG_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -54,6 +72,23 @@ fn one_two_five(max: u32) -> Vec<f64> {
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
+/// Labels with owned values (the model name, the cache configuration).
+type OwnedLabels = Vec<(&'static str, String)>;
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// A float as Python's `str()` writes it (`0.9`, `1.0`), for info labels.
+fn py_float(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Python's `str()` of a bool.
+fn py_bool(b: bool) -> String {
+    if b { "True" } else { "False" }.to_string()
+}
 
 /// Every metric the server exposes.
 #[derive(Debug)]
@@ -66,6 +101,17 @@ pub struct Metrics {
     prompt_tokens: Counter,
     generation_tokens: Counter,
     success: Family<Labels, Counter>,
+    waiting_by_reason: Family<Labels, Gauge>,
+    sleep_state: Family<Labels, Gauge>,
+    prompt_tokens_by_source: Family<Labels, Counter>,
+    prompt_tokens_cached: Counter,
+    prompt_tokens_cached_by_source: Family<Labels, Counter>,
+    admission_rejections: Family<OwnedLabels, Counter>,
+    cache_config_info: Family<OwnedLabels, Gauge>,
+    est_flops: FloatCounter,
+    est_read_bytes: FloatCounter,
+    est_write_bytes: FloatCounter,
+    model_name: String,
     ttft: Histogram,
     itl: Histogram,
     tpot: Histogram,
@@ -79,6 +125,9 @@ pub struct Metrics {
     max_tokens: Histogram,
     iteration_tokens: Histogram,
     preemptions_per_request: Histogram,
+    max_generation_tokens: Histogram,
+    params_n: Histogram,
+    prefill_kv_computed: Histogram,
     emission_lag: Histogram,
     /// Fine-grained lag record for the benchmark's percentiles.
     pub lag: LagRecorder,
@@ -89,6 +138,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Metrics labelled `engine="0"`, `model_name=MODEL`; token buckets go up to `max_model_len`.
+    /// (`vllm:admission_rejections` carries only `model_name` and `vllm:cache_config_info` only
+    /// `engine`, as in vLLM; the latter gets its series from [`Metrics::cache_config`].)
     pub fn new(model_name: &str, max_model_len: u32) -> Metrics {
         let labels = [
             (Cow::Borrowed("engine"), Cow::Borrowed("0")),
@@ -97,7 +148,7 @@ impl Metrics {
                 Cow::Owned(model_name.to_string()),
             ),
         ];
-        let mut registry = Registry::with_labels(labels.into_iter());
+        let mut root = Registry::default();
         let h = |b: &[f64]| Histogram::new(b.iter().copied());
         let tokens = one_two_five(max_model_len);
         let m = Metrics {
@@ -108,6 +159,17 @@ impl Metrics {
             prompt_tokens: Counter::default(),
             generation_tokens: Counter::default(),
             success: Family::default(),
+            waiting_by_reason: Family::default(),
+            sleep_state: Family::default(),
+            prompt_tokens_by_source: Family::default(),
+            prompt_tokens_cached: Counter::default(),
+            prompt_tokens_cached_by_source: Family::default(),
+            admission_rejections: Family::default(),
+            cache_config_info: Family::default(),
+            est_flops: FloatCounter::default(),
+            est_read_bytes: FloatCounter::default(),
+            est_write_bytes: FloatCounter::default(),
+            model_name: model_name.to_string(),
             ttft: h(TTFT_BUCKETS),
             itl: h(ITL_BUCKETS),
             tpot: h(ITL_BUCKETS),
@@ -124,12 +186,25 @@ impl Metrics {
                 16384.0,
             ]),
             preemptions_per_request: h(&[0.0, 1.0, 2.0, 5.0, 10.0, 20.0]),
+            max_generation_tokens: h(&tokens),
+            params_n: h(REQUEST_PARAMS_N_BUCKETS),
+            prefill_kv_computed: h(&tokens),
             emission_lag: h(LAG_BUCKETS),
             lag: LagRecorder::default(),
             wakeup_lag: LagRecorder::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        root.register(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig",
+            m.cache_config_info.clone(),
+        );
+        root.register(
+            "vllm:admission_rejections",
+            "Number of admission attempts rejected by a queue limit, by reason",
+            m.admission_rejections.clone(),
+        );
+        let r = root.sub_registry_with_labels(labels.into_iter());
         r.register(
             "vllm:num_requests_running",
             "Number of requests in model execution batches",
@@ -231,6 +306,61 @@ impl Metrics {
             m.preemptions_per_request.clone(),
         );
         r.register(
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting",
+            m.waiting_by_reason.clone(),
+        );
+        r.register(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2",
+            m.sleep_state.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source",
+            m.prompt_tokens_by_source.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_cached",
+            "Number of cached prompt tokens (local + external)",
+            m.prompt_tokens_cached.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them",
+            m.prompt_tokens_cached_by_source.clone(),
+        );
+        r.register(
+            "vllm:estimated_flops_per_gpu",
+            "Estimated number of floating point operations per GPU (for Model Flops Utilization calculations)",
+            m.est_flops.clone(),
+        );
+        r.register(
+            "vllm:estimated_read_bytes_per_gpu",
+            "Estimated number of bytes read from memory per GPU (for Model Bandwidth Utilization calculations)",
+            m.est_read_bytes.clone(),
+        );
+        r.register(
+            "vllm:estimated_write_bytes_per_gpu",
+            "Estimated number of bytes written to memory per GPU (for Model Bandwidth Utilization calculations)",
+            m.est_write_bytes.clone(),
+        );
+        r.register(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens",
+            m.max_generation_tokens.clone(),
+        );
+        r.register(
+            "vllm:request_params_n",
+            "Histogram of the n request parameter",
+            m.params_n.clone(),
+        );
+        r.register(
+            "vllm:request_prefill_kv_computed_tokens",
+            "Histogram of new KV tokens computed during prefill (excluding cached tokens)",
+            m.prefill_kv_computed.clone(),
+        );
+        r.register(
             "servesim:emission_lag_seconds",
             "Actual minus scheduled send time of streamed tokens (servesim)",
             m.emission_lag.clone(),
@@ -245,7 +375,103 @@ impl Metrics {
                 .success
                 .get_or_create(&vec![("finished_reason", reason.as_str())]);
         }
-        Metrics { registry, ..m }
+        // The labelled families vLLM creates at start-up, at their initial values. servesim's
+        // waiting requests all wait for capacity (nothing defers them: no LoRA, no KV transfer);
+        // with no prefix cache every prompt token is computed locally and none is cached.
+        for reason in [WAITING_CAPACITY, WAITING_DEFERRED] {
+            let _ = m.waiting_by_reason.get_or_create(&vec![("reason", reason)]);
+        }
+        for (state, value) in SLEEP_STATES {
+            m.sleep_state
+                .get_or_create(&vec![("sleep_state", state)])
+                .set(value);
+        }
+        for source in PROMPT_SOURCES {
+            let _ = m
+                .prompt_tokens_by_source
+                .get_or_create(&vec![("source", source)]);
+        }
+        for source in CACHE_HIT_SOURCES {
+            let _ = m
+                .prompt_tokens_cached_by_source
+                .get_or_create(&vec![("source", source)]);
+        }
+        for reason in ADMISSION_REASONS {
+            let _ = m.admission_rejections.get_or_create(&vec![
+                ("model_name", m.model_name.clone()),
+                ("reason", reason.to_string()),
+            ]);
+        }
+        Metrics {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// Expose `vllm:cache_config_info` (a gauge at 1 whose labels are vLLM's `CacheConfig` fields)
+    /// for `profile`. Fields servesim models come from the profile and its derived figures; the
+    /// others carry what vLLM 0.32 prints for its default (`None`, `False`, `auto`, ...), except
+    /// `enable_prefix_caching`, which is `False` because servesim does not model a prefix cache.
+    pub fn cache_config(&self, profile: &Profile, derived: &Derived) {
+        let e = &profile.engine;
+        let none = || "None".to_string();
+        let block = e.block_size.to_string();
+        let concurrency = derived.kv_tokens as f64 / f64::from(derived.max_model_len.max(1));
+        let labels: OwnedLabels = vec![
+            ("block_size", block.clone()),
+            // vLLM's default block size is 16; another one must have been asked for.
+            ("user_specified_block_size", py_bool(e.block_size != 16)),
+            ("kv_cache_layout", none()),
+            ("prefix_match_unit", none()),
+            ("gpu_memory_utilization", py_float(e.gpu_memory_utilization)),
+            ("cache_dtype", "auto".into()),
+            ("is_attention_free", py_bool(false)),
+            ("num_gpu_blocks_override", none()),
+            ("sliding_window", none()),
+            ("enable_prefix_caching", py_bool(false)),
+            ("prefix_caching_hash_algo", "sha256".into()),
+            ("prefix_cache_retention_interval", "0".into()),
+            ("kv_cache_dtype_skip_layers", "[]".into()),
+            ("mamba_page_size_padded", none()),
+            ("skip_page_size_padded", none()),
+            ("mamba_block_size", none()),
+            ("mamba_cache_dtype", "auto".into()),
+            ("mamba_ssm_cache_dtype", "auto".into()),
+            ("mamba_cache_mode", "none".into()),
+            ("enable_mamba_shared_prefix_checkpoint", py_bool(false)),
+            ("replayssm_buffer_len", "16".into()),
+            ("use_replayssm", py_bool(false)),
+            ("use_kda_recoverssm", py_bool(false)),
+            ("num_gpu_blocks", derived.kv_blocks.to_string()),
+            // No CPU swap space is modelled.
+            ("num_cpu_blocks", none()),
+            ("effective_attention_block_size", block),
+            ("kv_cache_size_tokens", derived.kv_tokens.to_string()),
+            ("kv_cache_max_concurrency", py_float(concurrency)),
+            ("hash_block_size", none()),
+            ("cache_hit_alignment_tokens", none()),
+            ("kv_sharing_fast_prefill", py_bool(false)),
+            ("swa_bounded_replay", py_bool(true)),
+            // `--kv-cache-memory` (bytes given instead of a utilisation): not used.
+            ("kv_cache_memory_bytes", none()),
+            ("kv_offloading_size", none()),
+            ("kv_offloading_backend", "native".into()),
+            ("_block_size_resolved", py_bool(true)),
+            ("engine", "0".into()),
+        ];
+        self.cache_config_info.clear();
+        self.cache_config_info.get_or_create(&labels).set(1);
+    }
+
+    /// A request refused because the waiting queue is at its bound (`--max-waiting`, vLLM's
+    /// `--max-num-queued-reqs`).
+    pub fn admission_rejected(&self) {
+        self.admission_rejections
+            .get_or_create(&vec![
+                ("model_name", self.model_name.clone()),
+                ("reason", ADMISSION_QUEUED_REQS.to_string()),
+            ])
+            .inc();
     }
 
     /// Set the gauges and advance the counters to the engine's current figures.
@@ -253,6 +479,9 @@ impl Metrics {
         self.running.set(s.running as i64);
         self.waiting.set(s.waiting as i64);
         self.kv_usage.set(s.kv_usage);
+        self.waiting_by_reason
+            .get_or_create(&vec![("reason", WAITING_CAPACITY)])
+            .set(s.waiting as i64);
         // Counters only move forward; the engine's totals are monotone, so add the difference.
         let bump = |c: &Counter, total: u64| {
             let now = c.get();
@@ -262,12 +491,22 @@ impl Metrics {
         };
         bump(&self.preemptions, s.preemptions_total);
         bump(&self.prompt_tokens, s.prompt_tokens_total);
+        bump(
+            &self
+                .prompt_tokens_by_source
+                .get_or_create(&vec![("source", "local_compute")]),
+            s.prompt_tokens_total,
+        );
         bump(&self.generation_tokens, s.generation_tokens_total);
     }
 
-    /// One iteration's computed tokens.
-    pub fn iteration(&self, tokens: u32) {
+    /// One iteration's computed tokens and its cost-model estimate of FLOPs, bytes read (weights
+    /// and KV cache) and bytes written (the new tokens' K and V), all on servesim's single GPU.
+    pub fn iteration(&self, tokens: u32, cost: &IterationCost) {
         self.iteration_tokens.observe(f64::from(tokens));
+        self.est_flops.inc_by(cost.flops);
+        self.est_read_bytes.inc_by(cost.bytes);
+        self.est_write_bytes.inc_by(cost.written_bytes);
     }
 
     /// The gap between two tokens of one request (engine seconds).
@@ -294,6 +533,11 @@ impl Metrics {
                 .observe((f.end - f.first_token) / f64::from(f.generated - 1));
         }
         self.prompt_len.observe(f64::from(f.prompt_tokens));
+        self.max_generation_tokens.observe(f64::from(f.max_tokens));
+        // n > 1 is refused, so every request asked for one choice.
+        self.params_n.observe(1.0);
+        // No prefix cache: prefill computes the KV of the whole prompt.
+        self.prefill_kv_computed.observe(f64::from(f.prompt_tokens));
         self.generation_len.observe(f64::from(f.generated));
         self.preemptions_per_request
             .observe(f64::from(f.preemptions));
@@ -461,6 +705,102 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn vllm_0_32_families_with_their_types_labels_and_values() {
+        let profile = Profile::load(servesim_models::DEFAULT_PROFILE).expect("default profile");
+        let derived = profile.derive().expect("derived figures");
+        let m = Metrics::new("local", 2048);
+        m.cache_config(&profile, &derived);
+        let text = m.render();
+        for (family, typ) in [
+            ("vllm:estimated_flops_per_gpu_total", "counter"),
+            ("vllm:estimated_read_bytes_per_gpu_total", "counter"),
+            ("vllm:estimated_write_bytes_per_gpu_total", "counter"),
+            ("vllm:cache_config_info", "gauge"),
+            ("vllm:engine_sleep_state", "gauge"),
+            ("vllm:num_requests_waiting_by_reason", "gauge"),
+            ("vllm:prompt_tokens_by_source_total", "counter"),
+            ("vllm:prompt_tokens_cached_total", "counter"),
+            ("vllm:prompt_tokens_cached_by_source_total", "counter"),
+            ("vllm:admission_rejections_total", "counter"),
+            ("vllm:request_max_num_generation_tokens", "histogram"),
+            ("vllm:request_params_n", "histogram"),
+            ("vllm:request_prefill_kv_computed_tokens", "histogram"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} {typ}\n")),
+                "{family} {typ}: {text}"
+            );
+        }
+        // Label sets as vLLM's: admission rejections have no engine, cache_config_info no model.
+        assert!(text.contains("vllm:admission_rejections_total{model_name=\"local\",reason=\"max_num_queued_tokens\"} 0\n"), "{text}");
+        assert!(text.contains("vllm:engine_sleep_state{engine=\"0\",model_name=\"local\",sleep_state=\"awake\"} 1\n"), "{text}");
+        assert!(text.contains("vllm:engine_sleep_state{engine=\"0\",model_name=\"local\",sleep_state=\"discard_all\"} 0\n"), "{text}");
+        assert!(text.contains("vllm:prompt_tokens_cached_by_source_total{engine=\"0\",model_name=\"local\",source=\"external_unspecified\"} 0\n"), "{text}");
+        assert!(text.contains("vllm:num_requests_waiting_by_reason{engine=\"0\",model_name=\"local\",reason=\"deferred\"} 0\n"), "{text}");
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("vllm:cache_config_info{"))
+            .expect("info series");
+        assert!(info.ends_with("} 1"), "{info}");
+        assert!(!info.contains("model_name"), "{info}");
+        for label in [
+            format!("num_gpu_blocks=\"{}\"", derived.kv_blocks),
+            format!("kv_cache_size_tokens=\"{}\"", derived.kv_tokens),
+            format!("block_size=\"{}\"", profile.engine.block_size),
+            "num_cpu_blocks=\"None\"".to_string(),
+            "engine=\"0\"".to_string(),
+        ] {
+            assert!(info.contains(&label), "{label}: {info}");
+        }
+        assert_eq!(py_float(0.9), "0.9");
+        assert_eq!(py_float(1.0), "1.0");
+
+        // They move.
+        m.engine_stats(&EngineStats {
+            waiting: 4,
+            prompt_tokens_total: 30,
+            ..EngineStats::default()
+        });
+        m.iteration(
+            3,
+            &IterationCost {
+                bytes: 100.0,
+                written_bytes: 6.0,
+                flops: 50.0,
+                ..IterationCost::default()
+            },
+        );
+        m.admission_rejected();
+        m.finished(&Finished {
+            reason: FinishReason::Length,
+            prompt_tokens: 30,
+            max_tokens: 7,
+            generated: 7,
+            arrival: 0.0,
+            first_scheduled: 0.1,
+            first_token: 0.2,
+            end: 0.5,
+            preemptions: 0,
+        });
+        let text = m.render();
+        for needle in [
+            "vllm:num_requests_waiting_by_reason{engine=\"0\",model_name=\"local\",reason=\"capacity\"} 4\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_compute\"} 30\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_cache_hit\"} 0\n",
+            "vllm:prompt_tokens_cached_total{engine=\"0\",model_name=\"local\"} 0\n",
+            "vllm:estimated_flops_per_gpu_total{engine=\"0\",model_name=\"local\"} 50",
+            "vllm:estimated_read_bytes_per_gpu_total{engine=\"0\",model_name=\"local\"} 100",
+            "vllm:estimated_write_bytes_per_gpu_total{engine=\"0\",model_name=\"local\"} 6",
+            "vllm:admission_rejections_total{model_name=\"local\",reason=\"max_num_queued_reqs\"} 1\n",
+            "vllm:request_max_num_generation_tokens_sum{engine=\"0\",model_name=\"local\"} 7",
+            "vllm:request_params_n_bucket{engine=\"0\",model_name=\"local\",le=\"1.0\"} 1\n",
+            "vllm:request_prefill_kv_computed_tokens_sum{engine=\"0\",model_name=\"local\"} 30",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
     }
 
     #[test]

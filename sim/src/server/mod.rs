@@ -151,6 +151,7 @@ impl AppState {
             &config.served_model_name,
             derived.max_model_len,
         ));
+        metrics.cache_config(&config.profile, &derived);
         let e = &config.profile.engine;
         let driver = driver::spawn(
             engine,

@@ -175,6 +175,7 @@ impl AppState {
                     .validate(&request)
                     .map_err(|e| state.context_error(e))?;
                 let admission = s.driver.admit(s.config.max_waiting).map_err(|waiting| {
+                    s.metrics.admission_rejected();
                     ApiError::QueueFull {
                         waiting,
                         limit: s.config.max_waiting.unwrap_or(waiting),
