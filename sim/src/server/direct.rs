@@ -13,7 +13,7 @@
 //! Without a connection to write to (the router called directly, as in tests), the same stream
 //! queues its events unframed for [`body`] to hand out.
 
-use std::io::{ErrorKind, Write as _};
+use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::driver::TokenEvent;
+use super::http1;
 use super::stream::{Answer, Endpoint, Envelope, Piece, StreamCut};
 
 /// How a stream stands.
@@ -65,12 +66,9 @@ impl Inner {
     /// Queue one write's worth of events (`data`), framed; `last` closes the chunked body.
     fn frame(&mut self, data: &[u8], last: bool) {
         if self.chunked {
-            // Writing into a Vec cannot fail.
-            let _ = write!(self.pending, "{:x}\r\n", data.len());
-            self.pending.extend_from_slice(data);
-            self.pending.extend_from_slice(b"\r\n");
+            http1::push_chunk(&mut self.pending, data);
             if last {
-                self.pending.extend_from_slice(b"0\r\n\r\n");
+                self.pending.extend_from_slice(http1::LAST_CHUNK);
             }
         } else {
             self.pending.extend_from_slice(data);

@@ -12,7 +12,7 @@
 //! that goes away while its answer is computed drops it (and so aborts the request), and graceful
 //! shutdown (idle connections close, requests in flight finish).
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,8 +106,6 @@ pub struct Head {
     pub uri: Uri,
     pub version: Version,
     pub headers: HeaderMap,
-    /// Bytes of the connection's buffer the head took.
-    len: usize,
 }
 
 /// How a request's body is framed.
@@ -162,10 +160,7 @@ impl Connection {
             return Ok(false);
         };
         let head = match parse_head(&self.buf[..head_len]) {
-            Ok(mut head) => {
-                head.len = head_len;
-                head
-            }
+            Ok(head) => head,
             Err(status) => {
                 self.write_bare(status).await?;
                 return Ok(false);
@@ -178,7 +173,7 @@ impl Connection {
                 return Ok(false);
             }
         };
-        self.buf.drain(..head.len);
+        self.buf.drain(..head_len);
         let keep_alive = wants_keep_alive(head.version, &head.headers);
         if let Framing::Length(n) = framing
             && n > MAX_BODY_BYTES
@@ -200,7 +195,6 @@ impl Connection {
         }
         let body = match self.read_body(framing, timeout).await {
             Ok(body) => body,
-            Err(BodyError::Closed) => return Ok(false),
             Err(e) => {
                 let error = match e {
                     BodyError::Closed => return Ok(false),
@@ -441,7 +435,7 @@ impl Connection {
             match frame {
                 None => {
                     if chunked {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                        out.extend_from_slice(LAST_CHUNK);
                     }
                     write_all(&self.socket, &out).await?;
                     return Ok(reply.keep_alive);
@@ -453,9 +447,7 @@ impl Connection {
                         && !data.is_empty()
                     {
                         if chunked {
-                            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                            out.extend_from_slice(&data);
-                            out.extend_from_slice(b"\r\n");
+                            push_chunk(&mut out, &data);
                         } else {
                             out.extend_from_slice(&data);
                         }
@@ -621,6 +613,18 @@ async fn read_more(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
     }
 }
 
+/// The chunk that ends a chunked body (no trailers).
+pub(super) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Append `data` to `out` as one HTTP/1.1 chunk (empty data would end the body: not allowed).
+pub(super) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    debug_assert!(!data.is_empty());
+    // Writing into a Vec cannot fail (and allocates nothing: this runs once per streamed token).
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Write all of `data`, waiting while the socket is full.
 async fn write_all(socket: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
@@ -678,7 +682,6 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
         uri,
         version,
         headers,
-        len: 0,
     })
 }
 
