@@ -46,11 +46,11 @@ fn main() {
     // 100 k requests, closed loop at concurrency 256 (the card's max_num_seqs), ~50 tokens each.
     let n = 100_000;
     let plan = LevelPlan {
-        groups: vec![ClientGroup {
-            start: 0.0,
-            workers: 256,
-            requests: vec![RequestSpec::chat(SHORT_PROMPT, 128); n],
-        }],
+        groups: vec![ClientGroup::new(
+            0.0,
+            256,
+            vec![RequestSpec::chat(SHORT_PROMPT, 128); n],
+        )],
         ..LevelPlan::default()
     };
     let mut server = VirtualServer::new(&profile, 0).expect("server");

@@ -526,11 +526,11 @@ fn open_loop_sends_on_schedule_and_reports_lag() {
 
 fn level(workers: usize, n: usize) -> LevelPlan {
     LevelPlan {
-        groups: vec![ClientGroup {
-            start: 0.0,
+        groups: vec![ClientGroup::new(
+            0.0,
             workers,
-            requests: vec![RequestSpec::chat("hi", 8); n],
-        }],
+            vec![RequestSpec::chat("hi", 8); n],
+        )],
         ..LevelPlan::default()
     }
 }

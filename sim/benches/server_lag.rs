@@ -310,21 +310,21 @@ fn fidelity(profile: &Profile) {
     // (in real time the 256 clients cannot all send at the same instant the way they do in
     // virtual time, and who joins the slow first iteration would otherwise decide the TTFTs).
     let warm = |n: usize| LevelPlan {
-        groups: vec![ClientGroup {
-            start: 0.0,
-            workers: 1,
-            requests: vec![RequestSpec::chat(PROMPT, max_tokens); n],
-        }],
+        groups: vec![ClientGroup::new(
+            0.0,
+            1,
+            vec![RequestSpec::chat(PROMPT, max_tokens); n],
+        )],
         arrivals: vec![],
         record_event_times: false,
     };
     virt.run_level(&warm(1));
     let run = virt.run_level(&LevelPlan {
-        groups: vec![ClientGroup {
-            start: 0.0,
+        groups: vec![ClientGroup::new(
+            0.0,
             workers,
-            requests: vec![RequestSpec::chat(PROMPT, max_tokens); requests],
-        }],
+            vec![RequestSpec::chat(PROMPT, max_tokens); requests],
+        )],
         arrivals: vec![],
         record_event_times: false,
     });

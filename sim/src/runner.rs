@@ -114,6 +114,8 @@ impl VirtualServer {
         let mut stepping = false;
         let mut wake_pending = false;
         let mut last_end = t0;
+        let foreground_total = plan.foreground_requests();
+        let mut foreground_left = foreground_total;
 
         while let Some(Scheduled { at: now, event, .. }) = queue.pop() {
             self.now = now;
@@ -124,10 +126,19 @@ impl VirtualServer {
                     }
                 }
                 Event::Send(g) => {
-                    let i = next_in_group[g];
-                    if i >= plan.groups[g].requests.len() {
+                    let group = &plan.groups[g];
+                    let n = next_in_group[g];
+                    let i = if group.background && foreground_total > 0 {
+                        // Background load cycles until the foreground is done.
+                        if foreground_left == 0 || group.requests.is_empty() {
+                            continue;
+                        }
+                        n % group.requests.len()
+                    } else if n < group.requests.len() {
+                        n
+                    } else {
                         continue;
-                    }
+                    };
                     next_in_group[g] += 1;
                     records.push(RequestRecord::new(Origin::Group(g), i, now - t0, now - t0));
                     record_group.push(Some(g));
@@ -217,6 +228,10 @@ impl VirtualServer {
                         records[r].end = now - t0;
                     }
                     last_end = last_end.max(now);
+                    let background = record_group[r].is_some_and(|g| plan.groups[g].background);
+                    if !background {
+                        foreground_left = foreground_left.saturating_sub(1);
+                    }
                     if let Some(g) = record_group[r] {
                         push(&mut queue, now, Event::Send(g));
                     }
@@ -227,5 +242,94 @@ impl VirtualServer {
             records,
             wall: last_end - t0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::RequestSpec;
+    use crate::workload::ClientGroup;
+
+    /// Two background workers of long answers under six short requests sent one at a time.
+    fn loaded_plan() -> LevelPlan {
+        let mut long = RequestSpec::chat("Tell me a long story.", 64);
+        long.ignore_eos = true;
+        LevelPlan {
+            groups: vec![
+                ClientGroup::background(0.0, 2, vec![long; 2]),
+                ClientGroup::new(0.5, 1, vec![RequestSpec::chat("Hi.", 16); 6]),
+            ],
+            ..LevelPlan::default()
+        }
+    }
+
+    fn run(profile: &Profile, plan: &LevelPlan) -> LevelRun {
+        let mut server = VirtualServer::new(profile, 7).expect("server");
+        server.skip_warmup();
+        server.run_level(plan)
+    }
+
+    #[test]
+    fn background_load_lasts_exactly_as_long_as_the_foreground() {
+        let mut profile = Profile::builtin("a6000-qwen2.5-7b").expect("profile");
+        for serial in [false, true] {
+            if serial {
+                profile.engine.max_num_seqs = 1;
+            }
+            let run = run(&profile, &loaded_plan());
+            let (bg, fg): (Vec<_>, Vec<_>) = run
+                .records
+                .iter()
+                .partition(|r| r.origin == Origin::Group(0));
+            assert_eq!(fg.len(), 6, "serial {serial}");
+            assert!(run.records.iter().all(RequestRecord::ok));
+            // It cycled past its list: six short requests outlast two long ones.
+            assert!(
+                bg.len() > 2,
+                "serial {serial}: {} background requests",
+                bg.len()
+            );
+            // Every short request met a long one in flight.
+            for f in &fg {
+                assert!(
+                    bg.iter().any(|b| b.sent <= f.sent && b.end > f.sent),
+                    "serial {serial}: short request sent at {} ran alone",
+                    f.sent
+                );
+            }
+            // None was sent once the foreground had ended.
+            let fg_end = fg.iter().map(|r| r.end).fold(0.0, f64::max);
+            assert!(bg.iter().all(|b| b.sent <= fg_end), "serial {serial}");
+            if serial {
+                // One sequence at a time: a short request's first token comes after every long one
+                // sent before it has ended.
+                for f in &fg {
+                    let first = f.first_event.expect("first event");
+                    for b in bg.iter().filter(|b| b.sent < f.sent) {
+                        assert!(
+                            first >= b.end,
+                            "short {} first {first} < long end {}",
+                            f.sent,
+                            b.end
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn background_alone_runs_its_list_once() {
+        let profile = Profile::builtin("a6000-qwen2.5-7b").expect("profile");
+        let plan = LevelPlan {
+            groups: vec![ClientGroup::background(
+                0.0,
+                2,
+                vec![RequestSpec::chat("Hi.", 16); 3],
+            )],
+            ..LevelPlan::default()
+        };
+        assert_eq!(run(&profile, &plan).records.len(), 3);
     }
 }

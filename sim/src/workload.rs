@@ -14,6 +14,44 @@ pub struct ClientGroup {
     pub start: f64,
     pub workers: usize,
     pub requests: Vec<RequestSpec>,
+    /// Background load: the workers cycle through `requests` for as long as any foreground
+    /// request (another group's, or an arrival) is unsent or in flight, then send no more; what
+    /// they have in flight runs to its end. Keeps a server loaded for exactly as long as the
+    /// measured requests run, however fast it is. With no foreground requests it runs its list once.
+    pub background: bool,
+}
+
+impl ClientGroup {
+    /// A foreground group: `workers` share `requests`, starting `start` seconds into the level.
+    pub fn new(start: f64, workers: usize, requests: Vec<RequestSpec>) -> ClientGroup {
+        ClientGroup {
+            start,
+            workers,
+            requests,
+            background: false,
+        }
+    }
+
+    /// A background group (see [`ClientGroup::background`]).
+    pub fn background(start: f64, workers: usize, requests: Vec<RequestSpec>) -> ClientGroup {
+        ClientGroup {
+            background: true,
+            ..ClientGroup::new(start, workers, requests)
+        }
+    }
+}
+
+impl LevelPlan {
+    /// How many requests the foreground sends: every arrival and every foreground group's list.
+    pub fn foreground_requests(&self) -> usize {
+        self.arrivals.len()
+            + self
+                .groups
+                .iter()
+                .filter(|g| !g.background)
+                .map(|g| g.requests.len())
+                .sum::<usize>()
+    }
 }
 
 /// One open-loop arrival: the request is sent at `at` seconds into the level, whatever else happens.

@@ -38,6 +38,14 @@ def main():
         check(isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 0, f"batching ratio B/A measured: {ratio}")
         if min_ratio is not None:
             check(ratio >= min_ratio, f"serial peer: ratio {ratio:.2f} >= {min_ratio}")
+            # What a serial server must do to every short request, not just the unlucky one that p95 picks: wait
+            # behind the long ones ahead of it (the drill keeps them coming for as long as the short ones run).
+            # The median short request under load must then wait longer than min_ratio x the slowest one alone.
+            a, b_row = b["rows"]
+            waited = b_row["ttft_p50"] / a["ttft_p95"] if a["ttft_p95"] > 0 else float("inf")
+            check(waited >= min_ratio and b_row["reqs"] >= 4,
+                  f"serial peer: median short request waited: B ttft_p50 {b_row['ttft_p50']} s / A ttft_p95 "
+                  f"{a['ttft_p95']} s = {waited:.1f} >= {min_ratio} over {b_row['reqs']} measured (>= 4) requests")
     claims = d["ledger"]["claims"]
     decided = [c for c in claims if c["real"] in ("substantiated", "refuted")]
     for c in claims:

@@ -20,11 +20,11 @@ use servesim_validator::trace::Summary;
 
 fn closed(workers: usize, n: usize, max_tokens: u32) -> LevelPlan {
     LevelPlan {
-        groups: vec![ClientGroup {
-            start: 0.0,
+        groups: vec![ClientGroup::new(
+            0.0,
             workers,
-            requests: vec![RequestSpec::chat("hi", max_tokens); n],
-        }],
+            vec![RequestSpec::chat("hi", max_tokens); n],
+        )],
         ..LevelPlan::default()
     }
 }

@@ -175,11 +175,7 @@ fn closed(axis: u64, conc: usize, reqs: usize, spec: RequestSpec) -> Level {
     Level {
         axis: Axis::Num(axis),
         plan: LevelPlan {
-            groups: vec![ClientGroup {
-                start: 0.0,
-                workers: conc,
-                requests: vec![spec; reqs],
-            }],
+            groups: vec![ClientGroup::new(0.0, conc, vec![spec; reqs])],
             ..LevelPlan::default()
         },
         measured: Origin::Group(0),
@@ -266,11 +262,7 @@ impl DrillKind {
                 let alone = Level {
                     axis: Axis::Label("A-alone".into()),
                     plan: LevelPlan {
-                        groups: vec![ClientGroup {
-                            start: 0.0,
-                            workers: 1,
-                            requests: short.clone(),
-                        }],
+                        groups: vec![ClientGroup::new(0.0, 1, short.clone())],
                         ..LevelPlan::default()
                     },
                     measured: Origin::Group(0),
@@ -285,16 +277,18 @@ impl DrillKind {
                     axis: Axis::Label("B-loaded".into()),
                     plan: LevelPlan {
                         groups: vec![
-                            ClientGroup {
-                                start: 0.0,
-                                workers: long,
-                                requests: vec![RequestSpec::chat(SHORT_PROMPT, 512); long],
-                            },
-                            ClientGroup {
-                                start: 0.5,
-                                workers: 1,
-                                requests: short,
-                            },
+                            // The long requests are background load: each worker sends its
+                            // next one when its previous one ends, for as long as the short
+                            // ones run. drills.md starts 8 once; kept going, they still load
+                            // the server when a fast one (a tiny model on a CPU) would have
+                            // finished them before the short phase, so on a serial server
+                            // every short request waits behind them, not just the first.
+                            ClientGroup::background(
+                                0.0,
+                                long,
+                                vec![RequestSpec::chat(SHORT_PROMPT, 512); long],
+                            ),
+                            ClientGroup::new(0.5, 1, short),
                         ],
                         ..LevelPlan::default()
                     },

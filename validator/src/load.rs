@@ -72,13 +72,17 @@ pub(crate) async fn run_plan(
     on_record: &mut dyn FnMut(&RequestRecord),
 ) -> LevelRun {
     let mut tasks = tokio::task::JoinSet::new();
+    let foreground = Foreground::new(plan.foreground_requests());
     for (g, (group, reqs)) in plan.groups.iter().zip(prepared.groups).enumerate() {
         let reqs = Arc::new(reqs);
         let next = Arc::new(AtomicUsize::new(0));
         let start = shared.clock.at(group.start);
         let group_start = group.start.max(0.0);
+        // Background load cycles through its list until the foreground is done (see ClientGroup).
+        let cycles = group.background && !foreground.done();
         for _ in 0..group.workers.max(1) {
             let (shared, reqs, next) = (shared.clone(), Arc::clone(&reqs), Arc::clone(&next));
+            let foreground = foreground.clone();
             tasks.spawn(async move {
                 if start > std::time::Instant::now() {
                     tokio::time::sleep_until(start.into()).await;
@@ -87,9 +91,17 @@ pub(crate) async fn run_plan(
                 // previous one ended: any delay after that is the client's own.
                 let mut due = group_start;
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if cycles && foreground.done() {
+                        break;
+                    }
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let i = if cycles { n % reqs.len().max(1) } else { n };
                     let Some(req) = reqs.get(i) else { break };
-                    match shared.run_one(req, Origin::Group(g), i, due, due).await {
+                    let end = shared.run_one(req, Origin::Group(g), i, due, due).await;
+                    if !cycles {
+                        foreground.finished_one();
+                    }
+                    match end {
                         Some(end) => due = end,
                         None => break,
                     }
@@ -100,7 +112,13 @@ pub(crate) async fn run_plan(
     if !plan.arrivals.is_empty() {
         let shared = shared.clone();
         let times: Vec<f64> = plan.arrivals.iter().map(|a| a.at.max(0.0)).collect();
-        tasks.spawn(dispatch(shared, times, prepared.arrivals, cap));
+        tasks.spawn(dispatch(
+            shared,
+            times,
+            prepared.arrivals,
+            cap,
+            foreground.clone(),
+        ));
     }
     drop(shared);
     let mut records = Vec::new();
@@ -115,8 +133,34 @@ pub(crate) async fn run_plan(
     LevelRun { records, wall }
 }
 
+/// How many foreground requests have yet to finish; background groups stop sending at zero.
+#[derive(Clone)]
+struct Foreground(Arc<AtomicUsize>);
+
+impl Foreground {
+    fn new(requests: usize) -> Foreground {
+        Foreground(Arc::new(AtomicUsize::new(requests)))
+    }
+
+    fn done(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+
+    fn finished_one(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 /// The open-loop dispatcher: each arrival at its time, in its own task.
-async fn dispatch(shared: Shared, times: Vec<f64>, reqs: Vec<Prepared>, cap: Option<usize>) {
+async fn dispatch(
+    shared: Shared,
+    times: Vec<f64>,
+    reqs: Vec<Prepared>,
+    cap: Option<usize>,
+    foreground: Foreground,
+) {
     let slots = cap.map(|c| Arc::new(Semaphore::new(c.max(1))));
     let mut stop = shared.stop.clone();
     for (i, (at, req)) in times.into_iter().zip(reqs).enumerate() {
@@ -138,9 +182,10 @@ async fn dispatch(shared: Shared, times: Vec<f64>, reqs: Vec<Prepared>, cap: Opt
                 },
             },
         };
-        let shared = shared.clone();
+        let (shared, foreground) = (shared.clone(), foreground.clone());
         tokio::spawn(async move {
             shared.run_one(&req, Origin::Arrival, i, at, ready).await;
+            foreground.finished_one();
             drop(permit);
         });
     }

@@ -637,11 +637,7 @@ mod tests {
 
         let mut virt = VirtualServer::new(&profile, 1).expect("servable");
         let run = virt.run_level(&LevelPlan {
-            groups: vec![ClientGroup {
-                start: 0.0,
-                workers: 1,
-                requests: vec![spec.clone()],
-            }],
+            groups: vec![ClientGroup::new(0.0, 1, vec![spec.clone()])],
             arrivals: vec![],
             record_event_times: false,
         });

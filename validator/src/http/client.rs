@@ -129,6 +129,9 @@ fn base(url: &str) -> Result<String, ClientError> {
     Ok(trimmed.to_string())
 }
 
+/// How long an idle pooled connection is kept: well under the 5 s after which vLLM's server closes it.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl ChatClient {
     /// A client for `config` (plain HTTP/1.1; one pooled connection per concurrent request).
     pub fn new(config: ClientConfig) -> Result<ChatClient, ClientError> {
@@ -136,7 +139,11 @@ impl ChatClient {
         let http = reqwest::Client::builder()
             .http1_only()
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Under vLLM's keep-alive (uvicorn closes a connection idle for
+            // VLLM_HTTP_TIMEOUT_KEEP_ALIVE = 5 s): a pooled connection taken just as the server
+            // closes it fails the request ("connection closed before message completed"), and a
+            // POST is not retried.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()?;
         Ok(ChatClient {
             http,
