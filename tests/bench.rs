@@ -76,9 +76,34 @@ fn target_sim_gives_exactly_the_rows_of_simulate() {
     assert!(baseline["itl"]["median"].as_f64().is_some_and(|t| t > 0.0));
     // Saturation sweeps report a knee and an operating point in JSON.
     assert!(bench[1].get("knee").is_some() && bench[1].get("operating_point").is_some());
-    // Every request of every level (background ones included) is one JSON line.
-    let planned: u64 = [48, 2048, 1024, 48, 48, 12 + 8 + 12].iter().sum();
-    assert_eq!(jsonl(&dir.join("requests.jsonl")).len() as u64, planned);
+    // Every request of every level is one JSON line: the planned ones, and the batching drill's
+    // background load, which keeps coming while the loaded phase's short requests run.
+    let lines = jsonl(&dir.join("requests.jsonl"));
+    let count = |drill: &str, axis: Option<&str>, group: u64| {
+        lines
+            .iter()
+            .filter(|l| l["drill"] == drill && axis.is_none_or(|a| l["axis"] == a))
+            .filter(|l| l["origin"]["group"] == group)
+            .count()
+    };
+    let planned = [
+        ("baseline", 48),
+        ("saturation", 2048),
+        ("overload", 1024),
+        ("prefill", 48),
+        ("decode", 48),
+    ];
+    for (drill, n) in planned {
+        assert_eq!(count(drill, None, 0), n, "{drill}");
+    }
+    assert_eq!(count("batching", Some("A-alone"), 0), 12);
+    assert_eq!(count("batching", Some("B-loaded"), 1), 12);
+    let background = count("batching", Some("B-loaded"), 0);
+    assert!(background > 8, "the 8 long workers cycled: {background}");
+    assert_eq!(
+        lines.len(),
+        48 + 2048 + 1024 + 48 + 48 + 12 + 12 + background
+    );
     let summary = json(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"));
     assert_eq!(summary["drills"].as_array().map(Vec::len), Some(6));
     assert!(summary["definitions"]["tpot_tokens"].is_string());
@@ -202,10 +227,17 @@ fn every_drill_runs_over_http_with_drills_md_requests() {
             assert_eq!(level["prompt_tokens"], 6 * 31);
         }
     }
-    // 5 drills of 12 or 6 requests, and batching: 6 alone, 1 long + 6 loaded.
-    let total = 12 * 4 + 6 + 13;
-    assert_eq!(server.requests(), total);
-    assert_eq!(jsonl(&dir.join("requests.jsonl")).len(), total);
+    // 5 drills of 12 or 6 requests, and batching: 6 alone, 6 loaded, and the long background
+    // requests (1 worker) sent until the loaded ones are done: every one of them recorded.
+    let lines = jsonl(&dir.join("requests.jsonl"));
+    let foreground = 12 * 4 + 6 + 6 + 6;
+    assert!(server.requests() > foreground, "{}", server.requests());
+    assert_eq!(lines.len(), server.requests());
+    let background = lines
+        .iter()
+        .filter(|l| l["axis"] == "B-loaded" && l["origin"]["group"] == 0)
+        .count();
+    assert_eq!(lines.len(), foreground + background);
     let bodies: Vec<Value> = server.bodies().iter().map(|b| json(b)).collect();
     for b in &bodies {
         assert_eq!(b["model"], "local");

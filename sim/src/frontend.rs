@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use servesim_models::{AnswerLength, LengthModel, Profile, PromptTokenizer};
 
@@ -135,8 +135,13 @@ impl Frontend {
             Prompt::Text(t) => self.length.for_prompt(t),
             Prompt::Chat(m) => self.length.for_prompt(m.last().map_or("", |s| s)),
         };
+        // A mixture costs one extra draw to pick its part; single models draw as before.
+        let answer = match answer {
+            AnswerLength::Mixture { .. } => answer.pick(self.rng.random::<f64>()),
+            single => single,
+        };
         match answer {
-            AnswerLength::Unbounded => u32::MAX,
+            AnswerLength::Unbounded | AnswerLength::Mixture { .. } => u32::MAX,
             AnswerLength::Normal { mean, sd, min } => {
                 let x = match Normal::new(*mean, sd.max(0.0)) {
                     Ok(d) => d.sample(&mut self.rng),
