@@ -40,12 +40,13 @@ def main():
             check(ratio >= min_ratio, f"serial peer: ratio {ratio:.2f} >= {min_ratio}")
             # What a serial server must do to every short request, not just the unlucky one that p95 picks: wait
             # behind the long ones ahead of it (the drill keeps them coming for as long as the short ones run).
-            # The median short request under load must then wait longer than min_ratio x the slowest one alone.
+            # So the median short request under load must wait min_ratio x the median one alone. (Medians: a p95
+            # of 6 samples extrapolates past the largest one and swings with a single slow request.)
             a, b_row = b["rows"]
-            waited = b_row["ttft_p50"] / a["ttft_p95"] if a["ttft_p95"] > 0 else float("inf")
+            waited = b_row["ttft_p50"] / a["ttft_p50"] if a["ttft_p50"] > 0 else float("inf")
             check(waited >= min_ratio and b_row["reqs"] >= 4,
-                  f"serial peer: median short request waited: B ttft_p50 {b_row['ttft_p50']} s / A ttft_p95 "
-                  f"{a['ttft_p95']} s = {waited:.1f} >= {min_ratio} over {b_row['reqs']} measured (>= 4) requests")
+                  f"serial peer: median short request waited: B ttft_p50 {b_row['ttft_p50']} s / A ttft_p50 "
+                  f"{a['ttft_p50']} s = {waited:.1f} >= {min_ratio} over {b_row['reqs']} measured (>= 4) requests")
     claims = d["ledger"]["claims"]
     decided = [c for c in claims if c["real"] in ("substantiated", "refuted")]
     for c in claims:

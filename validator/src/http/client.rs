@@ -129,21 +129,20 @@ fn base(url: &str) -> Result<String, ClientError> {
     Ok(trimmed.to_string())
 }
 
-/// How long an idle pooled connection is kept: well under the 5 s after which vLLM's server closes it.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
-
 impl ChatClient {
-    /// A client for `config` (plain HTTP/1.1; one pooled connection per concurrent request).
+    /// A client for `config` (plain HTTP/1.1; one connection per request).
     pub fn new(config: ClientConfig) -> Result<ChatClient, ClientError> {
         let base = base(&config.base_url)?;
         let http = reqwest::Client::builder()
             .http1_only()
             .tcp_nodelay(true)
-            // Under vLLM's keep-alive (uvicorn closes a connection idle for
-            // VLLM_HTTP_TIMEOUT_KEEP_ALIVE = 5 s): a pooled connection taken just as the server
-            // closes it fails the request ("connection closed before message completed"), and a
-            // POST is not retried.
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // A fresh connection for every request. vLLM's server (uvicorn) arms its 5 s
+            // keep-alive timer when a response completes and, when the next request on that
+            // connection came in first, never disarms it (Kludex/uvicorn#1637, #824): a request
+            // sent the moment the previous one ended, still queued 5 s later, loses its
+            // connection ("connection closed before message completed"; seen on the serial vLLM
+            // peer). A loopback connect costs ~0.1 ms of a request's TTFT.
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(ChatClient {
             http,
