@@ -106,6 +106,15 @@ fn bad_input_is_a_clear_error() {
             vec!["profiles", "show", "rtx-a6000+no-model"],
             "unknown model",
         ),
+        // An unknown part of GPU+MODEL names what would have worked.
+        (
+            vec!["simulate", "--profile", "h200+nosuch"],
+            "valid models: qwen2.5-7b-instruct, qwen2.5-0.5b-instruct",
+        ),
+        (
+            vec!["simulate", "--profile", "nosuch+qwen2.5-7b-instruct"],
+            "valid GPUs: rtx-a6000, a100-80gb, h100-sxm, h200",
+        ),
     ] {
         let out = servesim(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
