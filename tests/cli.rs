@@ -121,6 +121,14 @@ fn bad_input_is_a_clear_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // A file that cannot be read: its path and the OS's reason, each said once.
+    let out = servesim(&["simulate", "--profile", "/nonexistent/p.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read profile file /nonexistent/p.toml: No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
     // GPU+MODEL pairs resolve from the catalogue.
     let out = stdout_ok(&["profiles", "show", "l4+qwen2.5-7b-instruct"]);
     assert!(out.contains("NVIDIA L4"), "{out}");

@@ -130,8 +130,16 @@ fn compare_two_saved_runs() {
         pb.to_str().expect("utf-8"),
     ]);
     assert!(
+        md.starts_with("# Before/after comparison: A (before) and B (after)\n"),
+        "{md}"
+    );
+    assert!(
         md.contains("A = a6000-qwen2.5-7b, B = l40s-qwen2.5-7b"),
         "{md}"
+    );
+    assert!(
+        md.contains("### Summary of differences") && !md.contains("Error summary"),
+        "a before/after comparison is not an error: {md}"
     );
     assert!(
         md.contains("### baseline (conc)") && md.contains("### prefill (in_tok)"),
@@ -151,6 +159,10 @@ fn compare_two_saved_runs() {
     );
     let bad = servesim(&["compare", pa.to_str().expect("utf-8"), "/nonexistent.json"]);
     assert_eq!(bad.status.code(), Some(1));
+    // The path and the OS's reason, each said once.
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("cannot read /nonexistent.json: "), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

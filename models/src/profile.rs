@@ -37,7 +37,7 @@ pub enum ProfileError {
         /// The catalogue's names of that kind, so the message says what would have worked.
         known: Vec<String>,
     },
-    #[error("cannot read profile file {path}: {source}")]
+    #[error("cannot read profile file {path}")]
     Read {
         path: String,
         source: std::io::Error,

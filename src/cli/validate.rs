@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile};
-use servesim_validator::compare::{Recording, compare, markdown};
+use servesim_validator::compare::{Recording, before_after, compare};
 use servesim_validator::http::{ClientConfig, HttpTarget};
 use servesim_validator::telemetry::{NvmlSource, TelemetrySource};
 use servesim_validator::validation::{
@@ -156,9 +156,9 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The reference run (A): a bench summary or simulate JSON.
+    /// The reference run (A, before): a bench summary or simulate JSON.
     pub a: String,
-    /// The run compared with it (B).
+    /// The run compared with it (B, after).
     pub b: String,
 }
 
@@ -169,6 +169,6 @@ pub fn compare_runs(args: CompareArgs) -> Result<()> {
     if c.drills.is_empty() {
         bail!("the two runs have no drill in common");
     }
-    print!("{}", markdown(&c));
+    print!("{}", before_after(&c));
     Ok(())
 }

@@ -20,7 +20,7 @@ pub struct Recording {
 /// Why a recording could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -216,7 +216,17 @@ fn pct(d: Option<f64>) -> String {
     d.map_or("n/a".into(), |d| format!("{:+.1}%", d * 100.0))
 }
 
-/// Markdown tables: per drill, each column's A, B and difference; then the error summary.
+/// `servesim compare`'s output: a title, then [`markdown`]. Two saved runs of any kind, A read as
+/// before (the reference) and B as after, so the differences are changes, not errors.
+pub fn before_after(c: &Comparison) -> String {
+    format!(
+        "# Before/after comparison: A (before) and B (after)\n\n{}",
+        markdown(c)
+    )
+}
+
+/// Markdown tables: per drill, each column's A, B and difference; then a summary of the
+/// differences per metric.
 pub fn markdown(c: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "A = {}, B = {}; Δ = (B − A) / A.\n", c.a, c.b);
@@ -263,7 +273,7 @@ pub fn markdown(c: &Comparison) -> String {
     }
     let _ = writeln!(
         out,
-        "### Error summary (absolute relative error over all compared rows)\n"
+        "### Summary of differences (|B − A| / A over all compared rows)\n"
     );
     let _ = writeln!(out, "| metric | column | rows | median | max |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");

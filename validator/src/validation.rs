@@ -526,7 +526,7 @@ pub fn report_markdown(v: &Validation, chart_files: &[String]) -> String {
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io {
         path: String,
         source: std::io::Error,
