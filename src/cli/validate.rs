@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use servesim_models::{DEFAULT_PROFILE, Profile};
 use servesim_validator::compare::{Recording, before_after, compare};
 use servesim_validator::http::{ClientConfig, HttpTarget};
@@ -16,17 +16,17 @@ use servesim_validator::validation::{
 
 use super::simulate::DrillArgs;
 
+/// The real side comes from exactly one of `--real` and `--real-from`: the group makes clap's
+/// message name both when neither is given.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("real_side").required(true).args(["real", "real_from"])))]
 pub struct ValidateArgs {
     /// Base URL of the real server (vLLM on the GPU), e.g. http://127.0.0.1:8000.
-    #[arg(
-        long,
-        conflicts_with = "real_from",
-        required_unless_present = "real_from"
-    )]
+    #[arg(long, value_name = "URL")]
     pub real: Option<String>,
-    /// Take the real run from a saved `bench` summary or `simulate --format json` output instead.
-    #[arg(long)]
+    /// Take the real run from a saved `bench` run instead (its --out directory or summary.json),
+    /// or from `simulate --format json` output.
+    #[arg(long, value_name = "PATH")]
     pub real_from: Option<String>,
     /// Profile of the simulated side.
     #[arg(long, default_value = DEFAULT_PROFILE, env = "SERVESIM_PROFILE")]
@@ -121,7 +121,7 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             )?;
             (real, drills)
         }
-        (None, None) => bail!("give --real URL or --real-from FILE"),
+        (None, None) => bail!("one of --real <URL> or --real-from <PATH> is required"),
     };
     let cold = args.drills.cold_start(&drills);
     let sim = run_sim(&profile, &drills, &params, args.seed, cold)?;
@@ -136,7 +136,7 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     }
     for c in &v.ledger.claims {
         println!(
-            "claim {}: {:?} on the real run, {:?} on the simulator -> {}",
+            "claim {}: {} on the real run, {} on the simulator -> {}",
             c.id,
             c.real,
             c.sim,

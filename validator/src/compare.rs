@@ -73,13 +73,21 @@ impl Recording {
         Ok(Recording { label, drills })
     }
 
-    /// Read a recording file.
+    /// Read a recording file, or the summary in a `bench --out` directory.
     pub fn load(path: &str) -> Result<Recording, RecordingError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecordingError::Read {
-            path: path.to_string(),
+        let path = if std::path::Path::new(path).is_dir() {
+            std::path::Path::new(path)
+                .join(crate::records::SUMMARY_FILE)
+                .display()
+                .to_string()
+        } else {
+            path.to_string()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| RecordingError::Read {
+            path: path.clone(),
             source,
         })?;
-        Recording::from_json(&text, path)
+        Recording::from_json(&text, &path)
     }
 
     pub fn drill(&self, kind: DrillKind) -> Option<&DrillResult> {

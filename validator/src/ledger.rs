@@ -26,6 +26,23 @@ pub enum RealVerdict {
     NotObserved,
 }
 
+impl RealVerdict {
+    /// The verdict in the report's plain words ("not observed"), for every human-readable output.
+    pub fn word(self) -> &'static str {
+        match self {
+            RealVerdict::Substantiated => "substantiated",
+            RealVerdict::Refuted => "refuted",
+            RealVerdict::NotObserved => "not observed",
+        }
+    }
+}
+
+impl std::fmt::Display for RealVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// The verdict on the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +50,23 @@ pub enum SimVerdict {
     Reproduced,
     NotReproduced,
     NotApplicable,
+}
+
+impl SimVerdict {
+    /// The verdict in the report's plain words ("not applicable"), for every human-readable output.
+    pub fn word(self) -> &'static str {
+        match self {
+            SimVerdict::Reproduced => "reproduced",
+            SimVerdict::NotReproduced => "not reproduced",
+            SimVerdict::NotApplicable => "not applicable",
+        }
+    }
+}
+
+impl std::fmt::Display for SimVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// Who can substantiate a claim.
@@ -322,7 +356,7 @@ fn classify(
     }
     if !agree_verdict {
         return Class::SimDisagrees {
-            detail: format!("real {real:?}, simulator {sim:?}"),
+            detail: format!("real run: {real}, simulator: {sim}"),
         };
     }
     match (diff, assumption) {
@@ -534,22 +568,6 @@ pub fn evaluate(
     }
 }
 
-fn real_word(v: RealVerdict) -> &'static str {
-    match v {
-        RealVerdict::Substantiated => "substantiated",
-        RealVerdict::Refuted => "refuted",
-        RealVerdict::NotObserved => "not observed",
-    }
-}
-
-fn sim_word(v: SimVerdict) -> &'static str {
-    match v {
-        SimVerdict::Reproduced => "reproduced",
-        SimVerdict::NotReproduced => "not reproduced",
-        SimVerdict::NotApplicable => "not applicable",
-    }
-}
-
 /// The ledger as a Markdown table plus details.
 pub fn markdown(l: &Ledger) -> String {
     let mut out = String::new();
@@ -566,16 +584,16 @@ pub fn markdown(l: &Ledger) -> String {
             c.id,
             c.title,
             c.threshold,
-            real_word(c.real),
-            sim_word(c.sim),
+            c.real.word(),
+            c.sim.word(),
             c.class.label()
         );
     }
     let _ = writeln!(out);
     for c in &l.claims {
         let _ = writeln!(out, "**{}. {}** — {}", c.id, c.title, c.class.label());
-        let _ = writeln!(out, "- real: {} ({})", real_word(c.real), c.real_evidence);
-        let _ = writeln!(out, "- simulator: {} ({})", sim_word(c.sim), c.sim_evidence);
+        let _ = writeln!(out, "- real: {} ({})", c.real.word(), c.real_evidence);
+        let _ = writeln!(out, "- simulator: {} ({})", c.sim.word(), c.sim_evidence);
         if let Some(f) = &c.figure {
             let show = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
             let _ = writeln!(
@@ -636,8 +654,8 @@ pub fn limitations(l: &Ledger) -> String {
             s.push_str(&format!(
                 "- **{}** (real: {}; simulator: {}).{}\n",
                 c.title,
-                real_word(c.real),
-                sim_word(c.sim),
+                c.real.word(),
+                c.sim.word(),
                 why
             ));
         }

@@ -25,6 +25,16 @@ impl std::str::FromStr for TextMode {
     }
 }
 
+impl std::fmt::Display for TextMode {
+    /// The name `--text` takes, so logs say "echo" as the user typed it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TextMode::Lorem => "lorem",
+            TextMode::Echo => "echo",
+        })
+    }
+}
+
 const WORDS: &[&str] = &[
     " lorem",
     " ipsum",
@@ -165,6 +175,14 @@ impl AnswerText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_print_as_the_flag_spells_them() {
+        for mode in [TextMode::Lorem, TextMode::Echo] {
+            assert_eq!(mode.to_string().parse::<TextMode>(), Ok(mode));
+        }
+        assert_eq!(TextMode::Echo.to_string(), "echo");
+    }
 
     #[test]
     fn lorem_is_seeded() {
