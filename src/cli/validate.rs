@@ -9,6 +9,7 @@ use clap::{ArgGroup, Args};
 use servesim_models::{DEFAULT_PROFILE, Profile};
 use servesim_validator::compare::{Recording, before_after, compare};
 use servesim_validator::http::{ClientConfig, HttpTarget};
+use servesim_validator::rounding::fixed;
 use servesim_validator::telemetry::{NvmlSource, TelemetrySource};
 use servesim_validator::validation::{
     Environment, RealRun, assemble, probe_server, run_real, run_sim, write_report,
@@ -114,8 +115,10 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
                 interval,
                 &mut |d, row| {
                     eprintln!(
-                        "servesim: real {d} {} done: {:.1} tok/s, {} errors",
-                        row.axis, row.tok_s, row.err
+                        "servesim: real {d} {} done: {} tok/s, {} errors",
+                        row.axis,
+                        fixed(row.tok_s, 1),
+                        row.err
                     );
                 },
             )?;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::drills::{Axis, DrillKind};
+use crate::rounding::{fixed, fixed_signed};
 use crate::rows::{Row, sweep_summary};
 use crate::suite::{DrillResult, GOODPUT_TARGET_PCT};
 
@@ -221,7 +222,7 @@ pub fn compare(a: &Recording, b: &Recording) -> Comparison {
 }
 
 fn pct(d: Option<f64>) -> String {
-    d.map_or("n/a".into(), |d| format!("{:+.1}%", d * 100.0))
+    d.map_or("n/a".into(), |d| format!("{}%", fixed_signed(d * 100.0, 1)))
 }
 
 /// `servesim compare`'s output: a title, then [`markdown`]. Two saved runs of any kind, A read as
@@ -253,29 +254,34 @@ pub fn markdown(c: &Comparison) -> String {
             let dd = |col: &str| pct(r.diff.iter().find(|(c, _)| c == col).and_then(|(_, d)| *d));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {:.1} | {} | {:.4} | {:.4} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.axis,
-                r.a.tok_s,
-                r.b.tok_s,
+                fixed(r.a.tok_s, 1),
+                fixed(r.b.tok_s, 1),
                 dd("tok_s"),
-                r.a.tpot_p50,
-                r.b.tpot_p50,
+                fixed(r.a.tpot_p50, 4),
+                fixed(r.b.tpot_p50, 4),
                 dd("tpot_p50"),
-                r.a.ttft_p50,
-                r.b.ttft_p50,
+                fixed(r.a.ttft_p50, 3),
+                fixed(r.b.ttft_p50, 3),
                 dd("ttft_p50"),
-                r.a.ttft_p95,
-                r.b.ttft_p95,
+                fixed(r.a.ttft_p95, 3),
+                fixed(r.b.ttft_p95, 3),
                 dd("ttft_p95"),
-                r.a.e2e_p95,
-                r.b.e2e_p95,
+                fixed(r.a.e2e_p95, 3),
+                fixed(r.b.e2e_p95, 3),
                 dd("e2e_p95"),
-                r.a.goodput_pct,
-                r.b.goodput_pct
+                fixed(r.a.goodput_pct, 1),
+                fixed(r.b.goodput_pct, 1)
             );
         }
         if let (Some(a), Some(b)) = (d.ratio_a, d.ratio_b) {
-            let _ = writeln!(out, "\nratio B-loaded/A-alone: A {a:.2}, B {b:.2}");
+            let _ = writeln!(
+                out,
+                "\nratio B-loaded/A-alone: A {}, B {}",
+                fixed(a, 2),
+                fixed(b, 2)
+            );
         }
         let _ = writeln!(out);
     }
@@ -288,8 +294,12 @@ pub fn markdown(c: &Comparison) -> String {
     for e in &c.errors {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} % | {:.1} % |",
-            e.metric, e.column, e.rows, e.median_abs_pct, e.max_abs_pct
+            "| {} | {} | {} | {} % | {} % |",
+            e.metric,
+            e.column,
+            e.rows,
+            fixed(e.median_abs_pct, 1),
+            fixed(e.max_abs_pct, 1)
         );
     }
     out

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::compare::{Recording, rel_diff};
 use crate::drills::{Axis, DrillKind};
+use crate::rounding::{fixed, fixed_signed};
 use crate::rows::Row;
 use crate::suite::{DrillResult, GOODPUT_TARGET_PCT};
 use crate::telemetry::{DeviceFacts, LevelTelemetry};
@@ -174,14 +175,14 @@ fn scaling(d: Option<&DrillResult>) -> Judged {
     Some((
         holds,
         format!(
-            "{}: conc {}..{} tok/s {:.1} -> {:.1}, smallest step gain {:.0} %, lowest goodput {:.1} %",
+            "{}: conc {}..{} tok/s {} -> {}, smallest step gain {:.0} %, lowest goodput {} %",
             d.drill,
             rows[0].axis,
             rows[rows.len() - 1].axis,
-            rows[0].tok_s,
-            rows[rows.len() - 1].tok_s,
+            fixed(rows[0].tok_s, 1),
+            fixed(rows[rows.len() - 1].tok_s, 1),
             min_gain * 100.0,
-            goodput
+            fixed(goodput, 1)
         ),
     ))
 }
@@ -197,14 +198,14 @@ fn knee(d: Option<&DrillResult>) -> Judged {
     Some((
         holds,
         format!(
-            "{}: knee at conc {}, operating point conc {}; ttft_p95 {:.3} -> {:.3} s; goodput {:.1} -> {:.1} %",
+            "{}: knee at conc {}, operating point conc {}; ttft_p95 {} -> {} s; goodput {} -> {} %",
             d.drill,
             show(&s.knee),
             show(&s.operating_point),
-            first.ttft_p95,
-            last.ttft_p95,
-            first.goodput_pct,
-            last.goodput_pct
+            fixed(first.ttft_p95, 3),
+            fixed(last.ttft_p95, 3),
+            fixed(first.goodput_pct, 1),
+            fixed(last.goodput_pct, 1)
         ),
     ))
 }
@@ -213,7 +214,7 @@ fn batching(d: Option<&DrillResult>) -> Judged {
     let ratio = d?.ratio?;
     Some((
         ratio <= BATCHING_RATIO,
-        format!("ttft_p95 ratio B-loaded/A-alone = {ratio:.2}"),
+        format!("ttft_p95 ratio B-loaded/A-alone = {}", fixed(ratio, 2)),
     ))
 }
 
@@ -362,9 +363,9 @@ fn classify(
     match (diff, assumption) {
         (Some(d), _) if d.abs() * 100.0 > AGREE_PCT => Class::SimDisagrees {
             detail: format!(
-                "{} differs by {:+.1} %",
+                "{} differs by {} %",
                 fig.as_ref().map_or("", |f| f.name.as_str()),
-                d * 100.0
+                fixed_signed(d * 100.0, 1)
             ),
         },
         (_, Some(a)) => Class::RealOnly {
@@ -595,15 +596,17 @@ pub fn markdown(l: &Ledger) -> String {
         let _ = writeln!(out, "- real: {} ({})", c.real.word(), c.real_evidence);
         let _ = writeln!(out, "- simulator: {} ({})", c.sim.word(), c.sim_evidence);
         if let Some(f) = &c.figure {
-            let show = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+            let show = |v: Option<f64>| v.map_or("n/a".into(), |v| fixed(v, 4));
             let _ = writeln!(
                 out,
                 "- {}: real {}, simulator {}{}",
                 f.name,
                 show(f.real),
                 show(f.sim),
-                f.rel_diff
-                    .map_or(String::new(), |d| format!(" ({:+.1} %)", d * 100.0))
+                f.rel_diff.map_or(String::new(), |d| format!(
+                    " ({} %)",
+                    fixed_signed(d * 100.0, 1)
+                ))
             );
         }
         match &c.class {
