@@ -2,6 +2,7 @@
 //! `servesim simulate` on the same records), each level's [`LevelDetail`], records logged as they
 //! finish, a clean partial result when the run is stopped, and the summary printers.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -97,6 +98,21 @@ pub struct BenchOutcome {
     pub drills: Vec<DrillBench>,
     /// Why the run stopped early (e.g. [`crate::http::INTERRUPTED`]).
     pub stopped: Option<String>,
+}
+
+impl BenchOutcome {
+    /// Requests measured over the whole run, how many succeeded, and the failures by class.
+    pub fn totals(&self) -> (usize, usize, BTreeMap<String, usize>) {
+        let (mut requests, mut ok, mut errors) = (0, 0, BTreeMap::new());
+        for detail in self.drills.iter().flat_map(|d| &d.details) {
+            requests += detail.requests;
+            ok += detail.ok;
+            for (class, n) in &detail.errors {
+                *errors.entry(class.clone()).or_insert(0) += n;
+            }
+        }
+        (requests, ok, errors)
+    }
 }
 
 /// Called after each level with its drill, row, detail and raw run.
