@@ -230,6 +230,48 @@ fn json_output_has_the_exact_row_schema_and_is_deterministic() {
     );
 }
 
+/// Each drill runs on a server of its own, seeded afresh and started as `--start` says: its rows are
+/// the same alone, inside `--drill all`, or after other drills.
+#[test]
+fn a_drill_gives_the_same_rows_alone_and_in_a_suite() {
+    let suite = json(&[
+        "simulate", "--drill", "all", "--format", "json", "--seed", "3",
+    ]);
+    let suite = suite.as_array().expect("an array for --drill all");
+    for d in suite {
+        let name = d["drill"].as_str().expect("drill name");
+        let alone = json(&[
+            "simulate", "--drill", name, "--format", "json", "--seed", "3",
+        ]);
+        assert_eq!(&alone, d, "{name} alone vs in the suite");
+    }
+    // Order does not matter either, and the baseline keeps its warm-up wherever it runs (auto).
+    let reversed = json(&[
+        "simulate",
+        "--drill",
+        "batching,decode,prefill,overload,saturation,baseline",
+        "--format",
+        "json",
+        "--seed",
+        "3",
+    ]);
+    let mut reversed = reversed.as_array().expect("array").clone();
+    reversed.reverse();
+    assert_eq!(&reversed, suite);
+    let p95 = suite[0]["rows"][0]["ttft_p95"].as_f64().expect("ttft_p95");
+    assert!(p95 > 1.0, "the cold baseline's conc-1 tail: {p95}");
+    // --start cold gives every drill the warm-up; warm gives none, the baseline included.
+    let first_ttft = |start: &str, drill: &str| {
+        json(&[
+            "simulate", "--drill", drill, "--format", "json", "--start", start,
+        ])["rows"][0]["ttft_p95"]
+            .as_f64()
+            .expect("ttft_p95")
+    };
+    assert!(first_ttft("cold", "decode") > first_ttft("warm", "decode") + 0.5);
+    assert!(first_ttft("warm", "baseline") < 0.2);
+}
+
 #[test]
 fn table_output_matches_the_golden_file() {
     let got = stdout_ok(&["simulate", "--drill", "baseline,decode"]);

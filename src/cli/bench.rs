@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use servesim_models::{DEFAULT_PROFILE, Profile};
-use servesim_sim::VirtualServer;
 use servesim_validator::bench::{self, BenchSpec, SimTarget, run_bench};
 use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
 use servesim_validator::load::{CappedTarget, OpenLoop};
 use servesim_validator::records::{self, OutputDir, RecordLog};
 use servesim_validator::report::{self, Format};
+use servesim_validator::{DrillServer, Start};
 
 use super::simulate::DrillArgs;
 
@@ -74,7 +74,7 @@ pub struct BenchArgs {
 fn choose(
     args: &BenchArgs,
     log: Option<Arc<RecordLog>>,
-    cold: bool,
+    start: Start,
 ) -> Result<(Box<dyn CappedTarget>, String)> {
     match (&args.url, &args.target) {
         (Some(url), None) => {
@@ -108,10 +108,7 @@ fn choose(
             };
             let profile = Profile::load(profile_name)?;
             profile.derive()?;
-            let mut server = VirtualServer::new(&profile, args.seed)?;
-            if !cold {
-                server.skip_warmup();
-            }
+            let server = DrillServer::new(&profile, args.seed, start)?;
             Ok((Box::new(SimTarget::new(server, log)), profile.name))
         }
         _ => bail!("give --url URL (an OpenAI-compatible server) or --target sim[:PROFILE]"),
@@ -157,9 +154,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .as_ref()
         .map(|o| o.record_log().map(Arc::new))
         .transpose()?;
-    // The simulated server starts cold or warm exactly as `simulate` decides (`--start`).
-    let cold = args.drills.cold_start(&drills);
-    let (mut target, label) = choose(&args, log.clone(), cold)?;
+    // Each drill's simulated server starts cold or warm exactly as in `simulate` (`--start`).
+    let (mut target, label) = choose(&args, log.clone(), args.drills.start())?;
     let spec = BenchSpec {
         drills,
         params,

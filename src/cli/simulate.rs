@@ -6,7 +6,9 @@ use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
 use servesim_sim::VirtualServer;
 use servesim_validator::report::{self, Format};
 use servesim_validator::trace::{parse_trace, trace_plan, trace_report};
-use servesim_validator::{DrillKind, DrillParams, DrillResult, Tier, run_drill};
+use servesim_validator::{
+    DrillKind, DrillParams, DrillResult, DrillServer, Start, Tier, run_drill,
+};
 
 /// Drill selection and the overrides of drills.md's defaults.
 #[derive(Debug, Args, Clone)]
@@ -32,8 +34,10 @@ pub struct DrillArgs {
     /// ... and its e2e latency at most this (seconds; 0 = no bound).
     #[arg(long, default_value_t = 0.0)]
     pub e2e_slo: f64,
-    /// Server start: cold (the profile's one-off warm-up hits the first requests), warm, or auto =
-    /// cold only when the run begins with the baseline drill, as the reference suite did.
+    /// How the simulated server starts each drill (every drill gets a server of its own, so a
+    /// drill gives the same rows alone or in a suite): cold (the profile's one-off warm-up hits its
+    /// first requests), warm, or auto = the baseline drill cold, as the reference suite began, and
+    /// the others warm.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cold", "warm"])]
     pub start: String,
     /// Overload sweep: gpu (conc 32..512, max_tokens 512, 64 requests) or cpu (conc 1..32, 12 requests).
@@ -60,13 +64,9 @@ impl DrillArgs {
             .collect()
     }
 
-    /// Whether the simulated server starts cold for these drills.
-    pub fn cold_start(&self, drills: &[DrillKind]) -> bool {
-        match self.start.as_str() {
-            "cold" => true,
-            "warm" => false,
-            _ => drills.first() == Some(&DrillKind::Baseline),
-        }
+    /// How the simulated server starts each drill (`--start`; clap has checked the spelling).
+    pub fn start(&self) -> Start {
+        self.start.parse().unwrap_or(Start::Auto)
     }
 
     pub fn params(&self) -> Result<DrillParams> {
@@ -134,19 +134,17 @@ fn load_profile(spec: &str, policy: Option<SchedulingPolicy>) -> Result<Profile>
     Ok(profile)
 }
 
-/// Run drills in virtual time on one simulated server, started cold (it pays the profile's one-off
-/// warm-up, like a freshly started real server) or warm.
+/// Run drills in virtual time, each on a simulated server of its own seeded with `seed` and started
+/// cold (it pays the profile's one-off warm-up, like a freshly started real server) or warm as
+/// `start` says; so each drill's rows are those it gives alone.
 pub fn simulate_drills(
     profile: &Profile,
     drills: &[DrillKind],
     params: &DrillParams,
     seed: u64,
-    cold: bool,
+    start: Start,
 ) -> Result<Vec<DrillResult>> {
-    let mut server = VirtualServer::new(profile, seed)?;
-    if !cold {
-        server.skip_warmup();
-    }
+    let mut server = DrillServer::new(profile, seed, start)?;
     drills
         .iter()
         .map(|&d| {
@@ -195,8 +193,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
-    let cold = args.drills.cold_start(&drills);
-    let results = simulate_drills(&profile, &drills, &params, args.seed, cold)?;
+    let results = simulate_drills(&profile, &drills, &params, args.seed, args.drills.start())?;
     print!("{}", report::render(&results, args.format));
     Ok(())
 }
@@ -224,7 +221,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         d.single_decode_step_s * 1e3
     );
     let params = DrillParams::default();
-    let results = simulate_drills(&profile, &DrillKind::ALL, &params, args.seed, true)?;
+    let results = simulate_drills(&profile, &DrillKind::ALL, &params, args.seed, Start::Auto)?;
     println!("{}", report::render(&results, Format::Table));
 
     // Warm, so that the one-off warm-up does not land inside phase A of the contrast.
@@ -235,7 +232,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         &[DrillKind::Batching],
         &params,
         args.seed,
-        false,
+        Start::Warm,
     )?;
     println!(
         "The same batching drill on a server that runs one request at a time (policy serial, already warm):"

@@ -126,8 +126,7 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         }
         (None, None) => bail!("one of --real <URL> or --real-from <PATH> is required"),
     };
-    let cold = args.drills.cold_start(&drills);
-    let sim = run_sim(&profile, &drills, &params, args.seed, cold)?;
+    let sim = run_sim(&profile, &drills, &params, args.seed, args.drills.start())?;
     let v = assemble(env, real, sim);
     let files = write_report(&args.out, &v)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use servesim_sim::{LevelPlan, LevelRun, VirtualServer};
+use servesim_sim::{LevelPlan, LevelRun};
 
 use crate::drills::{DrillKind, DrillParams};
 use crate::http::INTERRUPTED;
@@ -17,18 +17,18 @@ use crate::metrics::{DEFINITIONS, LevelDetail};
 use crate::records::RecordLog;
 use crate::report::{self, Format};
 use crate::rows::{Row, measured, sweep_summary};
-use crate::suite::{DrillResult, GOODPUT_TARGET_PCT, Target, TargetError, run_drill};
+use crate::suite::{DrillResult, DrillServer, GOODPUT_TARGET_PCT, Target, TargetError, run_drill};
 
-/// The virtual-time engine as a bench target: the same [`VirtualServer`] `simulate` uses, keeping
-/// event times (for ITL) and logging each level's records.
+/// The virtual-time engine as a bench target: the same [`DrillServer`] `simulate` uses (a server
+/// of its own per drill), keeping event times (for ITL) and logging each level's records.
 pub struct SimTarget {
-    server: VirtualServer,
+    server: DrillServer,
     log: Option<Arc<RecordLog>>,
 }
 
 impl SimTarget {
     /// Wrap `server`; records go to `log` after each level.
-    pub fn new(server: VirtualServer, log: Option<Arc<RecordLog>>) -> SimTarget {
+    pub fn new(server: DrillServer, log: Option<Arc<RecordLog>>) -> SimTarget {
         SimTarget { server, log }
     }
 }
@@ -37,13 +37,17 @@ impl Target for SimTarget {
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         let mut plan = plan.clone();
         plan.record_event_times = true;
-        let run = self.server.run_level(&plan);
+        let run = self.server.run_level(&plan)?;
         if let Some(log) = &self.log {
             for r in &run.records {
                 log.write(r);
             }
         }
         Ok(run)
+    }
+
+    fn begin_drill(&mut self, drill: DrillKind) -> Result<(), TargetError> {
+        self.server.begin_drill(drill)
     }
 }
 

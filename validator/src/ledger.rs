@@ -701,7 +701,7 @@ mod tests {
             &DrillKind::ALL,
             &crate::drills::DrillParams::default(),
             0,
-            false,
+            crate::suite::Start::Warm,
         )
         .expect("sim");
         r.label = profile.to_string();

@@ -40,4 +40,4 @@ pub mod validation;
 
 pub use drills::{Axis, DrillKind, DrillParams, Tier};
 pub use rows::{Row, Slo, SweepSummary};
-pub use suite::{DrillResult, Target, TargetError, run_drill};
+pub use suite::{DrillResult, DrillServer, Start, Target, TargetError, run_drill};
