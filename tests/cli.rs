@@ -372,4 +372,55 @@ fn demo_tells_the_whole_story() {
             "{needle} missing from demo output:\n{out}"
         );
     }
+    // The baseline sweep never flattens: said in words, not as a knee at "conc not reached".
+    assert!(!out.contains("not reached"), "{out}");
+    assert!(
+        out.contains(
+            "- baseline: throughput still growing at the highest concurrency tried, conc 8 (no knee reached)"
+        ),
+        "{out}"
+    );
+    // It ends by naming what to run next, with flags those commands accept.
+    let tail: Vec<&str> = out.lines().rev().take(3).collect();
+    assert!(tail[2].trim_start().starts_with("servesim serve "), "{out}");
+    assert!(
+        tail[1].trim_start().starts_with(
+            "servesim bench --url http://127.0.0.1:8000 --drill baseline --out bench-run "
+        ),
+        "{out}"
+    );
+    assert!(
+        tail[0]
+            .trim_start()
+            .starts_with("servesim validate --real-from bench-run "),
+        "{out}"
+    );
+    let other = stdout_ok(&["demo", "--profile", "h100-qwen2.5-7b"]);
+    assert!(
+        other.contains("servesim serve --profile h100-qwen2.5-7b ")
+            && other.contains("servesim validate --real-from bench-run --profile h100-qwen2.5-7b "),
+        "the suggestions keep the profile:\n{other}"
+    );
+}
+
+/// The commands the demo suggests parse with exactly the flags it gives them.
+#[test]
+fn the_demos_suggestions_are_valid_command_lines() {
+    for args in [
+        vec!["serve", "--help"],
+        vec!["serve", "--profile", "h100-qwen2.5-7b", "--help"],
+        vec![
+            "bench",
+            "--url",
+            "http://127.0.0.1:8000",
+            "--drill",
+            "baseline",
+            "--out",
+            "bench-run",
+            "--help",
+        ],
+        vec!["validate", "--real-from", "bench-run", "--help"],
+    ] {
+        stdout_ok(&args);
+    }
 }

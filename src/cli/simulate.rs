@@ -5,9 +5,10 @@ use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
 use servesim_sim::VirtualServer;
 use servesim_validator::report::{self, Format};
+use servesim_validator::rounding::fixed;
 use servesim_validator::trace::{parse_trace, trace_plan, trace_report};
 use servesim_validator::{
-    DrillKind, DrillParams, DrillResult, DrillServer, Start, Tier, run_drill,
+    DrillKind, DrillParams, DrillResult, DrillServer, Start, SweepSummary, Tier, run_drill,
 };
 
 /// Drill selection and the overrides of drills.md's defaults.
@@ -242,16 +243,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     println!("What it shows:");
     for r in &results {
         if let Some(s) = &r.sweep {
-            let show = |a: &Option<servesim_validator::Axis>| {
-                a.as_ref().map_or("not reached".into(), |a| a.to_string())
-            };
-            println!(
-                "- {}: throughput stops growing at conc {} (knee); the highest level holding {:.0} % goodput is conc {} (operating point)",
-                r.drill,
-                show(&s.knee),
-                s.goodput_target_pct,
-                show(&s.operating_point)
-            );
+            println!("- {}: {}", r.drill, sweep_story(r, s));
         }
     }
     if let (Some(c), Some(s)) = (
@@ -262,7 +254,9 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         serial[0].ratio,
     ) {
         println!(
-            "- continuous batching keeps TTFT under load: ratio B/A {c:.2}, against {s:.1} when requests run one at a time"
+            "- continuous batching keeps TTFT under load: ratio B/A {}, against {} when requests run one at a time",
+            fixed(c, 2),
+            fixed(s, 1)
         );
     }
     println!(
@@ -270,5 +264,59 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         results.len() + 1,
         started.elapsed().as_secs_f64()
     );
+    print!("{}", next_steps(&args.profile));
     Ok(())
+}
+
+/// One sweep's knee and operating point as a sentence; a sweep that never flattened says it was
+/// still growing at its highest level rather than naming a knee it did not reach.
+fn sweep_story(r: &DrillResult, s: &SweepSummary) -> String {
+    let knee = match (&s.knee, r.rows.last()) {
+        (Some(knee), _) => format!("throughput stops growing at conc {knee} (knee)"),
+        (None, Some(last)) => format!(
+            "throughput still growing at the highest concurrency tried, conc {} (no knee reached)",
+            last.axis
+        ),
+        (None, None) => "no levels (no knee)".into(),
+    };
+    let target = fixed(s.goodput_target_pct, 0);
+    let operating = match &s.operating_point {
+        Some(op) => {
+            format!("the highest level holding {target} % goodput is conc {op} (operating point)")
+        }
+        None => format!("no level held {target} % goodput (no operating point)"),
+    };
+    format!("{knee}; {operating}")
+}
+
+/// What to run after the demo: the same profile as a fake vLLM server, the load generator against
+/// it (or against a real vLLM), and the validation of that run against the simulator.
+fn next_steps(profile: &str) -> String {
+    let flag = if profile == DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    };
+    let lines = [
+        (
+            format!("servesim serve{flag}"),
+            "fake vLLM on :8000; Ctrl-C stops it",
+        ),
+        (
+            "servesim bench --url http://127.0.0.1:8000 --drill baseline --out bench-run".into(),
+            "another shell; ~30 s",
+        ),
+        (
+            format!("servesim validate --real-from bench-run{flag}"),
+            "vs the simulator: validate-out/",
+        ),
+    ];
+    let width = lines.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "Next: serve this profile as a fake vLLM, measure it over HTTP as you would a real one, and validate the run:\n",
+    );
+    for (command, note) in lines {
+        out.push_str(&format!("  {command:<width$}  # {note}\n"));
+    }
+    out
 }

@@ -52,19 +52,36 @@ pub fn table(result: &DrillResult) -> String {
         let _ = writeln!(out, "ratio B/A of ttft_p95: {}", fixed(ratio, 2));
     }
     if let Some(s) = &result.sweep {
-        let show = |a: &Option<crate::drills::Axis>| {
-            a.as_ref()
-                .map_or("not reached".to_string(), |a| a.to_string())
-        };
+        let operating_point = s
+            .operating_point
+            .as_ref()
+            .map_or("none (no level held it)".to_string(), |a| {
+                format!("conc {a}")
+            });
         let _ = writeln!(
             out,
-            "knee (throughput gain < 5 %): conc {}; operating point (goodput >= {:.0} %): conc {}",
-            show(&s.knee),
+            "knee (throughput gain < 5 %): {}; operating point (goodput >= {:.0} %): {operating_point}",
+            knee_words(result),
             s.goodput_target_pct,
-            show(&s.operating_point)
         );
     }
     out
+}
+
+/// A sweep's knee in words: "conc 256", or, when throughput never stopped growing, that it was
+/// still growing at the highest level tried (never "conc not reached", which reads like a level).
+pub fn knee_words(result: &DrillResult) -> String {
+    match (
+        result.sweep.as_ref().and_then(|s| s.knee.as_ref()),
+        result.rows.last(),
+    ) {
+        (Some(knee), _) => format!("conc {knee}"),
+        (None, Some(last)) => format!(
+            "none, throughput still growing at conc {} (the highest tried)",
+            last.axis
+        ),
+        (None, None) => "none".into(),
+    }
 }
 
 /// The row's time and rate columns as the table, the CSV and the JSON all show them: ttft_p50,
