@@ -70,7 +70,7 @@ pub fn table(result: &DrillResult) -> String {
 
 /// A sweep's knee in words: "conc 256", or, when throughput never stopped growing, that it was
 /// still growing at the highest level tried (never "conc not reached", which reads like a level).
-pub fn knee_words(result: &DrillResult) -> String {
+fn knee_words(result: &DrillResult) -> String {
     match (
         result.sweep.as_ref().and_then(|s| s.knee.as_ref()),
         result.rows.last(),

@@ -90,11 +90,6 @@ impl DrillServer {
             server: VirtualServer::new(profile, seed)?,
         })
     }
-
-    /// The server of the drill under way (the profile's, freshly started, before any drill).
-    pub fn server_mut(&mut self) -> &mut VirtualServer {
-        &mut self.server
-    }
 }
 
 impl Target for DrillServer {
