@@ -460,21 +460,81 @@ fn timeouts_and_refused_connections_are_their_own_classes() {
     assert_eq!(v["rows"][0]["err"], 1);
     assert_eq!(v["levels"][0]["errors"]["timeout"], 1);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let v = json(
-        &BenchRun::url(&format!("http://127.0.0.1:{port}"))
-            .drill("baseline")
-            .concurrency("1")
-            .requests_per_level(2)
-            .json()
-            .quiet()
-            .run_ok(),
-    );
+    let port = free_port();
+    let out = BenchRun::url(&format!("http://127.0.0.1:{port}"))
+        .drill("baseline")
+        .concurrency("1")
+        .requests_per_level(2)
+        .json()
+        .quiet()
+        .run();
+    // Nothing succeeded: an error, but the results are still printed.
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["rows"][0]["err"], 2);
     assert_eq!(v["levels"][0]["errors"]["connect"], 2);
+}
+
+/// A loopback port nothing listens on (bound by the OS, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn a_run_where_nothing_succeeds_fails_and_still_writes_its_files() {
+    let dir = out_dir("dead");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = BenchRun::url(&url)
+        .drill("baseline")
+        .concurrency("1,2")
+        .requests_per_level(2)
+        .out(&dir)
+        .quiet()
+        .run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no request succeeded: all 4 failed (connect: 4)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is a server listening at {url}?")),
+        "{stderr}"
+    );
+    // The error class by its name, not the code's.
+    assert!(!stderr.contains("Connect:"), "{stderr}");
+    // tok/s of a level without one event is 0.0, never -0.0.
+    let table = std::fs::read_to_string(dir.join("table.txt")).expect("table.txt");
+    assert_eq!(table, stdout);
+    assert!(!table.contains("-0.0"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .expect("the conc-1 row");
+    assert_eq!(row.split_whitespace().nth(9), Some("0.0"), "{table}");
+    for file in [
+        "params.json",
+        "summary.json",
+        "summary.csv",
+        "requests.jsonl",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} written");
+    }
+    assert_eq!(jsonl(&dir.join("requests.jsonl")).len(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+    // A URL given to --target (which takes sim[:PROFILE]) points at --url.
+    let out = support::servesim(&["bench", "--target", &url, "--drill", "baseline"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("give --url {url}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -106,12 +106,29 @@ fn bad_input_is_a_clear_error() {
             vec!["profiles", "show", "rtx-a6000+no-model"],
             "unknown model",
         ),
+        // An unknown part of GPU+MODEL names what would have worked.
+        (
+            vec!["simulate", "--profile", "h200+nosuch"],
+            "valid models: qwen2.5-7b-instruct, qwen2.5-0.5b-instruct",
+        ),
+        (
+            vec!["simulate", "--profile", "nosuch+qwen2.5-7b-instruct"],
+            "valid GPUs: rtx-a6000, a100-80gb, h100-sxm, h200",
+        ),
     ] {
         let out = servesim(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // A file that cannot be read: its path and the OS's reason, each said once.
+    let out = servesim(&["simulate", "--profile", "/nonexistent/p.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read profile file /nonexistent/p.toml: No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
     // GPU+MODEL pairs resolve from the catalogue.
     let out = stdout_ok(&["profiles", "show", "l4+qwen2.5-7b-instruct"]);
     assert!(out.contains("NVIDIA L4"), "{out}");
@@ -213,6 +230,48 @@ fn json_output_has_the_exact_row_schema_and_is_deterministic() {
     );
 }
 
+/// Each drill runs on a server of its own, seeded afresh and started as `--start` says: its rows are
+/// the same alone, inside `--drill all`, or after other drills.
+#[test]
+fn a_drill_gives_the_same_rows_alone_and_in_a_suite() {
+    let suite = json(&[
+        "simulate", "--drill", "all", "--format", "json", "--seed", "3",
+    ]);
+    let suite = suite.as_array().expect("an array for --drill all");
+    for d in suite {
+        let name = d["drill"].as_str().expect("drill name");
+        let alone = json(&[
+            "simulate", "--drill", name, "--format", "json", "--seed", "3",
+        ]);
+        assert_eq!(&alone, d, "{name} alone vs in the suite");
+    }
+    // Order does not matter either, and the baseline keeps its warm-up wherever it runs (auto).
+    let reversed = json(&[
+        "simulate",
+        "--drill",
+        "batching,decode,prefill,overload,saturation,baseline",
+        "--format",
+        "json",
+        "--seed",
+        "3",
+    ]);
+    let mut reversed = reversed.as_array().expect("array").clone();
+    reversed.reverse();
+    assert_eq!(&reversed, suite);
+    let p95 = suite[0]["rows"][0]["ttft_p95"].as_f64().expect("ttft_p95");
+    assert!(p95 > 1.0, "the cold baseline's conc-1 tail: {p95}");
+    // --start cold gives every drill the warm-up; warm gives none, the baseline included.
+    let first_ttft = |start: &str, drill: &str| {
+        json(&[
+            "simulate", "--drill", drill, "--format", "json", "--start", start,
+        ])["rows"][0]["ttft_p95"]
+            .as_f64()
+            .expect("ttft_p95")
+    };
+    assert!(first_ttft("cold", "decode") > first_ttft("warm", "decode") + 0.5);
+    assert!(first_ttft("warm", "baseline") < 0.2);
+}
+
 #[test]
 fn table_output_matches_the_golden_file() {
     let got = stdout_ok(&["simulate", "--drill", "baseline,decode"]);
@@ -312,5 +371,56 @@ fn demo_tells_the_whole_story() {
             out.contains(needle),
             "{needle} missing from demo output:\n{out}"
         );
+    }
+    // The baseline sweep never flattens: said in words, not as a knee at "conc not reached".
+    assert!(!out.contains("not reached"), "{out}");
+    assert!(
+        out.contains(
+            "- baseline: throughput still growing at the highest concurrency tried, conc 8 (no knee reached)"
+        ),
+        "{out}"
+    );
+    // It ends by naming what to run next, with flags those commands accept.
+    let tail: Vec<&str> = out.lines().rev().take(3).collect();
+    assert!(tail[2].trim_start().starts_with("servesim serve "), "{out}");
+    assert!(
+        tail[1].trim_start().starts_with(
+            "servesim bench --url http://127.0.0.1:8000 --drill baseline --out bench-run "
+        ),
+        "{out}"
+    );
+    assert!(
+        tail[0]
+            .trim_start()
+            .starts_with("servesim validate --real-from bench-run "),
+        "{out}"
+    );
+    let other = stdout_ok(&["demo", "--profile", "h100-qwen2.5-7b"]);
+    assert!(
+        other.contains("servesim serve --profile h100-qwen2.5-7b ")
+            && other.contains("servesim validate --real-from bench-run --profile h100-qwen2.5-7b "),
+        "the suggestions keep the profile:\n{other}"
+    );
+}
+
+/// The commands the demo suggests parse with exactly the flags it gives them.
+#[test]
+fn the_demos_suggestions_are_valid_command_lines() {
+    for args in [
+        vec!["serve", "--help"],
+        vec!["serve", "--profile", "h100-qwen2.5-7b", "--help"],
+        vec![
+            "bench",
+            "--url",
+            "http://127.0.0.1:8000",
+            "--drill",
+            "baseline",
+            "--out",
+            "bench-run",
+            "--help",
+        ],
+        vec!["validate", "--real-from", "bench-run", "--help"],
+    ] {
+        stdout_ok(&args);
     }
 }

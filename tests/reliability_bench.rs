@@ -155,7 +155,8 @@ fn every_failure_class_is_classified_and_counted_exactly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Refused connections, a whole level of them: counted, and the run still ends normally.
+    // Refused connections, a whole run of them: counted and printed, and the run fails because
+    // nothing succeeded.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -167,7 +168,12 @@ fn every_failure_class_is_classified_and_counted_exactly() {
         .json()
         .quiet()
         .run();
-    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no request succeeded: all 20 failed (connect: 20)"),
+        "{stderr}"
+    );
     let v = json(&String::from_utf8_lossy(&out.stdout));
     for level in v["levels"].as_array().expect("levels") {
         assert_eq!(level["errors"]["connect"], 10, "{level}");

@@ -227,7 +227,7 @@ async fn stop_strings_and_echo_text() {
     let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;
     assert_eq!(
         cmpl["choices"][0]["text"],
-        "alpha beta gamma deltaalpha beta gamma delta"
+        "alpha beta gamma delta alpha beta gamma delta"
     );
     let body = json!({"prompt": "alpha beta gamma delta", "max_tokens": 8, "ignore_eos": true, "stop": [" gam"]});
     let cmpl = json_of(post(&server.base, "/v1/completions", &body).await).await;

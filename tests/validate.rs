@@ -56,6 +56,28 @@ fn validating_the_recorded_a6000_baseline() {
         stderr.contains("NVML not observed"),
         "says once that there is no telemetry: {stderr}"
     );
+    // The console uses the report's plain words for verdicts, never the code's names.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "claim 1: substantiated on the real run, reproduced on the simulator -> real-only"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "claim 6: not observed on the real run, not applicable on the simulator -> neither covers"
+        ),
+        "{stdout}"
+    );
+    for code_name in [
+        "NotObserved",
+        "NotApplicable",
+        "Substantiated",
+        "Reproduced",
+    ] {
+        assert!(!stdout.contains(code_name), "{code_name} in:\n{stdout}");
+    }
 
     let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
     assert!(report.contains("| GPU (NVML) | not observed"), "{report}");
@@ -102,6 +124,60 @@ fn validating_the_recorded_a6000_baseline() {
 }
 
 #[test]
+fn validate_names_both_ways_to_give_the_real_run() {
+    let out = servesim(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--real <URL>") && err.contains("--real-from <PATH>"),
+        "{err}"
+    );
+    let out = servesim(&[
+        "validate",
+        "--real",
+        "http://127.0.0.1:1",
+        "--real-from",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "not both");
+}
+
+/// `--real-from` takes a `bench --out` directory as it is (its summary.json).
+#[test]
+fn validate_reads_a_bench_output_directory() {
+    let run = out_dir("bench-run");
+    let dir = out_dir("from-dir");
+    let bench = servesim(&[
+        "bench",
+        "--target",
+        "sim",
+        "--drill",
+        "baseline",
+        "--quiet",
+        "--out",
+        run.to_str().expect("utf-8"),
+    ]);
+    assert!(bench.status.success());
+    let out = servesim(&[
+        "validate",
+        "--real-from",
+        run.to_str().expect("utf-8"),
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The simulator against its own bench run: no difference at all.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("median   0.0 %, max   0.0 % over 4 rows"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::remove_dir_all(&run).ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn compare_two_saved_runs() {
     let dir = out_dir("compare");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -130,8 +206,16 @@ fn compare_two_saved_runs() {
         pb.to_str().expect("utf-8"),
     ]);
     assert!(
+        md.starts_with("# Before/after comparison: A (before) and B (after)\n"),
+        "{md}"
+    );
+    assert!(
         md.contains("A = a6000-qwen2.5-7b, B = l40s-qwen2.5-7b"),
         "{md}"
+    );
+    assert!(
+        md.contains("### Summary of differences") && !md.contains("Error summary"),
+        "a before/after comparison is not an error: {md}"
     );
     assert!(
         md.contains("### baseline (conc)") && md.contains("### prefill (in_tok)"),
@@ -151,6 +235,10 @@ fn compare_two_saved_runs() {
     );
     let bad = servesim(&["compare", pa.to_str().expect("utf-8"), "/nonexistent.json"]);
     assert_eq!(bad.status.code(), Some(1));
+    // The path and the OS's reason, each said once.
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("cannot read /nonexistent.json: "), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -26,9 +26,18 @@ const GIB: u64 = 1 << 30;
 pub enum ProfileError {
     #[error("unknown profile '{0}' (see `servesim profiles`, or give a path to a .toml file)")]
     UnknownProfile(String),
-    #[error("unknown {kind} '{name}' in the catalogue")]
-    UnknownEntry { kind: &'static str, name: String },
-    #[error("cannot read profile file {path}: {source}")]
+    #[error(
+        "unknown {kind} '{name}' in the catalogue; valid {}: {}",
+        plural(kind),
+        .known.join(", ")
+    )]
+    UnknownEntry {
+        kind: &'static str,
+        name: String,
+        /// The catalogue's names of that kind, so the message says what would have worked.
+        known: Vec<String>,
+    },
+    #[error("cannot read profile file {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -37,6 +46,14 @@ pub enum ProfileError {
     Invalid { origin: String, message: String },
     #[error("profile {profile}: {message}")]
     NotServable { profile: String, message: String },
+}
+
+/// "GPUs" and "models": the kinds of catalogue entry as the error message lists them.
+fn plural(kind: &str) -> String {
+    match kind {
+        "gpu" => "GPUs".into(),
+        other => format!("{other}s"),
+    }
 }
 
 /// A fully resolved profile: everything the cost model and the engine need.
@@ -134,7 +151,17 @@ fn catalogue_table(
     Err(ProfileError::UnknownEntry {
         kind,
         name: name.to_string(),
+        known: entry_names(entries),
     })
+}
+
+/// The `name` of every catalogue entry in `entries`, in catalogue order.
+fn entry_names(entries: &[&str]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|t| t.parse::<Table>().ok())
+        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect()
 }
 
 /// Resolve `gpu = "name"` or a `[gpu]` table (optionally with `base = "name"`) to a table.
@@ -274,23 +301,12 @@ impl Profile {
 
     /// Names of the built-in profiles, in catalogue order.
     pub fn builtin_names() -> Vec<String> {
-        PROFILES
-            .iter()
-            .filter_map(|t| t.parse::<Table>().ok())
-            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
-            .collect()
+        entry_names(PROFILES)
     }
 
     /// Names of the catalogue's GPUs and models, for `GPU+MODEL` profiles.
     pub fn catalogue_names() -> (Vec<String>, Vec<String>) {
-        let names = |entries: &[&str]| {
-            entries
-                .iter()
-                .filter_map(|t| t.parse::<Table>().ok())
-                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        };
-        (names(GPUS), names(LLMS))
+        (entry_names(GPUS), entry_names(LLMS))
     }
 
     /// The figures that follow from the profile; an error when the model cannot be served on the card.
@@ -378,4 +394,27 @@ pub struct Derived {
     pub max_model_len: u32,
     /// Predicted duration of one decode iteration with a single short sequence.
     pub single_decode_step_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_catalogue_entry_lists_the_valid_names() {
+        let err = Profile::builtin("h200+nosuch").map(|p| p.name);
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            msg,
+            "unknown model 'nosuch' in the catalogue; valid models: qwen2.5-7b-instruct, \
+             qwen2.5-0.5b-instruct, llama-3.1-8b-instruct, mistral-7b-instruct-v0.3"
+        );
+        let err = Profile::builtin("nosuch+qwen2.5-7b-instruct").map(|p| p.name);
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            msg,
+            "unknown gpu 'nosuch' in the catalogue; valid GPUs: rtx-a6000, a100-80gb, h100-sxm, \
+             h200, l4, l40s, rtx4090"
+        );
+    }
 }

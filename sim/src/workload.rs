@@ -84,6 +84,19 @@ pub enum ErrorKind {
     BrokenStream,
 }
 
+impl ErrorKind {
+    /// The class's name as the records and summaries spell it: `connect`, `timeout`, `status` or
+    /// `broken_stream`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Status { .. } => "status",
+            ErrorKind::BrokenStream => "broken_stream",
+        }
+    }
+}
+
 /// A failed request: the class and the cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestError {

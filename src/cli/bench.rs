@@ -9,12 +9,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 use servesim_models::{DEFAULT_PROFILE, Profile};
-use servesim_sim::VirtualServer;
 use servesim_validator::bench::{self, BenchSpec, SimTarget, run_bench};
 use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
 use servesim_validator::load::{CappedTarget, OpenLoop};
 use servesim_validator::records::{self, OutputDir, RecordLog};
 use servesim_validator::report::{self, Format};
+use servesim_validator::{DrillServer, Start};
 
 use super::simulate::DrillArgs;
 
@@ -74,7 +74,7 @@ pub struct BenchArgs {
 fn choose(
     args: &BenchArgs,
     log: Option<Arc<RecordLog>>,
-    cold: bool,
+    start: Start,
 ) -> Result<(Box<dyn CappedTarget>, String)> {
     match (&args.url, &args.target) {
         (Some(url), None) => {
@@ -101,14 +101,14 @@ fn choose(
             let profile_name = match spec.split_once(':') {
                 None if spec == "sim" => DEFAULT_PROFILE,
                 Some(("sim", p)) if !p.is_empty() => p,
+                _ if spec.starts_with("http://") || spec.starts_with("https://") => {
+                    bail!("--target takes sim or sim:PROFILE; for a server give --url {spec}")
+                }
                 _ => bail!("--target must be sim or sim:PROFILE, got '{spec}'"),
             };
             let profile = Profile::load(profile_name)?;
             profile.derive()?;
-            let mut server = VirtualServer::new(&profile, args.seed)?;
-            if !cold {
-                server.skip_warmup();
-            }
+            let server = DrillServer::new(&profile, args.seed, start)?;
             Ok((Box::new(SimTarget::new(server, log)), profile.name))
         }
         _ => bail!("give --url URL (an OpenAI-compatible server) or --target sim[:PROFILE]"),
@@ -154,9 +154,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .as_ref()
         .map(|o| o.record_log().map(Arc::new))
         .transpose()?;
-    // The simulated server starts cold or warm exactly as `simulate` decides (`--start`).
-    let cold = args.drills.cold_start(&drills);
-    let (mut target, label) = choose(&args, log.clone(), cold)?;
+    // Each drill's simulated server starts cold or warm exactly as in `simulate` (`--start`).
+    let (mut target, label) = choose(&args, log.clone(), args.drills.start())?;
     let spec = BenchSpec {
         drills,
         params,
@@ -187,6 +186,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     let mut printed = 0usize;
+    let mut first_error: Option<String> = None;
     let quiet = args.quiet;
     let outcome = run_bench(
         target.as_mut(),
@@ -194,12 +194,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         log.as_deref(),
         &mut |drill, row, detail, run| {
             for r in &run.records {
-                if let (Some(e), true) = (&r.error, printed < PRINTED_ERRORS) {
-                    printed += 1;
-                    eprintln!(
-                        "servesim bench: {drill} {} request {}: {:?}: {}",
-                        detail.axis, r.index, e.kind, e.message
-                    );
+                if let Some(e) = &r.error {
+                    first_error.get_or_insert_with(|| format!("{}: {}", e.kind.class(), e.message));
+                    if printed < PRINTED_ERRORS {
+                        printed += 1;
+                        eprintln!(
+                            "servesim bench: {drill} {} request {}: {}: {}",
+                            detail.axis,
+                            r.index,
+                            e.kind.class(),
+                            e.message
+                        );
+                    }
                 }
             }
             if let Some(w) = detail.client_bottleneck() {
@@ -231,7 +237,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("could not write every record: {failure}");
         }
     }
+    // The output files are written by now: a failed run still leaves its records behind.
+    let (requests, ok, errors) = outcome.totals();
     match outcome.stopped {
+        None if requests > 0 && ok == 0 => bail!(
+            "{}",
+            nothing_succeeded(requests, &errors, first_error.as_deref(), &spec.label)
+        ),
         None => Ok(()),
         Some(why) if why == INTERRUPTED => {
             let done: usize = outcome
@@ -244,4 +256,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         Some(why) => Err(anyhow::Error::msg(why)).context("the bench could not run"),
     }
+}
+
+/// Why a run in which every request failed is an error: how many, by class, the first cause, and
+/// (when none could even connect) what to check.
+fn nothing_succeeded(
+    requests: usize,
+    errors: &std::collections::BTreeMap<String, usize>,
+    first: Option<&str>,
+    target: &str,
+) -> String {
+    let classes = errors
+        .iter()
+        .map(|(class, n)| format!("{class}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut msg = format!("no request succeeded: all {requests} failed ({classes})");
+    if let Some(first) = first {
+        msg.push_str(&format!("; the first: {first}"));
+    }
+    if errors.len() == 1 && errors.contains_key("connect") {
+        msg.push_str(&format!(
+            "; is a server listening at {target}? (`servesim serve` starts the fake one)"
+        ));
+    }
+    msg
 }

@@ -179,7 +179,7 @@ fn log_startup(state: &AppState) {
         d.max_model_len
     );
     tracing::info!(
-        "served model name {:?}, time scale {}, text {:?}",
+        "served model name {:?}, time scale {}, text {}",
         c.served_model_name,
         c.time_scale,
         c.text

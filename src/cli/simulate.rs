@@ -5,8 +5,11 @@ use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
 use servesim_sim::VirtualServer;
 use servesim_validator::report::{self, Format};
+use servesim_validator::rounding::fixed;
 use servesim_validator::trace::{parse_trace, trace_plan, trace_report};
-use servesim_validator::{DrillKind, DrillParams, DrillResult, Tier, run_drill};
+use servesim_validator::{
+    DrillKind, DrillParams, DrillResult, DrillServer, Start, SweepSummary, Tier, run_drill,
+};
 
 /// Drill selection and the overrides of drills.md's defaults.
 #[derive(Debug, Args, Clone)]
@@ -32,8 +35,10 @@ pub struct DrillArgs {
     /// ... and its e2e latency at most this (seconds; 0 = no bound).
     #[arg(long, default_value_t = 0.0)]
     pub e2e_slo: f64,
-    /// Server start: cold (the profile's one-off warm-up hits the first requests), warm, or auto =
-    /// cold only when the run begins with the baseline drill, as the reference suite did.
+    /// How the simulated server starts each drill (every drill gets a server of its own, so a
+    /// drill gives the same rows alone or in a suite): cold (the profile's one-off warm-up hits its
+    /// first requests), warm, or auto = the baseline drill cold, as the reference suite began, and
+    /// the others warm.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cold", "warm"])]
     pub start: String,
     /// Overload sweep: gpu (conc 32..512, max_tokens 512, 64 requests) or cpu (conc 1..32, 12 requests).
@@ -60,13 +65,9 @@ impl DrillArgs {
             .collect()
     }
 
-    /// Whether the simulated server starts cold for these drills.
-    pub fn cold_start(&self, drills: &[DrillKind]) -> bool {
-        match self.start.as_str() {
-            "cold" => true,
-            "warm" => false,
-            _ => drills.first() == Some(&DrillKind::Baseline),
-        }
+    /// How the simulated server starts each drill (`--start`; clap has checked the spelling).
+    pub fn start(&self) -> Start {
+        self.start.parse().unwrap_or(Start::Auto)
     }
 
     pub fn params(&self) -> Result<DrillParams> {
@@ -134,19 +135,17 @@ fn load_profile(spec: &str, policy: Option<SchedulingPolicy>) -> Result<Profile>
     Ok(profile)
 }
 
-/// Run drills in virtual time on one simulated server, started cold (it pays the profile's one-off
-/// warm-up, like a freshly started real server) or warm.
+/// Run drills in virtual time, each on a simulated server of its own seeded with `seed` and started
+/// cold (it pays the profile's one-off warm-up, like a freshly started real server) or warm as
+/// `start` says; so each drill's rows are those it gives alone.
 pub fn simulate_drills(
     profile: &Profile,
     drills: &[DrillKind],
     params: &DrillParams,
     seed: u64,
-    cold: bool,
+    start: Start,
 ) -> Result<Vec<DrillResult>> {
-    let mut server = VirtualServer::new(profile, seed)?;
-    if !cold {
-        server.skip_warmup();
-    }
+    let mut server = DrillServer::new(profile, seed, start)?;
     drills
         .iter()
         .map(|&d| {
@@ -195,8 +194,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
-    let cold = args.drills.cold_start(&drills);
-    let results = simulate_drills(&profile, &drills, &params, args.seed, cold)?;
+    let results = simulate_drills(&profile, &drills, &params, args.seed, args.drills.start())?;
     print!("{}", report::render(&results, args.format));
     Ok(())
 }
@@ -224,7 +222,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         d.single_decode_step_s * 1e3
     );
     let params = DrillParams::default();
-    let results = simulate_drills(&profile, &DrillKind::ALL, &params, args.seed, true)?;
+    let results = simulate_drills(&profile, &DrillKind::ALL, &params, args.seed, Start::Auto)?;
     println!("{}", report::render(&results, Format::Table));
 
     // Warm, so that the one-off warm-up does not land inside phase A of the contrast.
@@ -235,7 +233,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         &[DrillKind::Batching],
         &params,
         args.seed,
-        false,
+        Start::Warm,
     )?;
     println!(
         "The same batching drill on a server that runs one request at a time (policy serial, already warm):"
@@ -245,16 +243,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     println!("What it shows:");
     for r in &results {
         if let Some(s) = &r.sweep {
-            let show = |a: &Option<servesim_validator::Axis>| {
-                a.as_ref().map_or("not reached".into(), |a| a.to_string())
-            };
-            println!(
-                "- {}: throughput stops growing at conc {} (knee); the highest level holding {:.0} % goodput is conc {} (operating point)",
-                r.drill,
-                show(&s.knee),
-                s.goodput_target_pct,
-                show(&s.operating_point)
-            );
+            println!("- {}: {}", r.drill, sweep_story(r, s));
         }
     }
     if let (Some(c), Some(s)) = (
@@ -265,7 +254,9 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         serial[0].ratio,
     ) {
         println!(
-            "- continuous batching keeps TTFT under load: ratio B/A {c:.2}, against {s:.1} when requests run one at a time"
+            "- continuous batching keeps TTFT under load: ratio B/A {}, against {} when requests run one at a time",
+            fixed(c, 2),
+            fixed(s, 1)
         );
     }
     println!(
@@ -273,5 +264,59 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         results.len() + 1,
         started.elapsed().as_secs_f64()
     );
+    print!("{}", next_steps(&args.profile));
     Ok(())
+}
+
+/// One sweep's knee and operating point as a sentence; a sweep that never flattened says it was
+/// still growing at its highest level rather than naming a knee it did not reach.
+fn sweep_story(r: &DrillResult, s: &SweepSummary) -> String {
+    let knee = match (&s.knee, r.rows.last()) {
+        (Some(knee), _) => format!("throughput stops growing at conc {knee} (knee)"),
+        (None, Some(last)) => format!(
+            "throughput still growing at the highest concurrency tried, conc {} (no knee reached)",
+            last.axis
+        ),
+        (None, None) => "no levels (no knee)".into(),
+    };
+    let target = fixed(s.goodput_target_pct, 0);
+    let operating = match &s.operating_point {
+        Some(op) => {
+            format!("the highest level holding {target} % goodput is conc {op} (operating point)")
+        }
+        None => format!("no level held {target} % goodput (no operating point)"),
+    };
+    format!("{knee}; {operating}")
+}
+
+/// What to run after the demo: the same profile as a fake vLLM server, the load generator against
+/// it (or against a real vLLM), and the validation of that run against the simulator.
+fn next_steps(profile: &str) -> String {
+    let flag = if profile == DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    };
+    let lines = [
+        (
+            format!("servesim serve{flag}"),
+            "fake vLLM on :8000; Ctrl-C stops it",
+        ),
+        (
+            "servesim bench --url http://127.0.0.1:8000 --drill baseline --out bench-run".into(),
+            "another shell; ~30 s",
+        ),
+        (
+            format!("servesim validate --real-from bench-run{flag}"),
+            "vs the simulator: validate-out/",
+        ),
+    ];
+    let width = lines.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "Next: serve this profile as a fake vLLM, measure it over HTTP as you would a real one, and validate the run:\n",
+    );
+    for (command, note) in lines {
+        out.push_str(&format!("  {command:<width$}  # {note}\n"));
+    }
+    out
 }

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use servesim_models::{DEFAULT_PROFILE, Profile};
-use servesim_validator::compare::{Recording, compare, markdown};
+use servesim_validator::compare::{Recording, before_after, compare};
 use servesim_validator::http::{ClientConfig, HttpTarget};
+use servesim_validator::rounding::fixed;
 use servesim_validator::telemetry::{NvmlSource, TelemetrySource};
 use servesim_validator::validation::{
     Environment, RealRun, assemble, probe_server, run_real, run_sim, write_report,
@@ -16,17 +17,17 @@ use servesim_validator::validation::{
 
 use super::simulate::DrillArgs;
 
+/// The real side comes from exactly one of `--real` and `--real-from`: the group makes clap's
+/// message name both when neither is given.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("real_side").required(true).args(["real", "real_from"])))]
 pub struct ValidateArgs {
     /// Base URL of the real server (vLLM on the GPU), e.g. http://127.0.0.1:8000.
-    #[arg(
-        long,
-        conflicts_with = "real_from",
-        required_unless_present = "real_from"
-    )]
+    #[arg(long, value_name = "URL")]
     pub real: Option<String>,
-    /// Take the real run from a saved `bench` summary or `simulate --format json` output instead.
-    #[arg(long)]
+    /// Take the real run from a saved `bench` run instead (its --out directory or summary.json),
+    /// or from `simulate --format json` output.
+    #[arg(long, value_name = "PATH")]
     pub real_from: Option<String>,
     /// Profile of the simulated side.
     #[arg(long, default_value = DEFAULT_PROFILE, env = "SERVESIM_PROFILE")]
@@ -114,17 +115,18 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
                 interval,
                 &mut |d, row| {
                     eprintln!(
-                        "servesim: real {d} {} done: {:.1} tok/s, {} errors",
-                        row.axis, row.tok_s, row.err
+                        "servesim: real {d} {} done: {} tok/s, {} errors",
+                        row.axis,
+                        fixed(row.tok_s, 1),
+                        row.err
                     );
                 },
             )?;
             (real, drills)
         }
-        (None, None) => bail!("give --real URL or --real-from FILE"),
+        (None, None) => bail!("one of --real <URL> or --real-from <PATH> is required"),
     };
-    let cold = args.drills.cold_start(&drills);
-    let sim = run_sim(&profile, &drills, &params, args.seed, cold)?;
+    let sim = run_sim(&profile, &drills, &params, args.seed, args.drills.start())?;
     let v = assemble(env, real, sim);
     let files = write_report(&args.out, &v)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
@@ -136,7 +138,7 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     }
     for c in &v.ledger.claims {
         println!(
-            "claim {}: {:?} on the real run, {:?} on the simulator -> {}",
+            "claim {}: {} on the real run, {} on the simulator -> {}",
             c.id,
             c.real,
             c.sim,
@@ -156,9 +158,9 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The reference run (A): a bench summary or simulate JSON.
+    /// The reference run (A, before): a bench summary or simulate JSON.
     pub a: String,
-    /// The run compared with it (B).
+    /// The run compared with it (B, after).
     pub b: String,
 }
 
@@ -169,6 +171,6 @@ pub fn compare_runs(args: CompareArgs) -> Result<()> {
     if c.drills.is_empty() {
         bail!("the two runs have no drill in common");
     }
-    print!("{}", markdown(&c));
+    print!("{}", before_after(&c));
     Ok(())
 }

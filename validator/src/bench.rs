@@ -2,12 +2,13 @@
 //! `servesim simulate` on the same records), each level's [`LevelDetail`], records logged as they
 //! finish, a clean partial result when the run is stopped, and the summary printers.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use servesim_sim::{LevelPlan, LevelRun, VirtualServer};
+use servesim_sim::{LevelPlan, LevelRun};
 
 use crate::drills::{DrillKind, DrillParams};
 use crate::http::INTERRUPTED;
@@ -16,18 +17,18 @@ use crate::metrics::{DEFINITIONS, LevelDetail};
 use crate::records::RecordLog;
 use crate::report::{self, Format};
 use crate::rows::{Row, measured, sweep_summary};
-use crate::suite::{DrillResult, GOODPUT_TARGET_PCT, Target, TargetError, run_drill};
+use crate::suite::{DrillResult, DrillServer, GOODPUT_TARGET_PCT, Target, TargetError, run_drill};
 
-/// The virtual-time engine as a bench target: the same [`VirtualServer`] `simulate` uses, keeping
-/// event times (for ITL) and logging each level's records.
+/// The virtual-time engine as a bench target: the same [`DrillServer`] `simulate` uses (a server
+/// of its own per drill), keeping event times (for ITL) and logging each level's records.
 pub struct SimTarget {
-    server: VirtualServer,
+    server: DrillServer,
     log: Option<Arc<RecordLog>>,
 }
 
 impl SimTarget {
     /// Wrap `server`; records go to `log` after each level.
-    pub fn new(server: VirtualServer, log: Option<Arc<RecordLog>>) -> SimTarget {
+    pub fn new(server: DrillServer, log: Option<Arc<RecordLog>>) -> SimTarget {
         SimTarget { server, log }
     }
 }
@@ -36,13 +37,17 @@ impl Target for SimTarget {
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         let mut plan = plan.clone();
         plan.record_event_times = true;
-        let run = self.server.run_level(&plan);
+        let run = self.server.run_level(&plan)?;
         if let Some(log) = &self.log {
             for r in &run.records {
                 log.write(r);
             }
         }
         Ok(run)
+    }
+
+    fn begin_drill(&mut self, drill: DrillKind) -> Result<(), TargetError> {
+        self.server.begin_drill(drill)
     }
 }
 
@@ -97,6 +102,21 @@ pub struct BenchOutcome {
     pub drills: Vec<DrillBench>,
     /// Why the run stopped early (e.g. [`crate::http::INTERRUPTED`]).
     pub stopped: Option<String>,
+}
+
+impl BenchOutcome {
+    /// Requests measured over the whole run, how many succeeded, and the failures by class.
+    pub fn totals(&self) -> (usize, usize, BTreeMap<String, usize>) {
+        let (mut requests, mut ok, mut errors) = (0, 0, BTreeMap::new());
+        for detail in self.drills.iter().flat_map(|d| &d.details) {
+            requests += detail.requests;
+            ok += detail.ok;
+            for (class, n) in &detail.errors {
+                *errors.entry(class.clone()).or_insert(0) += n;
+            }
+        }
+        (requests, ok, errors)
+    }
 }
 
 /// Called after each level with its drill, row, detail and raw run.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::drills::{Axis, DrillKind};
+use crate::rounding::{fixed, fixed_signed};
 use crate::rows::{Row, sweep_summary};
 use crate::suite::{DrillResult, GOODPUT_TARGET_PCT};
 
@@ -20,7 +21,7 @@ pub struct Recording {
 /// Why a recording could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -73,13 +74,21 @@ impl Recording {
         Ok(Recording { label, drills })
     }
 
-    /// Read a recording file.
+    /// Read a recording file, or the summary in a `bench --out` directory.
     pub fn load(path: &str) -> Result<Recording, RecordingError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RecordingError::Read {
-            path: path.to_string(),
+        let path = if std::path::Path::new(path).is_dir() {
+            std::path::Path::new(path)
+                .join(crate::records::SUMMARY_FILE)
+                .display()
+                .to_string()
+        } else {
+            path.to_string()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| RecordingError::Read {
+            path: path.clone(),
             source,
         })?;
-        Recording::from_json(&text, path)
+        Recording::from_json(&text, &path)
     }
 
     pub fn drill(&self, kind: DrillKind) -> Option<&DrillResult> {
@@ -213,10 +222,20 @@ pub fn compare(a: &Recording, b: &Recording) -> Comparison {
 }
 
 fn pct(d: Option<f64>) -> String {
-    d.map_or("n/a".into(), |d| format!("{:+.1}%", d * 100.0))
+    d.map_or("n/a".into(), |d| format!("{}%", fixed_signed(d * 100.0, 1)))
 }
 
-/// Markdown tables: per drill, each column's A, B and difference; then the error summary.
+/// `servesim compare`'s output: a title, then [`markdown`]. Two saved runs of any kind, A read as
+/// before (the reference) and B as after, so the differences are changes, not errors.
+pub fn before_after(c: &Comparison) -> String {
+    format!(
+        "# Before/after comparison: A (before) and B (after)\n\n{}",
+        markdown(c)
+    )
+}
+
+/// Markdown tables: per drill, each column's A, B and difference; then a summary of the
+/// differences per metric.
 pub fn markdown(c: &Comparison) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "A = {}, B = {}; Δ = (B − A) / A.\n", c.a, c.b);
@@ -235,43 +254,52 @@ pub fn markdown(c: &Comparison) -> String {
             let dd = |col: &str| pct(r.diff.iter().find(|(c, _)| c == col).and_then(|(_, d)| *d));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {:.1} | {} | {:.4} | {:.4} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.axis,
-                r.a.tok_s,
-                r.b.tok_s,
+                fixed(r.a.tok_s, 1),
+                fixed(r.b.tok_s, 1),
                 dd("tok_s"),
-                r.a.tpot_p50,
-                r.b.tpot_p50,
+                fixed(r.a.tpot_p50, 4),
+                fixed(r.b.tpot_p50, 4),
                 dd("tpot_p50"),
-                r.a.ttft_p50,
-                r.b.ttft_p50,
+                fixed(r.a.ttft_p50, 3),
+                fixed(r.b.ttft_p50, 3),
                 dd("ttft_p50"),
-                r.a.ttft_p95,
-                r.b.ttft_p95,
+                fixed(r.a.ttft_p95, 3),
+                fixed(r.b.ttft_p95, 3),
                 dd("ttft_p95"),
-                r.a.e2e_p95,
-                r.b.e2e_p95,
+                fixed(r.a.e2e_p95, 3),
+                fixed(r.b.e2e_p95, 3),
                 dd("e2e_p95"),
-                r.a.goodput_pct,
-                r.b.goodput_pct
+                fixed(r.a.goodput_pct, 1),
+                fixed(r.b.goodput_pct, 1)
             );
         }
         if let (Some(a), Some(b)) = (d.ratio_a, d.ratio_b) {
-            let _ = writeln!(out, "\nratio B-loaded/A-alone: A {a:.2}, B {b:.2}");
+            let _ = writeln!(
+                out,
+                "\nratio B-loaded/A-alone: A {}, B {}",
+                fixed(a, 2),
+                fixed(b, 2)
+            );
         }
         let _ = writeln!(out);
     }
     let _ = writeln!(
         out,
-        "### Error summary (absolute relative error over all compared rows)\n"
+        "### Summary of differences (|B − A| / A over all compared rows)\n"
     );
     let _ = writeln!(out, "| metric | column | rows | median | max |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for e in &c.errors {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} % | {:.1} % |",
-            e.metric, e.column, e.rows, e.median_abs_pct, e.max_abs_pct
+            "| {} | {} | {} | {} % | {} % |",
+            e.metric,
+            e.column,
+            e.rows,
+            fixed(e.median_abs_pct, 1),
+            fixed(e.max_abs_pct, 1)
         );
     }
     out

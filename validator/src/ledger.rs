@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::compare::{Recording, rel_diff};
 use crate::drills::{Axis, DrillKind};
+use crate::rounding::{fixed, fixed_signed};
 use crate::rows::Row;
 use crate::suite::{DrillResult, GOODPUT_TARGET_PCT};
 use crate::telemetry::{DeviceFacts, LevelTelemetry};
@@ -26,6 +27,23 @@ pub enum RealVerdict {
     NotObserved,
 }
 
+impl RealVerdict {
+    /// The verdict in the report's plain words ("not observed"), for every human-readable output.
+    pub fn word(self) -> &'static str {
+        match self {
+            RealVerdict::Substantiated => "substantiated",
+            RealVerdict::Refuted => "refuted",
+            RealVerdict::NotObserved => "not observed",
+        }
+    }
+}
+
+impl std::fmt::Display for RealVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// The verdict on the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +51,23 @@ pub enum SimVerdict {
     Reproduced,
     NotReproduced,
     NotApplicable,
+}
+
+impl SimVerdict {
+    /// The verdict in the report's plain words ("not applicable"), for every human-readable output.
+    pub fn word(self) -> &'static str {
+        match self {
+            SimVerdict::Reproduced => "reproduced",
+            SimVerdict::NotReproduced => "not reproduced",
+            SimVerdict::NotApplicable => "not applicable",
+        }
+    }
+}
+
+impl std::fmt::Display for SimVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// Who can substantiate a claim.
@@ -140,14 +175,14 @@ fn scaling(d: Option<&DrillResult>) -> Judged {
     Some((
         holds,
         format!(
-            "{}: conc {}..{} tok/s {:.1} -> {:.1}, smallest step gain {:.0} %, lowest goodput {:.1} %",
+            "{}: conc {}..{} tok/s {} -> {}, smallest step gain {:.0} %, lowest goodput {} %",
             d.drill,
             rows[0].axis,
             rows[rows.len() - 1].axis,
-            rows[0].tok_s,
-            rows[rows.len() - 1].tok_s,
+            fixed(rows[0].tok_s, 1),
+            fixed(rows[rows.len() - 1].tok_s, 1),
             min_gain * 100.0,
-            goodput
+            fixed(goodput, 1)
         ),
     ))
 }
@@ -163,14 +198,14 @@ fn knee(d: Option<&DrillResult>) -> Judged {
     Some((
         holds,
         format!(
-            "{}: knee at conc {}, operating point conc {}; ttft_p95 {:.3} -> {:.3} s; goodput {:.1} -> {:.1} %",
+            "{}: knee at conc {}, operating point conc {}; ttft_p95 {} -> {} s; goodput {} -> {} %",
             d.drill,
             show(&s.knee),
             show(&s.operating_point),
-            first.ttft_p95,
-            last.ttft_p95,
-            first.goodput_pct,
-            last.goodput_pct
+            fixed(first.ttft_p95, 3),
+            fixed(last.ttft_p95, 3),
+            fixed(first.goodput_pct, 1),
+            fixed(last.goodput_pct, 1)
         ),
     ))
 }
@@ -179,7 +214,7 @@ fn batching(d: Option<&DrillResult>) -> Judged {
     let ratio = d?.ratio?;
     Some((
         ratio <= BATCHING_RATIO,
-        format!("ttft_p95 ratio B-loaded/A-alone = {ratio:.2}"),
+        format!("ttft_p95 ratio B-loaded/A-alone = {}", fixed(ratio, 2)),
     ))
 }
 
@@ -322,15 +357,15 @@ fn classify(
     }
     if !agree_verdict {
         return Class::SimDisagrees {
-            detail: format!("real {real:?}, simulator {sim:?}"),
+            detail: format!("real run: {real}, simulator: {sim}"),
         };
     }
     match (diff, assumption) {
         (Some(d), _) if d.abs() * 100.0 > AGREE_PCT => Class::SimDisagrees {
             detail: format!(
-                "{} differs by {:+.1} %",
+                "{} differs by {} %",
                 fig.as_ref().map_or("", |f| f.name.as_str()),
-                d * 100.0
+                fixed_signed(d * 100.0, 1)
             ),
         },
         (_, Some(a)) => Class::RealOnly {
@@ -534,22 +569,6 @@ pub fn evaluate(
     }
 }
 
-fn real_word(v: RealVerdict) -> &'static str {
-    match v {
-        RealVerdict::Substantiated => "substantiated",
-        RealVerdict::Refuted => "refuted",
-        RealVerdict::NotObserved => "not observed",
-    }
-}
-
-fn sim_word(v: SimVerdict) -> &'static str {
-    match v {
-        SimVerdict::Reproduced => "reproduced",
-        SimVerdict::NotReproduced => "not reproduced",
-        SimVerdict::NotApplicable => "not applicable",
-    }
-}
-
 /// The ledger as a Markdown table plus details.
 pub fn markdown(l: &Ledger) -> String {
     let mut out = String::new();
@@ -566,26 +585,28 @@ pub fn markdown(l: &Ledger) -> String {
             c.id,
             c.title,
             c.threshold,
-            real_word(c.real),
-            sim_word(c.sim),
+            c.real.word(),
+            c.sim.word(),
             c.class.label()
         );
     }
     let _ = writeln!(out);
     for c in &l.claims {
         let _ = writeln!(out, "**{}. {}** — {}", c.id, c.title, c.class.label());
-        let _ = writeln!(out, "- real: {} ({})", real_word(c.real), c.real_evidence);
-        let _ = writeln!(out, "- simulator: {} ({})", sim_word(c.sim), c.sim_evidence);
+        let _ = writeln!(out, "- real: {} ({})", c.real.word(), c.real_evidence);
+        let _ = writeln!(out, "- simulator: {} ({})", c.sim.word(), c.sim_evidence);
         if let Some(f) = &c.figure {
-            let show = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+            let show = |v: Option<f64>| v.map_or("n/a".into(), |v| fixed(v, 4));
             let _ = writeln!(
                 out,
                 "- {}: real {}, simulator {}{}",
                 f.name,
                 show(f.real),
                 show(f.sim),
-                f.rel_diff
-                    .map_or(String::new(), |d| format!(" ({:+.1} %)", d * 100.0))
+                f.rel_diff.map_or(String::new(), |d| format!(
+                    " ({} %)",
+                    fixed_signed(d * 100.0, 1)
+                ))
             );
         }
         match &c.class {
@@ -636,8 +657,8 @@ pub fn limitations(l: &Ledger) -> String {
             s.push_str(&format!(
                 "- **{}** (real: {}; simulator: {}).{}\n",
                 c.title,
-                real_word(c.real),
-                sim_word(c.sim),
+                c.real.word(),
+                c.sim.word(),
                 why
             ));
         }
@@ -680,7 +701,7 @@ mod tests {
             &DrillKind::ALL,
             &crate::drills::DrillParams::default(),
             0,
-            false,
+            crate::suite::Start::Warm,
         )
         .expect("sim");
         r.label = profile.to_string();

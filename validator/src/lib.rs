@@ -3,7 +3,7 @@
 //! [`drills`] turns drills.md into level plans; a [`suite::Target`] runs them (the virtual-time
 //! simulator here, an HTTP server in the load generator) and returns per-request records; [`rows`]
 //! computes the seed table's rows from those records with [`stats`]' Python-exact percentiles;
-//! [`report`] prints tables, JSON and CSV; [`trace`] replays request traces open-loop.
+//! [`report`] prints tables, JSON and CSV, all rounded by [`rounding`]; [`trace`] replays request traces open-loop.
 //!
 //! The load generator (`servesim bench`) is built from: [`http`], the streaming client
 //! ([`http::sse`] parses the stream, [`http::client`] measures one request) and [`http::HttpTarget`];
@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod mock;
 pub mod records;
 pub mod report;
+pub mod rounding;
 pub mod rows;
 pub mod stats;
 pub mod suite;
@@ -39,4 +40,4 @@ pub mod validation;
 
 pub use drills::{Axis, DrillKind, DrillParams, Tier};
 pub use rows::{Row, Slo, SweepSummary};
-pub use suite::{DrillResult, Target, TargetError, run_drill};
+pub use suite::{DrillResult, DrillServer, Start, Target, TargetError, run_drill};

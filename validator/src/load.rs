@@ -17,6 +17,7 @@ use rand_distr::{Distribution, Gamma};
 use servesim_sim::{Arrival, LevelPlan, LevelRun, Origin, RequestRecord, RequestSpec};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::drills::DrillKind;
 use crate::http::client::{ChatClient, Clock, Prepared};
 use crate::suite::{Target, TargetError};
 
@@ -305,6 +306,13 @@ impl<'a> OpenLoopTarget<'a> {
 }
 
 impl Target for OpenLoopTarget<'_> {
+    /// Arrival times restart from the seed at each drill, as the simulator's answer lengths do, so
+    /// a drill's arrivals are the same alone or in a suite.
+    fn begin_drill(&mut self, drill: DrillKind) -> Result<(), TargetError> {
+        self.rng = Xoshiro256PlusPlus::seed_from_u64(self.load.seed);
+        self.inner.begin_drill(drill)
+    }
+
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         let (open, origins, cap) = self.convert(plan);
         let mut run = self.inner.run_level_capped(&open, cap)?;
@@ -372,6 +380,35 @@ mod tests {
                 .collect();
             Ok(LevelRun { records, wall: 0.0 })
         }
+    }
+
+    #[test]
+    fn each_drill_draws_its_arrivals_afresh_from_the_seed() {
+        let plan = &DrillKind::Baseline.levels(&DrillParams::default())[0].plan;
+        let mut echo = Echo;
+        let load = OpenLoop {
+            rate: 4.0,
+            burstiness: 1.0,
+            cap_at_concurrency: false,
+            seed: 1,
+        };
+        let mut t = OpenLoopTarget::new(&mut echo, load);
+        let times = |t: &mut OpenLoopTarget| -> Vec<f64> {
+            t.convert(plan).0.arrivals.iter().map(|a| a.at).collect()
+        };
+        let first = times(&mut t);
+        assert_ne!(
+            times(&mut t),
+            first,
+            "levels of one drill go on down the stream"
+        );
+        t.begin_drill(DrillKind::Saturation)
+            .expect("echo starts drills");
+        assert_eq!(
+            times(&mut t),
+            first,
+            "a new drill starts from the seed again"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use servesim_sim::{ErrorKind, RequestRecord};
+use servesim_sim::RequestRecord;
 
 use crate::drills::Axis;
 use crate::trace::Summary;
@@ -131,13 +131,7 @@ impl LevelDetail {
         let mut errors = BTreeMap::new();
         for r in records {
             if let Some(e) = &r.error {
-                let name = match e.kind {
-                    ErrorKind::Connect => "connect",
-                    ErrorKind::Timeout => "timeout",
-                    ErrorKind::Status { .. } => "status",
-                    ErrorKind::BrokenStream => "broken_stream",
-                };
-                *errors.entry(name.to_string()).or_insert(0) += 1;
+                *errors.entry(e.kind.class().to_string()).or_insert(0) += 1;
             } else if r.ttft().is_none() {
                 *errors.entry("no_event".to_string()).or_insert(0) += 1;
             }
@@ -208,7 +202,7 @@ impl LevelDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use servesim_sim::{Origin, RequestError};
+    use servesim_sim::{ErrorKind, Origin, RequestError};
 
     fn rec(sent: f64, times: &[f64], tokens: u32) -> RequestRecord {
         let mut r = RequestRecord::new(Origin::Group(0), 0, sent - 0.01, sent);

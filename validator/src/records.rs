@@ -25,7 +25,7 @@ pub const TABLE_FILE: &str = "table.txt";
 
 /// Why the output directory could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[error("cannot write {path}")]
 pub struct OutputError {
     pub path: PathBuf,
     pub source: std::io::Error,

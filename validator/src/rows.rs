@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use servesim_sim::{Origin, RequestRecord};
 
 use crate::drills::Axis;
+use crate::rounding::round_half_away;
 use crate::stats::percentile;
 
 /// SLO a request must meet to count toward goodput.
@@ -15,19 +16,15 @@ pub struct Slo {
     pub e2e: f64,
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
+// The JSON carries each figure rounded exactly as the table prints it (see [`crate::rounding`]).
 fn r3<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round(*x, 3))
+    s.serialize_f64(round_half_away(*x, 3))
 }
 fn r4<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round(*x, 4))
+    s.serialize_f64(round_half_away(*x, 4))
 }
 fn r1<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(round(*x, 1))
+    s.serialize_f64(round_half_away(*x, 1))
 }
 
 /// One row of a drill table (times in seconds). Serialises with the table's rounding.

@@ -1,6 +1,7 @@
 //! Running drills against a target: anything that can run a level's load and return its records.
 
 use serde::{Deserialize, Serialize};
+use servesim_models::{Profile, ProfileError};
 use servesim_sim::{LevelPlan, LevelRun, VirtualServer};
 
 use crate::drills::{DrillKind, DrillParams};
@@ -10,6 +11,13 @@ use crate::rows::{Row, Slo, SweepSummary, measured, row, sweep_summary};
 pub trait Target {
     /// Run one level's load to completion and return every request's record.
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError>;
+
+    /// Called by [`run_drill`] before a drill's first level. A target that can start each drill
+    /// from the same state ([`DrillServer`]) does so, so a drill's rows do not depend on the drills
+    /// run before it; a real server cannot be reset and keeps going.
+    fn begin_drill(&mut self, _drill: DrillKind) -> Result<(), TargetError> {
+        Ok(())
+    }
 }
 
 /// A target that could not run a level at all (individual request failures are records, not this).
@@ -17,9 +25,86 @@ pub trait Target {
 #[error("{0}")]
 pub struct TargetError(pub String);
 
+/// One simulated server carried from drill to drill (its RNG stream and warm-up state go on);
+/// [`DrillServer`] is what the commands use.
 impl Target for VirtualServer {
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         Ok(VirtualServer::run_level(self, plan))
+    }
+}
+
+/// How the simulated server starts each drill: after the profile's one-off warm-up or before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// Every drill on a freshly started server that pays the warm-up.
+    Cold,
+    /// Every drill on a server that has warmed up already.
+    Warm,
+    /// The baseline drill cold, the others warm: the reference suite began with the baseline on a
+    /// fresh server, so its conc-1 row carries the warm-up, and every later drill ran warm.
+    Auto,
+}
+
+impl Start {
+    /// Whether `drill` starts on a cold server.
+    pub fn cold_for(self, drill: DrillKind) -> bool {
+        match self {
+            Start::Cold => true,
+            Start::Warm => false,
+            Start::Auto => drill == DrillKind::Baseline,
+        }
+    }
+}
+
+impl std::str::FromStr for Start {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cold" => Ok(Start::Cold),
+            "warm" => Ok(Start::Warm),
+            "auto" => Ok(Start::Auto),
+            _ => Err(format!("unknown start '{s}' (auto, cold, warm)")),
+        }
+    }
+}
+
+/// The simulator as a drill target that gives every drill a server of its own: started as
+/// [`Start`] says, with the answer-length RNG seeded afresh from the seed. A drill's rows are then
+/// the same whether it runs alone or inside a suite, whatever ran before it.
+#[derive(Debug)]
+pub struct DrillServer {
+    profile: Profile,
+    seed: u64,
+    start: Start,
+    server: VirtualServer,
+}
+
+impl DrillServer {
+    /// A target for `profile`; each drill's server is seeded with `seed` and started per `start`.
+    pub fn new(profile: &Profile, seed: u64, start: Start) -> Result<DrillServer, ProfileError> {
+        Ok(DrillServer {
+            profile: profile.clone(),
+            seed,
+            start,
+            server: VirtualServer::new(profile, seed)?,
+        })
+    }
+}
+
+impl Target for DrillServer {
+    fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
+        Ok(self.server.run_level(plan))
+    }
+
+    fn begin_drill(&mut self, drill: DrillKind) -> Result<(), TargetError> {
+        let mut server =
+            VirtualServer::new(&self.profile, self.seed).map_err(|e| TargetError(e.to_string()))?;
+        if !self.start.cold_for(drill) {
+            server.skip_warmup();
+        }
+        self.server = server;
+        Ok(())
     }
 }
 
@@ -53,6 +138,7 @@ pub fn run_drill(
         ttft: params.ttft_slo,
         e2e: params.e2e_slo,
     };
+    target.begin_drill(drill)?;
     let mut rows = Vec::new();
     for level in drill.levels(params) {
         let run = target.run_level(&level.plan)?;

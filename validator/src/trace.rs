@@ -21,7 +21,7 @@ pub struct TraceRequest {
 /// Why a trace file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot read trace {path}: {source}")]
+    #[error("cannot read trace {path}")]
     Read {
         path: String,
         source: std::io::Error,

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use servesim_models::Profile;
-use servesim_sim::{LevelPlan, LevelRun, VirtualServer};
+use servesim_sim::{LevelPlan, LevelRun};
 
 use crate::charts::{Chart, Marker, REAL, SIM, Series, THIRD};
 use crate::compare::{Comparison, Recording, compare, markdown as compare_markdown};
 use crate::drills::{Axis, DrillKind, DrillParams};
 use crate::ledger::{Ledger, decode_fit, evaluate, limitations, markdown as ledger_markdown};
-use crate::suite::{DrillResult, Target, TargetError, run_drill};
+use crate::suite::{DrillResult, DrillServer, Start, Target, TargetError, run_drill};
 use crate::telemetry::{
     DeviceFacts, LevelTelemetry, Sample, Sampler, TelemetrySource, samples_csv, summarize,
 };
@@ -27,6 +27,10 @@ struct TimedTarget<'a> {
 }
 
 impl Target for TimedTarget<'_> {
+    fn begin_drill(&mut self, drill: DrillKind) -> Result<(), TargetError> {
+        self.inner.begin_drill(drill)
+    }
+
     fn run_level(&mut self, plan: &LevelPlan) -> Result<LevelRun, TargetError> {
         let start = self.clock.elapsed().as_secs_f64();
         let run = self.inner.run_level(plan);
@@ -135,18 +139,16 @@ pub fn run_real(
     })
 }
 
-/// Run `drills` on the simulator in virtual time.
+/// Run `drills` on the simulator in virtual time, each on a server of its own started per `start`.
 pub fn run_sim(
     profile: &Profile,
     drills: &[DrillKind],
     params: &DrillParams,
     seed: u64,
-    cold: bool,
+    start: Start,
 ) -> Result<Recording, TargetError> {
-    let mut server = VirtualServer::new(profile, seed).map_err(|e| TargetError(e.to_string()))?;
-    if !cold {
-        server.skip_warmup();
-    }
+    let mut server =
+        DrillServer::new(profile, seed, start).map_err(|e| TargetError(e.to_string()))?;
     let label = format!("sim:{}", profile.name);
     let drills = drills
         .iter()
@@ -526,7 +528,7 @@ pub fn report_markdown(v: &Validation, chart_files: &[String]) -> String {
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io {
         path: String,
         source: std::io::Error,

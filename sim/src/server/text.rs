@@ -25,6 +25,16 @@ impl std::str::FromStr for TextMode {
     }
 }
 
+impl std::fmt::Display for TextMode {
+    /// The name `--text` takes, so logs say "echo" as the user typed it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TextMode::Lorem => "lorem",
+            TextMode::Echo => "echo",
+        })
+    }
+}
+
 const WORDS: &[&str] = &[
     " lorem",
     " ipsum",
@@ -107,6 +117,9 @@ pub struct AnswerText {
     seed: u64,
     words: Vec<(usize, usize)>,
     source: Arc<str>,
+    /// The first word with a space before it, for when the echo wraps round to the start of a
+    /// prompt that neither ends nor begins with whitespace (else the two ends would run together).
+    rewrap: Option<String>,
 }
 
 impl AnswerText {
@@ -127,18 +140,31 @@ impl AnswerText {
                 words.push((start, source.len()));
             }
         }
+        let rewrap = match (words.first(), source.chars().last()) {
+            (Some(&(a, b)), Some(last))
+                if !last.is_whitespace() && !source[a..b].starts_with(char::is_whitespace) =>
+            {
+                Some(format!(" {}", &source[a..b]))
+            }
+            _ => None,
+        };
         AnswerText {
             mode,
             seed,
             words,
             source,
+            rewrap,
         }
     }
 
     /// The text of token `index` (1-based).
     pub fn token(&self, index: u32) -> &str {
         if self.mode == TextMode::Echo && !self.words.is_empty() {
-            let (a, b) = self.words[(index as usize - 1) % self.words.len()];
+            let at = (index as usize).saturating_sub(1) % self.words.len();
+            if let (0, true, Some(w)) = (at, index > 1, &self.rewrap) {
+                return w;
+            }
+            let (a, b) = self.words[at];
             return &self.source[a..b];
         }
         let h = splitmix(self.seed ^ u64::from(index).wrapping_mul(0x2545_f491_4f6c_dd1d));
@@ -149,6 +175,14 @@ impl AnswerText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_print_as_the_flag_spells_them() {
+        for mode in [TextMode::Lorem, TextMode::Echo] {
+            assert_eq!(mode.to_string().parse::<TextMode>(), Ok(mode));
+        }
+        assert_eq!(TextMode::Echo.to_string(), "echo");
+    }
 
     #[test]
     fn lorem_is_seeded() {
@@ -164,6 +198,25 @@ mod tests {
     fn echo_repeats_the_prompt_word_by_word() {
         let t = AnswerText::new(TextMode::Echo, 0, Arc::from("count  to three"));
         let got: Vec<&str> = (1..=4).map(|i| t.token(i)).collect();
-        assert_eq!(got, vec!["count", "  to", " three", "count"]);
+        assert_eq!(got, vec!["count", "  to", " three", " count"]);
+    }
+
+    #[test]
+    fn echo_keeps_a_separator_where_the_prompt_wraps_round() {
+        let text = |prompt: &str, n: u32| {
+            let t = AnswerText::new(TextMode::Echo, 0, Arc::from(prompt));
+            (1..=n).map(|i| t.token(i)).collect::<String>()
+        };
+        assert_eq!(
+            text("the quick brown fox jumps over the lazy dog", 11),
+            "the quick brown fox jumps over the lazy dog the quick"
+        );
+        // One word: repeated with a space between the copies.
+        assert_eq!(text("hi", 3), "hi hi hi");
+        // Whitespace already at either end is enough: nothing is added.
+        assert_eq!(text("a b ", 4), "a b a");
+        assert_eq!(text(" a b", 3), " a b a");
+        // A prompt of whitespace only echoes as it is.
+        assert_eq!(text("  ", 2), "    ");
     }
 }
