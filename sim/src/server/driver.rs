@@ -391,6 +391,16 @@ impl Driver {
             {
                 return;
             }
+            // Take in every command already sent before moving the timeline to now: when this
+            // thread wakes late (a loaded machine), a submission queued behind the first one must
+            // not find the engine already past its arrival time (it would be moved later, and the
+            // engine would step differently from the virtual-time runner).
+            // (A disconnected channel ends this loop; the next wait sees it and stops the thread.)
+            while let Ok(c) = rx.try_recv() {
+                if !self.command(c) {
+                    return;
+                }
+            }
             self.advance(self.clock.now());
         }
     }
