@@ -18,6 +18,10 @@ use tokio::net::TcpStream;
 /// The heavy tests share two cores with everything else: one at a time.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// How long the server may take to settle (go idle, close its connections) after a load: a bound on
+/// a hang, far above the seconds it takes even on a loaded 2-core machine.
+const SETTLE: Duration = Duration::from_secs(60);
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad-requests")
 }
@@ -33,6 +37,8 @@ struct Answer {
     head: String,
     body: Vec<u8>,
     elapsed: Duration,
+    /// The server closed the connection (or reset it) before the limit.
+    closed: bool,
 }
 
 /// Write `request` (ignoring write errors: the server may answer and close before reading it
@@ -48,7 +54,7 @@ async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> Answer {
         wr
     });
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(limit, async {
+    let closed = tokio::time::timeout(limit, async {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match rd.read(&mut buf).await {
@@ -57,7 +63,8 @@ async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> Answer {
             }
         }
     })
-    .await;
+    .await
+    .is_ok();
     let elapsed = start.elapsed();
     writer.abort();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
@@ -85,6 +92,7 @@ async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> Answer {
         head,
         body,
         elapsed,
+        closed,
     }
 }
 
@@ -258,7 +266,8 @@ async fn bad_request_corpus() {
     for case in &cases {
         let name = case["name"].as_str().expect("a name");
         let stall = case["stall"].as_bool().unwrap_or(false);
-        let answer = exchange(&addr, case_request(case), Duration::from_secs(15)).await;
+        // A bound on a hang (every answer takes milliseconds, a stall about TIMEOUT_S).
+        let answer = exchange(&addr, case_request(case), Duration::from_secs(30)).await;
         let want = case["status"].as_u64().map(|s| s as u16);
         assert_eq!(
             answer.status,
@@ -268,12 +277,15 @@ async fn bad_request_corpus() {
             String::from_utf8_lossy(&answer.body)
         );
         if stall {
-            // Cut off by the timeout, not before it, and not long after.
+            // Cut off by the server (it closed the connection: a server that never gives up runs
+            // into the exchange's limit instead), and not before the timeout. How long after it the
+            // close comes is the machine's business: the test once required under 6 s.
             let t = answer.elapsed.as_secs_f64();
             assert!(
-                (TIMEOUT_S * 0.9..TIMEOUT_S + 5.0).contains(&t),
-                "{name}: {t} s"
+                answer.closed,
+                "{name}: not closed by the server after {t} s"
             );
+            assert!(t >= TIMEOUT_S * 0.9, "{name}: closed after {t} s");
         }
         if case["shape"] == "detail" {
             // FastAPI's own answer, as vLLM gives it for unknown routes and methods.
@@ -438,6 +450,11 @@ async fn ten_thousand_aborted_streams_leave_nothing_behind() {
     let _heavy = HEAVY.lock().await;
     const STREAMS: usize = 10_000;
     const AT_ONCE: usize = 256;
+    // A long answer (500+ tokens, modelled 22 ms apart at least) streams for 0.55 s or more of wall
+    // time here, while its client leaves within its first ~25 events (~30 ms): for the abort count
+    // below to fall under half, most clients would have to stall for half a second each. With a CPU
+    // hog beside the test the count was 7 348 (at a time scale of 0.2, 7 626: not worth the 14 s
+    // more the test then takes).
     let server = ServerProcess::start(&["--time-scale", "0.05"]);
     let addr = addr_of(&server.base);
     still_serves(&addr, "start-up").await;
@@ -495,7 +512,7 @@ async fn ten_thousand_aborted_streams_leave_nothing_behind() {
         bytes += done.expect("client task");
     }
     let sent = started.elapsed();
-    let idle = wait_idle(&server.base, Duration::from_secs(30)).await;
+    let idle = wait_idle(&server.base, SETTLE).await;
     let settled = started.elapsed();
     let aborted = sum_samples(
         &idle,
@@ -514,6 +531,8 @@ async fn ten_thousand_aborted_streams_leave_nothing_behind() {
         sent.as_secs_f64(),
         settled.as_secs_f64()
     );
+    // About 3 in 4 streams are long ones their client leaves mid-stream or before the answer; half
+    // is the bound (see the time scale above).
     assert!(
         aborted >= STREAMS as f64 / 2.0,
         "most streams were cut by their client"
@@ -521,7 +540,7 @@ async fn ten_thousand_aborted_streams_leave_nothing_behind() {
     still_serves(&addr, "10 000 aborts").await;
     // Every connection was closed on the server's side too.
     if let Some(before) = fds_before {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + SETTLE;
         loop {
             let now = open_fds(server.pid()).expect("fd count");
             if now <= before + 2 {
@@ -559,7 +578,12 @@ async fn a_flood_against_a_bounded_queue_gets_503s_and_flat_memory() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
-    let server = ServerProcess::start(&["--time-scale", "0.2", "--max-waiting", "32"]);
+    // Real time: each admitted request then takes a second or more (32 tokens at the modelled step
+    // of a batch of 256), far longer than the client takes to send a wave even on a loaded machine,
+    // so the flood really is simultaneous and overflows the bound. (At 0.2 a request took ~0.15 s
+    // and, with a CPU hog beside the test, the refusals fell from 128 in the first wave to 31 in
+    // the fourth: a slower client spreads its wave over the requests' life.)
+    let server = ServerProcess::start(&["--max-waiting", "32"]);
     let base = server.base.clone();
     let pid = server.pid();
     let client = http_client();
@@ -626,7 +650,7 @@ async fn a_flood_against_a_bounded_queue_gets_503s_and_flat_memory() {
                 other => panic!("status {other}: {v}"),
             }
         }
-        wait_idle(&base, Duration::from_secs(30)).await;
+        wait_idle(&base, SETTLE).await;
         rss.push(rss_kib(pid).unwrap_or(0));
         println!(
             "overload wave {wave}: {ok} ok / {refused} refused so far, RSS {} KiB",
@@ -728,10 +752,10 @@ async fn soak_at_the_knee_keeps_rss_and_fds_flat() {
         ok += o;
         failed += f;
     }
-    wait_idle(&base, Duration::from_secs(30)).await;
+    wait_idle(&base, SETTLE).await;
     // The client's keep-alive connections close with it; then the server is back to its idle fds.
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + SETTLE;
     let fds_after = loop {
         let now = open_fds(pid);
         if now.zip(fds_idle).is_none_or(|(n, i)| n <= i + 2) || Instant::now() > deadline {
@@ -768,6 +792,12 @@ async fn soak_at_the_knee_keeps_rss_and_fds_flat() {
 
 /// Three prompts of ~1.9 MB each (tokenizing one takes seconds in a debug build) do not stall the
 /// server's other connections: `/health` keeps answering meanwhile.
+///
+/// Judged against the huge requests themselves, not against a fixed time: a stalled server answers
+/// `/health` only after a whole tokenization, about as long as the shortest huge request takes, while
+/// one that is not stalled answers at the machine's scheduling latency (7-17 ms alone, up to ~350 ms
+/// with a CPU hog beside the test, when the huge requests also took longer). Both scale with the
+/// machine's load; their ratio does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_prompts_do_not_stall_other_connections() {
     let _heavy = HEAVY.lock().await;
@@ -787,32 +817,38 @@ async fn huge_prompts_do_not_stall_other_connections() {
                 &[],
                 &body,
             );
-            exchange(&addr, req, Duration::from_secs(120)).await
+            exchange(&addr, req, Duration::from_secs(300)).await
         });
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // /health, one request after another, from the start until every huge request has its answer.
     let mut slowest = Duration::ZERO;
     let mut checks = 0;
-    while !huge.is_empty() && checks < 50 {
+    let mut answers = Vec::new();
+    while answers.len() < 3 {
         let a = exchange(
             &addr,
             http_request("GET", "/health", None, &[], b""),
-            Duration::from_secs(30),
+            Duration::from_secs(300),
         )
         .await;
         assert_eq!(a.status, Some(200));
         slowest = slowest.max(a.elapsed);
         checks += 1;
-        while huge.try_join_next().is_some() {}
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Some(done) = huge.try_join_next() {
+            answers.push(done.expect("client task"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    while let Some(done) = huge.join_next().await {
-        let a = done.expect("client task");
+    for a in &answers {
         assert!(matches!(a.status, Some(200 | 400)), "{}", a.head);
     }
-    println!("huge prompts: {checks} /health checks meanwhile, slowest {slowest:?}");
+    let shortest = answers.iter().map(|a| a.elapsed).min().unwrap_or_default();
+    println!(
+        "huge prompts: {checks} /health checks meanwhile, slowest {slowest:?}; huge requests took {:?}",
+        answers.iter().map(|a| a.elapsed).collect::<Vec<_>>()
+    );
     assert!(
-        slowest < Duration::from_millis(500),
-        "/health took {slowest:?}"
+        slowest < shortest / 2,
+        "/health took {slowest:?}, the shortest huge request {shortest:?}"
     );
 }

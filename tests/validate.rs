@@ -244,14 +244,18 @@ fn compare_two_saved_runs() {
 
 /// The fake server on one profile (H100) validated as if it were the real card, against the simulator
 /// on another (the A6000): the report must show the differences and a disagreeing claim.
+///
+/// The "real" side is measured on the wall clock, so only what the fake server guarantees is
+/// asserted tightly: no token reaches the client before its modelled time (a lower bound on e2e),
+/// and the H100's modelled tokens are 4x closer together than the A6000's (a margin a loaded
+/// machine's lateness does not eat: a late token delays only itself, never the model's timeline).
+/// How closely the measured TPOT follows the model is a benchmark
+/// (`baseline_against_serve_agrees_with_simulate_within_5_percent`, ignored by default).
 #[test]
 fn validating_the_fake_server_as_if_it_were_real() {
     let server = support::ServerProcess::start(&["--profile", "h100-qwen2.5-7b"]);
     let dir = out_dir("fake");
-    let out = servesim(&[
-        "validate",
-        "--real",
-        &server.base,
+    let drills = [
         "--drill",
         "baseline,decode",
         "--concurrency",
@@ -260,10 +264,11 @@ fn validating_the_fake_server_as_if_it_were_real() {
         "4",
         "--max-tokens",
         "32,64",
-        "--no-nvml",
-        "--out",
-        dir.to_str().expect("utf-8"),
-    ]);
+    ];
+    let mut args = vec!["validate", "--real", &server.base];
+    args.extend_from_slice(&drills);
+    args.extend_from_slice(&["--no-nvml", "--out", dir.to_str().expect("utf-8")]);
+    let out = servesim(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -279,26 +284,50 @@ fn validating_the_fake_server_as_if_it_were_real() {
         json["environment"]["server_models"]["data"][0]["id"],
         "local"
     );
-    // Real rows come from real requests: every one succeeded, and the H100 is ~4x faster per token.
+    // What the fake H100 is modelled to do under the same drills (virtual time).
+    let mut sim_args = vec![
+        "simulate",
+        "--profile",
+        "h100-qwen2.5-7b",
+        "--format",
+        "json",
+    ];
+    sim_args.extend_from_slice(&drills);
+    let h100: Value = serde_json::from_str(&stdout_ok(&sim_args)).expect("JSON");
+    let model_rows = h100[0]["rows"].as_array().expect("modelled baseline rows");
+    // Real rows come from real requests: every one succeeded, none came back faster than the H100
+    // model allows, and the H100's tokens are well over twice as fast as the A6000's (the model
+    // says 4x; the measurement would have to be 2x slower than modelled to miss).
     let pairs = json["comparison"]["drills"][0]["rows"]
         .as_array()
         .expect("baseline rows");
     assert_eq!(pairs.len(), 2);
-    for p in pairs {
+    for (p, model) in pairs.iter().zip(model_rows) {
         assert_eq!(p["a"]["err"], 0);
-        let (real, sim) = (
-            p["a"]["tpot_p50"].as_f64().expect("tpot"),
-            p["b"]["tpot_p50"].as_f64().expect("tpot"),
-        );
+        let num = |v: &Value, key: &str| v[key].as_f64().unwrap_or_else(|| panic!("{key}: {v}"));
+        let (real, sim) = (num(&p["a"], "tpot_p50"), num(&p["b"], "tpot_p50"));
+        assert!(sim / real > 2.0, "A6000 TPOT {sim} vs H100 {real}");
+        let (e2e, modelled) = (num(&p["a"], "e2e_p95"), num(model, "e2e_p95"));
+        // 5 %: the real arrivals are a closed loop's, a little staggered, so the batches (and the
+        // slowest of 4 requests) can differ from the simulated ones by about a step.
         assert!(
-            sim / real > 3.0 && sim / real < 5.0,
-            "A6000 TPOT {sim} vs H100 {real}"
+            e2e >= 0.95 * modelled,
+            "H100 e2e_p95 {e2e} s, faster than its model's {modelled} s"
         );
     }
+    // Claim 1 (throughput scales, goodput held): the real gain from conc 1 to 4 is ~4x where 25 %
+    // is needed, and every TTFT is ~50 ms where the SLO is 1 s; the H100's tok/s is far from the
+    // A6000's. Claim 5 (decode linear, TPOT flat within 15 %): whether the real side holds it
+    // depends on lateness (15 % of a 5.5 ms TPOT is ~25 ms spread over 32 tokens), so only that it
+    // was decided and that the simulator disagrees (a 4x slope either way) is asserted.
     let claims = json["ledger"]["claims"].as_array().expect("claims");
-    assert_eq!(claims[0]["real"], "substantiated");
+    assert_eq!(claims[0]["real"], "substantiated", "{}", claims[0]);
     assert_eq!(claims[0]["class"], "sim_disagrees", "{}", claims[0]);
-    assert_eq!(claims[4]["real"], "substantiated", "{}", claims[4]);
+    assert!(
+        claims[4]["real"] == "substantiated" || claims[4]["real"] == "refuted",
+        "{}",
+        claims[4]
+    );
     assert_eq!(claims[4]["class"], "sim_disagrees", "{}", claims[4]);
     assert_eq!(claims[5]["real"], "not_observed");
     let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");

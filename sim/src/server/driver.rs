@@ -391,6 +391,16 @@ impl Driver {
             {
                 return;
             }
+            // Take in every command already sent before moving the timeline to now: when this
+            // thread wakes late (a loaded machine), a submission queued behind the first one must
+            // not find the engine already past its arrival time (it would be moved later, and the
+            // engine would step differently from the virtual-time runner).
+            // (A disconnected channel ends this loop; the next wait sees it and stops the thread.)
+            while let Ok(c) = rx.try_recv() {
+                if !self.command(c) {
+                    return;
+                }
+            }
             self.advance(self.clock.now());
         }
     }
@@ -715,20 +725,33 @@ mod tests {
         let driver =
             spawn(engine, config, metrics, std::slice::from_ref(rt.handle())).expect("thread");
         let mut frontend = Frontend::new(&profile, 5);
-        // Far enough ahead that every submission is in before its arrival time.
-        let t0 = driver.clock().now() + 0.5;
+        // Everything is prepared before the clock is read, so that only the channel sends stand
+        // between choosing t0 and the last submission; and t0 is a whole wall-clock second ahead,
+        // so that every submission is in before the first arrival even on a loaded machine that
+        // deschedules this thread for a while. (It was 0.5 engine seconds, 10 ms of wall time,
+        // with each request tokenized in between: under a CPU hog a late submission found the
+        // engine past its arrival time and the engine stepped differently.)
+        let prepared: Vec<_> = specs
+            .iter()
+            .map(|(at, spec)| (*at, frontend.prepare(spec), unbounded_channel()))
+            .collect();
+        let t0 = driver.clock().now() + 1.0 / config.time_scale;
         let mut streams = Vec::new();
-        for (key, (at, spec)) in specs.iter().enumerate() {
-            let (tx, rx) = unbounded_channel();
+        for (key, (at, request, (tx, rx))) in prepared.into_iter().enumerate() {
             assert!(driver.submit(Submission {
                 key: key as u64,
-                request: frontend.prepare(spec),
+                request,
                 arrival: t0 + at + config.input_latency_s,
                 events: Sink::Channel(tx),
                 lane: 0,
             }));
             streams.push(rx);
         }
+        // The premise of the comparison: every submission was sent before the first arrival.
+        assert!(
+            driver.clock().now() < t0,
+            "the submissions took more than a second"
+        );
         for (i, mut rx) in streams.into_iter().enumerate() {
             let finished = wait_finished(&mut rx, &format!("request {i}"));
             let rec = &run.records[i];
@@ -793,7 +816,7 @@ mod tests {
         }
         for _ in 0..3 {
             let (key, indices, generated) = seen_rx
-                .recv_timeout(Duration::from_secs(10))
+                .recv_timeout(Duration::from_secs(30))
                 .expect("a stream finished");
             assert!(generated > 0, "request {key} did not finish");
             let want: Vec<u32> = (1..=generated).collect();
@@ -840,7 +863,8 @@ mod tests {
                 .contains("vllm:num_requests_running{engine=\"0\",model_name=\"local\"} 1")
         );
         driver.abort(7, FinishReason::Abort);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // A bound on a hang, not on speed: the abort is taken in at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = metrics.render();
             if text.contains("vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"local\"} 0.0")
