@@ -1,24 +1,48 @@
-//! The cost model: how long one engine iteration takes on the profile's GPU, from physics.
+//! The cost model: how long one engine iteration takes, as a sum of terms each measurable on its own.
 //!
-//! An iteration moves bytes (every layer's weights and the LM head once, the KV cache each sequence
-//! attends to, the KV it writes) and does FLOPs (2 per parameter per token in the dense layers, 2 per
-//! LM-head parameter per sampled sequence, and attention, which grows with each query's context).
-//! Bytes over achievable bandwidth gives the memory time `m`, FLOPs over achievable tensor FLOP/s the
-//! compute time `c`. The GPU time is their smooth maximum `(mᵏ + cᵏ)^(1/k)` with `k =
-//! overlap_exponent`: `k → ∞` is the ideal roofline (perfect overlap), `k = 1` no overlap at all;
-//! the default `k = 3` lets batches near the ridge point cost more than either bound (up to 26 %),
-//! as real mid-sized GEMMs do. On top come the fixed per-step overhead, a per-sequence overhead, and the
-//! host CPU time when async scheduling does not hide it. Activation traffic is left out: it is below
-//! 2 % of the weight stream in the memory-bound regime and invisible in the compute-bound one.
+//! GPU time is what one forward pass costs on the device, split the way a profiler would see it:
+//! - **weights**: the transformer layers' weights streamed once at the bandwidth GEMV/GEMM kernels
+//!   reach (the floor every iteration pays, however few tokens it has);
+//! - **gemm**: what the dense GEMMs cost above that floor once the batch's tokens make them compute
+//!   bound. A GEMM of M token rows costs `2·params·(M + m₀)/F` on the tensor cores, where `m₀`
+//!   (`gemm_tile_tokens`) is the tile and wave quantisation that makes small GEMMs dearer per row
+//!   than big ones, and `F` the FLOP/s big serving GEMMs sustain; it combines with the weight floor as
+//!   the smooth maximum `(wᵏ + cᵏ)^(1/k)`, so GEMMs stay near the floor up to the ridge point and ride
+//!   the compute line beyond it;
+//! - **attention**: decode attention reads every sequence's KV cache at the attention kernel's
+//!   bandwidth; prefill attention does the causal pairs' FLOPs (plus any cached context) at the
+//!   attention kernel's FLOP/s; each part costs the larger of its bytes and its FLOPs;
+//! - **activations**: every token's activations through the GEMMs' inputs and outputs and the
+//!   elementwise kernels (norms, rotary, SiLU·up, residual adds), read and written once at the
+//!   streaming bandwidth: a per-token term from the model's shape, ~10 MB per token for a 7B model;
+//! - **layer overhead**: a fixed time per layer (kernel launch tails and small kernels: norms,
+//!   residual adds, rotary, KV writes) and per step (embedding, final norm), the gap between a B=1
+//!   step and pure weight streaming;
+//! - **logits**: the LM head, a GEMM over every sampled sequence, as above;
+//! - **sampler**: vLLM's sampler kernels, a few passes over each sampled sequence's fp32 logits.
+//!
+//! Host time is the engine's CPU work per step (schedule, prepare inputs, process outputs) plus a
+//! share per scheduled sequence. With async scheduling the host prepares step n+1 while the GPU runs
+//! step n, so the step lasts `max(gpu, host)`; without it, `gpu + host`.
+
+use serde::Serialize;
 
 use crate::profile::Profile;
+
+/// Passes over the fp32 logits that vLLM V1's sampler makes for a request with a temperature and
+/// no top-p/top-k (vllm/v1/sample/sampler.py): the fp32 cast, the temperature divide, softmax's
+/// read and write, the exponential draw, and the divide-and-argmax.
+const SAMPLER_PASSES: f64 = 8.0;
+
+/// Passes of the silicon probe's greedy argmax over the same logits.
+const ARGMAX_PASSES: f64 = 1.0;
 
 /// Part of one prompt processed in an iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefillChunk {
     /// Prompt tokens computed in this iteration.
     pub tokens: u32,
-    /// Tokens of the same sequence already in the KV cache (earlier chunks).
+    /// Tokens of the same sequence already in the KV cache (earlier chunks or a prefix-cache hit).
     pub cached: u32,
     /// Whether this chunk finishes the prompt, so the iteration samples a token for it.
     pub samples: bool,
@@ -32,8 +56,30 @@ pub struct Iteration<'a> {
     pub decode_contexts: &'a [u32],
 }
 
+/// The named terms of an iteration's duration, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct CostParts {
+    /// The layers' weights streamed at GEMV/GEMM bandwidth.
+    pub weights_s: f64,
+    /// Dense GEMM time above the weight-streaming floor (zero while memory bound).
+    pub gemm_s: f64,
+    /// Decode and prefill attention.
+    pub attention_s: f64,
+    /// Activation traffic of the computed tokens outside attention.
+    pub activations_s: f64,
+    /// Fixed per-layer and per-step kernel time.
+    pub layer_overhead_s: f64,
+    /// The LM head over every sampled sequence.
+    pub logits_s: f64,
+    /// Sampler kernels over the sampled sequences' logits.
+    pub sampler_s: f64,
+    /// Host time the GPU waits for (all of it without async scheduling; the excess over the GPU
+    /// time with it).
+    pub host_exposed_s: f64,
+}
+
 /// What an iteration costs, with the parts that make it up.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct IterationCost {
     /// Bytes the iteration moves through device memory: every streamed weight plus the KV cache it
     /// touches (attended context and the new tokens' own K and V).
@@ -41,29 +87,51 @@ pub struct IterationCost {
     /// KV-cache bytes written: the K and V of every token computed (prefill chunk and decode).
     pub written_bytes: f64,
     pub flops: f64,
-    pub memory_s: f64,
-    pub compute_s: f64,
-    /// Smooth maximum of memory and compute time.
+    /// Device time of the forward pass, logits and sampler.
     pub gpu_s: f64,
-    /// Fixed, per-sequence and (without async scheduling) host overheads.
-    pub overhead_s: f64,
+    /// Host CPU time of the step, hidden or not.
+    pub host_s: f64,
+    pub parts: CostParts,
     /// The iteration's duration.
     pub total_s: f64,
+}
+
+impl IterationCost {
+    /// The GPU time a silicon probe measures for this iteration: the same forward pass with a greedy
+    /// argmax in place of vLLM's sampler.
+    pub fn silicon_s(&self) -> f64 {
+        self.gpu_s - self.parts.sampler_s * (1.0 - ARGMAX_PASSES / SAMPLER_PASSES)
+    }
+}
+
+/// One GEMM family's constants: its weights and the FLOPs each token row costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Gemm {
+    weight_bytes: f64,
+    flops_per_row: f64,
 }
 
 /// The cost model's constants, precomputed from a profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostModel {
-    weight_bytes: f64,
+    layers: Gemm,
+    lm_head: Gemm,
+    layer_count: f64,
     kv_bytes_per_token: f64,
-    dense_flops_per_token: f64,
-    lm_head_flops_per_sample: f64,
+    activation_bytes_per_token: f64,
     attention_flops_per_pair: f64,
+    logit_bytes_per_sample: f64,
     bandwidth: f64,
     flops: f64,
+    tile_tokens: f64,
     exponent: f64,
-    fixed_s: f64,
-    per_seq_s: f64,
+    attention_bandwidth: f64,
+    attention_flops: f64,
+    layer_overhead_s: f64,
+    step_overhead_s: f64,
+    async_host: bool,
+    host_step_s: f64,
+    host_per_seq_s: f64,
 }
 
 impl CostModel {
@@ -72,23 +140,48 @@ impl CostModel {
         let m = &profile.model;
         let g = &profile.gpu;
         let e = &profile.engine;
-        let host = if e.async_scheduling {
-            0.0
-        } else {
-            e.cpu_step_overhead_s
-        };
+        let dtype = f64::from(m.dtype_bytes);
         CostModel {
-            weight_bytes: m.streamed_weight_bytes() as f64,
+            layers: Gemm {
+                weight_bytes: m.layer_params() as f64 * dtype,
+                flops_per_row: 2.0 * m.layer_params() as f64,
+            },
+            lm_head: Gemm {
+                weight_bytes: m.lm_head_params() as f64 * dtype,
+                flops_per_row: 2.0 * m.lm_head_params() as f64,
+            },
+            layer_count: f64::from(m.num_layers),
             kv_bytes_per_token: m.kv_bytes_per_token() as f64,
-            dense_flops_per_token: 2.0 * m.layer_params() as f64,
-            lm_head_flops_per_sample: 2.0 * m.lm_head_params() as f64,
+            activation_bytes_per_token: m.activation_bytes_per_token() as f64,
             attention_flops_per_pair: m.attention_flops_per_pair(),
+            logit_bytes_per_sample: 4.0 * f64::from(m.vocab_size),
             bandwidth: g.memory_bandwidth_bps * g.bandwidth_efficiency,
             flops: g.tensor_flops * g.flops_efficiency,
+            tile_tokens: g.gemm_tile_tokens,
             exponent: g.overlap_exponent,
-            fixed_s: g.step_overhead_s + host,
-            per_seq_s: e.per_seq_overhead_s,
+            attention_bandwidth: g.memory_bandwidth_bps * g.attention_bandwidth_efficiency,
+            attention_flops: g.tensor_flops * g.attention_flops_efficiency,
+            layer_overhead_s: g.layer_overhead_s,
+            step_overhead_s: g.step_overhead_s,
+            async_host: e.async_scheduling,
+            host_step_s: e.cpu_step_overhead_s,
+            host_per_seq_s: e.host_per_seq_s,
         }
+    }
+
+    /// Seconds of a GEMM family over `rows` token rows: (weight floor, total).
+    fn gemm(&self, g: Gemm, rows: f64) -> (f64, f64) {
+        if rows <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let floor = g.weight_bytes / self.bandwidth;
+        let compute = g.flops_per_row * (rows + self.tile_tokens) / self.flops;
+        (floor, smooth_max(floor, compute, self.exponent))
+    }
+
+    /// Seconds of an attention part that reads `bytes` and does `flops`.
+    fn attention(&self, bytes: f64, flops: f64) -> f64 {
+        (bytes / self.attention_bandwidth).max(flops / self.attention_flops)
     }
 
     /// Duration of one iteration; zero for an empty one.
@@ -99,12 +192,9 @@ impl CostModel {
         }
         let mut tokens = it.decode_contexts.len() as f64;
         let mut samples = it.decode_contexts.len() as f64;
-        let mut kv_tokens = 0.0;
-        let mut pairs = 0.0;
-        for &c in it.decode_contexts {
-            kv_tokens += f64::from(c);
-            pairs += f64::from(c);
-        }
+        let decode_context: f64 = it.decode_contexts.iter().map(|&c| f64::from(c)).sum();
+        let mut prefill_read = 0.0;
+        let mut prefill_pairs = 0.0;
         for p in it.prefills {
             let t = f64::from(p.tokens);
             let cached = f64::from(p.cached);
@@ -112,29 +202,56 @@ impl CostModel {
             if p.samples {
                 samples += 1.0;
             }
-            // Reads the cached context, writes the chunk's own K and V.
-            kv_tokens += cached + t;
+            // Reads the cached context and writes the chunk's own K and V.
+            prefill_read += cached + t;
             // Causal attention: token i of the chunk sees the cache and the chunk up to itself.
-            pairs += t * cached + t * (t + 1.0) / 2.0;
+            prefill_pairs += t * cached + t * (t + 1.0) / 2.0;
         }
-        let bytes = self.weight_bytes + self.kv_bytes_per_token * kv_tokens;
-        let written_bytes = self.kv_bytes_per_token * tokens;
-        let flops = self.dense_flops_per_token * tokens
-            + self.lm_head_flops_per_sample * samples
-            + self.attention_flops_per_pair * pairs;
-        let memory_s = bytes / self.bandwidth;
-        let compute_s = flops / self.flops;
-        let gpu_s = smooth_max(memory_s, compute_s, self.exponent);
-        let overhead_s = self.fixed_s + self.per_seq_s * seqs as f64;
+        let kv = self.kv_bytes_per_token;
+        let pair = self.attention_flops_per_pair;
+        let attention_s = self.attention(kv * decode_context, pair * decode_context)
+            + self.attention(kv * prefill_read, pair * prefill_pairs);
+        let (weights_s, dense_s) = self.gemm(self.layers, tokens);
+        let (_, logits_s) = self.gemm(self.lm_head, samples);
+        let activations_s = tokens * self.activation_bytes_per_token / self.bandwidth;
+        let sampler_s = samples * self.logit_bytes_per_sample * SAMPLER_PASSES / self.bandwidth;
+        let layer_overhead_s = self.layer_count * self.layer_overhead_s + self.step_overhead_s;
+        let gpu_s = dense_s + attention_s + activations_s + layer_overhead_s + logits_s + sampler_s;
+
+        let host_s = self.host_step_s + self.host_per_seq_s * seqs as f64;
+        let total_s = if self.async_host {
+            gpu_s.max(host_s)
+        } else {
+            gpu_s + host_s
+        };
+        let lm_bytes = if samples > 0.0 {
+            self.lm_head.weight_bytes
+        } else {
+            0.0
+        };
         IterationCost {
-            bytes,
-            written_bytes,
-            flops,
-            memory_s,
-            compute_s,
+            bytes: self.layers.weight_bytes
+                + lm_bytes
+                + kv * (decode_context + prefill_read)
+                + tokens * self.activation_bytes_per_token
+                + samples * self.logit_bytes_per_sample * SAMPLER_PASSES,
+            written_bytes: kv * tokens,
+            flops: self.layers.flops_per_row * tokens
+                + self.lm_head.flops_per_row * samples
+                + pair * (decode_context + prefill_pairs),
             gpu_s,
-            overhead_s,
-            total_s: gpu_s + overhead_s,
+            host_s,
+            parts: CostParts {
+                weights_s,
+                gemm_s: dense_s - weights_s,
+                attention_s,
+                activations_s,
+                layer_overhead_s,
+                logits_s,
+                sampler_s,
+                host_exposed_s: total_s - gpu_s,
+            },
+            total_s,
         }
     }
 }
@@ -162,5 +279,30 @@ mod tests {
         assert_eq!(smooth_max(1.0, 1.0, f64::INFINITY), 1.0);
         assert!((smooth_max(3.0, 4.0, 2.0) - 5.0).abs() < 1e-12);
         assert!((smooth_max(3.0, 4.0, 1.0) - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parts_add_up_to_the_total() {
+        let p = Profile::builtin("h200-qwen2.5-7b").expect("profile");
+        let cost = CostModel::new(&p);
+        let c = cost.iteration(&Iteration {
+            prefills: &[PrefillChunk {
+                tokens: 512,
+                cached: 1024,
+                samples: true,
+            }],
+            decode_contexts: &[1000; 64],
+        });
+        let q = c.parts;
+        let sum = q.weights_s
+            + q.gemm_s
+            + q.attention_s
+            + q.activations_s
+            + q.layer_overhead_s
+            + q.logits_s
+            + q.sampler_s;
+        assert!((sum - c.gpu_s).abs() < 1e-12, "{c:?}");
+        assert!((c.gpu_s + q.host_exposed_s - c.total_s).abs() < 1e-12);
+        assert!(q.gemm_s > 0.0 && q.attention_s > 0.0 && c.silicon_s() < c.gpu_s);
     }
 }

@@ -46,11 +46,13 @@ pub struct EngineConfig {
     pub max_model_len: Option<u32>,
     /// Memory held outside weights and KV cache: CUDA context, CUDA graphs, allocator slack (bytes).
     pub runtime_reserve_bytes: u64,
-    /// Host CPU time of one iteration (schedule, prepare inputs, process outputs), seconds; it adds to
-    /// the step only when async scheduling is off.
+    /// Host CPU time of one iteration (schedule, prepare inputs, process outputs), seconds. With
+    /// async scheduling it overlaps the GPU's previous step and shows only where it is longer.
     pub cpu_step_overhead_s: f64,
-    /// Extra time per running sequence per iteration (sampling, per-sequence kernels), seconds.
-    pub per_seq_overhead_s: f64,
+    /// Host CPU time per scheduled sequence per iteration (its scheduler entry, input rows, output
+    /// processing), seconds; overlapped like `cpu_step_overhead_s`.
+    #[serde(alias = "per_seq_overhead_s")]
+    pub host_per_seq_s: f64,
     /// Time from the client sending a request to the engine seeing it (HTTP, chat template,
     /// tokenisation, IPC), seconds.
     pub input_latency_s: f64,

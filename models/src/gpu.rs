@@ -1,11 +1,13 @@
-//! The hardware half of a profile: what one GPU can move and compute.
+//! The hardware half of a profile: what one GPU can move and compute, and what real kernels reach.
 
 use serde::{Deserialize, Serialize};
 
-/// One GPU as the cost model sees it: memory size, peak rates, and how much of them real kernels reach.
+/// One GPU as the cost model sees it: memory size, peak rates, and the fractions of them that
+/// serving kernels sustain, each a term of the cost model (see [`crate::cost`]).
 ///
-/// Peak figures come from vendor data sheets; the achievable fractions are what serving kernels sustain
-/// (streaming GEMV for bandwidth, mid-sized GEMMs for tensor FLOP/s) and are the calibration knobs.
+/// Peak figures come from vendor data sheets. The achieved fractions and fixed times are measured
+/// on silicon (`servesim calibrate` fits them to a probe's table) or carried over from a measured
+/// card of the same architecture; each catalogue file says which.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
@@ -21,17 +23,51 @@ pub struct GpuSpec {
     pub tensor_flops: f64,
     /// Streaming multiprocessors (informational; NVML reports it for comparisons).
     pub sm_count: u32,
-    /// Fraction of peak bandwidth that weight-streaming kernels sustain.
+    /// Fraction of peak bandwidth that weight-streaming GEMV/GEMM kernels sustain.
     pub bandwidth_efficiency: f64,
-    /// Fraction of peak tensor FLOP/s that serving-sized GEMMs sustain at the card's power limit.
+    /// Fraction of peak tensor FLOP/s that large serving GEMMs sustain at the card's power limit.
     pub flops_efficiency: f64,
-    /// Fixed GPU-side cost of one engine iteration in seconds (graph launch, sampler, sync gaps).
-    pub step_overhead_s: f64,
-    /// How memory and compute time combine: `(mᵏ + cᵏ)^(1/k)`; infinity is the ideal roofline max.
+    /// Extra token rows every GEMM pays for (tile and wave quantisation over the SMs): a GEMM of M
+    /// rows costs as many FLOPs as one of `M + gemm_tile_tokens` at the large-GEMM rate.
+    #[serde(default = "default_tile_tokens")]
+    pub gemm_tile_tokens: f64,
+    /// How the weight floor and GEMM compute combine: `(wᵏ + cᵏ)^(1/k)`; infinity is the ideal
+    /// roofline max.
     #[serde(default = "default_overlap")]
     pub overlap_exponent: f64,
+    /// Fraction of peak bandwidth the attention kernel reaches reading the KV cache in decode.
+    #[serde(default = "default_attention_bandwidth")]
+    pub attention_bandwidth_efficiency: f64,
+    /// Fraction of peak tensor FLOP/s the attention kernel reaches in prefill.
+    #[serde(default = "default_attention_flops")]
+    pub attention_flops_efficiency: f64,
+    /// Fixed kernel time per transformer layer per step, seconds (launch tails, norms, residual
+    /// adds, rotary, KV writes: the small kernels of a CUDA-graph replay).
+    #[serde(default = "default_layer_overhead")]
+    pub layer_overhead_s: f64,
+    /// Fixed GPU time per step outside the layers (embedding, final norm), seconds.
+    #[serde(default)]
+    pub step_overhead_s: f64,
+}
+
+// Defaults for GPU tables written before these terms existed: the H200 fit of
+// fixtures/silicon/h200-qwen2.5-7b-forward.json (see models/catalogue/gpus/h200.toml).
+fn default_tile_tokens() -> f64 {
+    21.6
 }
 
 fn default_overlap() -> f64 {
-    3.0
+    3.7
+}
+
+fn default_attention_bandwidth() -> f64 {
+    0.53
+}
+
+fn default_attention_flops() -> f64 {
+    0.36
+}
+
+fn default_layer_overhead() -> f64 {
+    43e-6
 }

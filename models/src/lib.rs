@@ -3,7 +3,8 @@
 //! [`gpu`], [`llm`] and [`engine`] are the three halves of a [`profile::Profile`] (GPU, model
 //! architecture, vLLM engine arguments); [`length`] says how long answers are; the built-in catalogue
 //! of TOML files under `catalogue/` is compiled in and users add their own files. [`cost`] turns an
-//! iteration's composition into seconds from bandwidth and FLOP/s; [`tokenizer`] counts prompt tokens.
+//! iteration's composition into seconds, term by term; [`silicon`] reads tables of forward passes
+//! timed on real GPUs and fits a GPU's terms to them; [`tokenizer`] counts prompt tokens.
 //! Nothing here knows about HTTP or time: the `sim` crate drives it.
 
 pub mod cost;
@@ -12,9 +13,10 @@ pub mod gpu;
 pub mod length;
 pub mod llm;
 pub mod profile;
+pub mod silicon;
 pub mod tokenizer;
 
-pub use cost::{CostModel, Iteration, IterationCost, PrefillChunk};
+pub use cost::{CostModel, CostParts, Iteration, IterationCost, PrefillChunk};
 pub use engine::{EngineConfig, PreemptionMode, SchedulingPolicy};
 pub use gpu::GpuSpec;
 pub use length::{AnswerLength, LengthModel, LengthRule};

@@ -91,6 +91,19 @@ impl LlmSpec {
             * u64::from(self.dtype_bytes)
     }
 
+    /// Activation bytes one token moves through one forward pass outside the attention kernel: each
+    /// GEMM's input and output, the norms, rotary, SiLU·up and residual adds, read and written once
+    /// (14 hidden-sized vectors, the Q/K/V outputs and their rotary pass, the attention output, and
+    /// six intermediate-sized ones per layer).
+    pub fn activation_bytes_per_token(&self) -> u64 {
+        let h = u64::from(self.hidden_size);
+        let i = u64::from(self.intermediate_size);
+        let q = u64::from(self.num_attention_heads) * u64::from(self.head_dim);
+        let kv = u64::from(self.num_kv_heads) * u64::from(self.head_dim);
+        let per_layer = 14 * h + (q + 2 * kv) + 2 * (q + kv) + q + 6 * i;
+        u64::from(self.num_layers) * per_layer * u64::from(self.dtype_bytes)
+    }
+
     /// Attention FLOPs for one query token against one key position, over all layers (QKᵀ and PV).
     pub fn attention_flops_per_pair(&self) -> f64 {
         4.0 * f64::from(self.num_layers)

@@ -48,9 +48,9 @@ fn default_profile_figures() {
             decode_contexts: &ctxs,
         });
         eprintln!(
-            "decode batch {n}: mem {:.2} comp {:.2} total {:.2} ms",
-            c.memory_s * 1e3,
-            c.compute_s * 1e3,
+            "decode batch {n}: weights {:.2} gemm {:.2} total {:.2} ms",
+            c.parts.weights_s * 1e3,
+            c.parts.gemm_s * 1e3,
             c.total_s * 1e3
         );
     }
@@ -64,9 +64,9 @@ fn default_profile_figures() {
             decode_contexts: &[],
         });
         eprintln!(
-            "prefill {t}: mem {:.2} comp {:.2} total {:.2} ms",
-            c.memory_s * 1e3,
-            c.compute_s * 1e3,
+            "prefill {t}: weights {:.2} gemm {:.2} total {:.2} ms",
+            c.parts.weights_s * 1e3,
+            c.parts.gemm_s * 1e3,
             c.total_s * 1e3
         );
     }

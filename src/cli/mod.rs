@@ -1,6 +1,7 @@
 //! Command-line edge: argument parsing and error reporting; the work happens in the library crates.
 
 mod bench;
+mod cost;
 mod profiles;
 mod serve;
 mod simulate;
@@ -37,6 +38,10 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Compare two saved runs (bench summaries or simulate JSON) side by side.
     Compare(validate::CompareArgs),
+    /// What one engine iteration costs on a profile, term by term, or a profile beside a silicon table.
+    Cost(cost::CostArgs),
+    /// Fit a GPU's cost-model terms to a silicon table and write the GPU profile.
+    Calibrate(cost::CalibrateArgs),
     /// Read the GPU through NVML: device facts, or a recording to keep as a fixture.
     Telemetry(telemetry::TelemetryArgs),
 }
@@ -52,6 +57,8 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Validate(args) => validate::validate(args),
         Command::Compare(args) => validate::compare_runs(args),
+        Command::Cost(args) => cost::cost(args),
+        Command::Calibrate(args) => cost::calibrate_gpu(args),
         Command::Telemetry(args) => telemetry::run(args),
     };
     match result {
