@@ -92,10 +92,26 @@ def check(table: dict, ref: dict) -> list[str]:
     return errors
 
 
+def compare(table: dict, other: dict) -> list[str]:
+    """Rows present in both tables (same kind and grid point), with the ratio of their medians."""
+    keys = {"decode": ("batch", "context"), "prefill": ("tokens",), "mixed": ("chunk", "batch", "context")}
+    lines = []
+    for kind_, ks in keys.items():
+        theirs = {tuple(r[k] for k in ks): r["median_s"] for r in other.get(kind_, [])}
+        for r in table.get(kind_, []):
+            at = tuple(r[k] for k in ks)
+            if at in theirs:
+                lines.append(f"{kind_:8s} {'x'.join(map(str, at)):>16s}  {r['median_s'] * 1e3:9.3f} ms  "
+                             f"vs {theirs[at] * 1e3:9.3f} ms  ratio {r['median_s'] / theirs[at]:.3f}")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tables", nargs="+")
     p.add_argument("--reference", default=str(REFERENCE))
+    p.add_argument("--compare", help="also print the medians of rows this table shares with another "
+                                     "(e.g. a rerun on the same GPU against the committed table)")
     a = p.parse_args()
     ref = json.loads(Path(a.reference).read_text())
     for t in a.tables:
@@ -112,6 +128,9 @@ def main() -> int:
             return 1
         print(f"{t}: ok ({table['device']}: {len(table['decode'])} decode, {len(table['prefill'])} "
               f"prefill, {len(table['mixed'])} mixed rows)")
+        if a.compare:
+            for line in compare(table, json.loads(Path(a.compare).read_text())):
+                print(f"  {line}")
     return 0
 
 

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import platform
 import statistics
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -607,12 +605,18 @@ def main(argv: list[str] | None = None) -> int:
               f"of {reps} after {a.warmup} warm-ups, and `eager` is a second op-by-op measurement "
               f"(median of {eager_decode}).")
     graph = "CUDA graph" if gpu else "op by op"
+    gpu_facts = ""
+    if gpu:
+        props = torch.cuda.get_device_properties(0)
+        gpu_facts = (f" ({props.total_memory / 1e9:.0f} GB, {sm_count} SMs, CUDA "
+                     f"{torch.version.cuda})")
     table = {
         "what": (f"Forward passes of a {label}-shaped decoder ({shape.layers} layers, hidden "
                  f"{shape.hidden}, intermediate {shape.inter}, {shape.heads} query / {shape.kv} KV heads "
                  f"of {shape.hd}, vocab {shape.vocab}{', QKV bias' if shape.bias else ''}"
                  f"{', tied embeddings' if shape.tied else ''}) with random {dt} weights, timed on "
-                 f"{device} with PyTorch {torch.__version__} by validator/probe/silicon_probe.py"
+                 f"{device}{gpu_facts} with PyTorch {torch.__version__} by "
+                 "validator/probe/silicon_probe.py"
                  + ("." if gpu else f" ({sm_count} torch threads; `sm_count` holds that count).")),
         "method": [
             f"decode: B sequences, each with `context` tokens already in a dense (not paged) {dt} KV "
