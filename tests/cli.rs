@@ -424,3 +424,34 @@ fn the_demos_suggestions_are_valid_command_lines() {
         stdout_ok(&args);
     }
 }
+
+#[test]
+fn telemetry_summary_of_the_h200_recording_matches_the_golden_file() {
+    // A real NVML recording (H200, 75 s at 10 Hz during the silicon probe), summarised by the CLI.
+    let rec = format!(
+        "{}/fixtures/telemetry/h200-probe-nvml.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let got = stdout_ok(&["telemetry", "summary", &rec]);
+    let path = format!(
+        "{}/fixtures/golden/telemetry-summary-h200.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).expect("write golden");
+    }
+    assert_eq!(
+        got,
+        fixture("golden/telemetry-summary-h200.txt"),
+        "run with UPDATE_GOLDEN=1 to accept a change"
+    );
+    let v = json(&["telemetry", "summary", &rec, "--json"]);
+    assert_eq!(v["samples"], 750);
+    assert_eq!(v["peak_mem_used_bytes"], 87_858_937_856u64);
+    assert_eq!(v["all"]["power_w"]["max"], 698.404);
+    assert_eq!(v["all"]["sm_clock_mhz"]["max"], 1980.0);
+    assert_eq!(
+        v["throttle"][1],
+        serde_json::json!(["software power cap", 197])
+    );
+}

@@ -31,6 +31,14 @@ enum Action {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Summarise a recording (as `record` saves it): sampling, power, clocks, memory, throttling.
+    Summary {
+        /// The recording (JSON).
+        file: String,
+        /// Print the summary as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(args: TelemetryArgs) -> Result<()> {
@@ -62,6 +70,17 @@ pub fn run(args: TelemetryArgs) -> Result<()> {
                 rec.facts.name,
                 out.display()
             );
+        }
+        Action::Summary { file, json } => {
+            let rec = TelemetryRecording::load(&file)?;
+            let Some(summary) = rec.summary() else {
+                bail!("{file} has no samples");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.text());
+            }
         }
     }
     Ok(())

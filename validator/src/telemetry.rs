@@ -344,6 +344,206 @@ impl TelemetryRecording {
     }
 }
 
+impl TelemetryRecording {
+    /// Parse a recording as `servesim telemetry record` writes it.
+    pub fn from_json(text: &str) -> Result<TelemetryRecording, TelemetryError> {
+        serde_json::from_str(text)
+            .map_err(|e| TelemetryError(format!("not a telemetry recording: {e}")))
+    }
+
+    /// Read a recording from a file.
+    pub fn load(path: &str) -> Result<TelemetryRecording, TelemetryError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TelemetryError(format!("cannot read {path}: {e}")))?;
+        TelemetryRecording::from_json(&text).map_err(|e| TelemetryError(format!("{path}: {e}")))
+    }
+
+    /// The stretch from the first to the last sample with GPU utilisation at or above `min_util_pct`
+    /// (where the device worked), as a `[start, end]` window on the samples' clock.
+    pub fn busy_window(&self, min_util_pct: f64) -> Option<(f64, f64)> {
+        let mut busy = self
+            .samples
+            .iter()
+            .filter(|s| s.gpu_util_pct >= min_util_pct);
+        let first = busy.next()?.t;
+        let last = busy.next_back().map_or(first, |s| s.t);
+        Some((first, last))
+    }
+
+    /// What the whole recording shows; `None` when it has no samples.
+    pub fn summary(&self) -> Option<RecordingSummary> {
+        let first = self.samples.first()?.t;
+        let last = self.samples.last()?.t;
+        let mut gaps: Vec<f64> = self.samples.windows(2).map(|w| w[1].t - w[0].t).collect();
+        gaps.sort_by(f64::total_cmp);
+        let median_interval_s = if gaps.is_empty() {
+            0.0
+        } else {
+            crate::stats::percentile_linear(&gaps, 50.0).unwrap_or(0.0)
+        };
+        let busy = self
+            .busy_window(BUSY_UTIL_PCT)
+            .and_then(|(a, b)| summarize(&self.samples, "recording", "busy", a, b));
+        let throttle = THROTTLE_REASONS
+            .iter()
+            .filter_map(|&(bit, name)| {
+                let n = self
+                    .samples
+                    .iter()
+                    .filter(|s| s.throttle_reasons & bit != 0)
+                    .count();
+                (n > 0).then(|| (name.to_string(), n))
+            })
+            .collect();
+        Some(RecordingSummary {
+            device: self.facts.name.clone(),
+            power_limit_w: self.facts.power_limit_w,
+            memory_total_bytes: self.facts.memory_total_bytes,
+            interval_s: self.interval_s,
+            samples: self.samples.len(),
+            span_s: last - first,
+            median_interval_s,
+            peak_mem_used_bytes: self
+                .samples
+                .iter()
+                .map(|s| s.mem_used_bytes)
+                .max()
+                .unwrap_or(0),
+            all: summarize(&self.samples, "recording", "all", first, last)?,
+            busy,
+            throttle,
+        })
+    }
+}
+
+/// GPU utilisation (%) from which a sample counts as the device working, for [`RecordingSummary::busy`].
+pub const BUSY_UTIL_PCT: f64 = 1.0;
+
+/// NVML's throttle-reason bits (`nvmlClocksEventReasons`) and their names.
+pub const THROTTLE_REASONS: [(u64, &str); 9] = [
+    (0x1, "gpu idle"),
+    (0x2, "applications clocks setting"),
+    (0x4, "software power cap"),
+    (0x8, "hardware slowdown"),
+    (0x10, "sync boost"),
+    (0x20, "software thermal slowdown"),
+    (0x40, "hardware thermal slowdown"),
+    (0x80, "hardware power brake"),
+    (0x100, "display clock setting"),
+];
+
+/// A whole [`TelemetryRecording`] at a glance: how it was sampled, the summary over all of it and over
+/// its busy stretch, peak memory, and how often each throttle reason was set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSummary {
+    pub device: String,
+    pub power_limit_w: f64,
+    pub memory_total_bytes: u64,
+    /// The interval the recorder was asked for.
+    pub interval_s: f64,
+    pub samples: usize,
+    /// First to last sample.
+    pub span_s: f64,
+    /// Median gap between consecutive samples (what the sampler achieved).
+    pub median_interval_s: f64,
+    pub peak_mem_used_bytes: u64,
+    /// Every sample.
+    pub all: LevelTelemetry,
+    /// First to last sample with GPU utilisation >= [`BUSY_UTIL_PCT`]; `None` if the GPU never worked.
+    pub busy: Option<LevelTelemetry>,
+    /// Samples with each throttle reason set (reasons never set are left out).
+    pub throttle: Vec<(String, usize)>,
+}
+
+impl RecordingSummary {
+    /// A plain-text table, as `servesim telemetry summary` prints it.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let gib = (1u64 << 30) as f64;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: {} samples over {:.1} s (asked every {:.3} s, median gap {:.3} s); power limit {:.0} W, {:.1} GiB",
+            self.device,
+            self.samples,
+            self.span_s,
+            self.interval_s,
+            self.median_interval_s,
+            self.power_limit_w,
+            self.memory_total_bytes as f64 / gib
+        );
+        let _ = writeln!(
+            out,
+            "peak memory used {:.2} GiB ({:.1} GB)",
+            self.peak_mem_used_bytes as f64 / gib,
+            self.peak_mem_used_bytes as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:>11} {:>7} {:>14} {:>16} {:>16} {:>16} {:>12} {:>9}",
+            "window",
+            "t (s)",
+            "samples",
+            "GPU util %",
+            "power W",
+            "SM MHz",
+            "mem used GiB",
+            "temp °C",
+            "throttled"
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:>11} {:>7} {:>14} {:>16} {:>16} {:>16} {:>12} {:>9}",
+            "",
+            "",
+            "",
+            "mean/p95/max",
+            "mean/p95/max",
+            "mean/p95/max",
+            "mean/p95/max",
+            "mean/p95/max",
+            ""
+        );
+        for l in std::iter::once(&self.all).chain(&self.busy) {
+            let s = |x: &Stat| format!("{:.0}/{:.0}/{:.0}", x.mean, x.p95, x.max);
+            let _ = writeln!(
+                out,
+                "{:<6} {:>11} {:>7} {:>14} {:>16} {:>16} {:>16} {:>12} {:>8.0}%",
+                l.axis,
+                format!("{:.1}-{:.1}", l.start, l.end),
+                l.samples,
+                s(&l.gpu_util_pct),
+                format!(
+                    "{:.0}/{:.0}/{:.1}",
+                    l.power_w.mean, l.power_w.p95, l.power_w.max
+                ),
+                s(&l.sm_clock_mhz),
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    l.mem_used_gib.mean, l.mem_used_gib.p95, l.mem_used_gib.max
+                ),
+                s(&l.temperature_c),
+                l.throttled_fraction * 100.0
+            );
+        }
+        let reasons: Vec<String> = self
+            .throttle
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "throttle reasons (samples): {}",
+            if reasons.is_empty() {
+                "none".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        );
+        out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+    }
+}
+
 /// The raw samples as CSV.
 pub fn samples_csv(samples: &[Sample]) -> String {
     let mut out = String::from(
