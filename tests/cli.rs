@@ -455,3 +455,89 @@ fn telemetry_summary_of_the_h200_recording_matches_the_golden_file() {
         serde_json::json!(["software power cap", 197])
     );
 }
+
+#[test]
+fn cost_prices_an_iteration_term_by_term() {
+    // One of the H200 table's rows: 512 sequences decoding over 128 cached tokens took 16.41 ms.
+    let v = json(&[
+        "cost",
+        "--profile",
+        "h200-qwen2.5-7b",
+        "--decode",
+        "512x129",
+        "--format",
+        "json",
+    ]);
+    let gpu = v["gpu_s"].as_f64().expect("gpu_s");
+    assert!((gpu / 0.016407 - 1.0).abs() < 0.10, "{v}");
+    let parts = v["parts"].as_object().expect("parts");
+    let sum: f64 = [
+        "weights_s",
+        "gemm_s",
+        "attention_s",
+        "activations_s",
+        "layer_overhead_s",
+        "logits_s",
+        "sampler_s",
+    ]
+    .iter()
+    .map(|k| parts[*k].as_f64().expect("part"))
+    .sum();
+    assert!((sum - gpu).abs() < 1e-9, "{v}");
+    assert!(v["total_s"].as_f64() >= Some(gpu) && v["host_s"].as_f64() > Some(0.0));
+    // A prefill chunk on top of cached context costs more than the same chunk alone.
+    let alone = json(&["cost", "--prefill", "512", "--format", "json"]);
+    let cached = json(&["cost", "--prefill", "512+4096", "--format", "json"]);
+    assert!(cached["gpu_s"].as_f64() > alone["gpu_s"].as_f64());
+    let out = servesim(&["cost", "--decode", "8"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected BxC"));
+}
+
+#[test]
+fn calibrate_writes_a_gpu_profile_that_loads_and_fits_the_table() {
+    let dir = std::env::temp_dir().join(format!("servesim-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let gpu = dir.join("h200-fit.toml");
+    let table = format!(
+        "{}/fixtures/silicon/h200-qwen2.5-7b-forward.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let gpu_path = gpu.display().to_string();
+    let out = servesim(&[
+        "calibrate",
+        "--silicon",
+        &table,
+        "--gpu",
+        "h100-sxm",
+        "--name",
+        "h200-fit",
+        "--out",
+        &gpu_path,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&gpu).expect("written");
+    assert!(
+        text.contains("measured: the table's gemv_stream_2GiB"),
+        "{text}"
+    );
+    let profile = format!("{}+qwen2.5-7b-instruct", gpu.display());
+    let v = json(&[
+        "cost",
+        "--profile",
+        &profile,
+        "--silicon",
+        &table,
+        "--format",
+        "json",
+    ]);
+    // Started from the H100's terms, the fit lands on the H200 table.
+    assert!(v["median_abs_error"].as_f64() < Some(0.05), "{v}");
+    assert!(v["max_abs_error"].as_f64() < Some(0.25), "{v}");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(45));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -164,7 +164,7 @@ fn entry_names(entries: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Resolve `gpu = "name"` or a `[gpu]` table (optionally with `base = "name"`) to a table.
+/// Resolve `gpu = "name"`, `gpu = "file.toml"` or a `[gpu]` table (optionally with `base = "name"`) to a table.
 fn resolve_entry(
     value: Option<Value>,
     entries: &[&str],
@@ -172,6 +172,14 @@ fn resolve_entry(
     origin: &str,
 ) -> Result<Table, ProfileError> {
     match value {
+        // A GPU or model file of its own, e.g. one `servesim calibrate` wrote.
+        Some(Value::String(name)) if name.ends_with(".toml") => {
+            let text = std::fs::read_to_string(&name).map_err(|source| ProfileError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            parse_table(&text, &name)
+        }
         Some(Value::String(name)) => catalogue_table(entries, kind, &name),
         Some(Value::Table(mut t)) => match t.remove("base") {
             Some(Value::String(base)) => {
@@ -270,7 +278,8 @@ impl Profile {
         Ok(profile)
     }
 
-    /// A built-in profile by name, or `GPU+MODEL` (catalogue names) with vLLM defaults for the card.
+    /// A built-in profile by name, or `GPU+MODEL` (catalogue names, or a GPU file such as
+    /// `my-gpu.toml+qwen2.5-7b-instruct`) with vLLM defaults for the card.
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
         for text in PROFILES {
             let table = parse_table(text, "catalogue")?;
@@ -289,7 +298,7 @@ impl Profile {
 
     /// A built-in name, a `GPU+MODEL` pair, or a path to a `.toml` file.
     pub fn load(spec: &str) -> Result<Profile, ProfileError> {
-        if spec.ends_with(".toml") || Path::new(spec).is_file() {
+        if (spec.ends_with(".toml") && !spec.contains('+')) || Path::new(spec).is_file() {
             let text = std::fs::read_to_string(spec).map_err(|source| ProfileError::Read {
                 path: spec.to_string(),
                 source,
