@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{clock_ticks, env_or, thread_cpu};
+use common::{CpuMeter, clock_ticks, env_or, fd_limit};
 use servesim_models::Profile;
 use servesim_sim::server::{self, AppState, ServerConfig};
 use servesim_sim::{Arrival, ClientGroup, LevelPlan, LevelRun, RequestSpec, VirtualServer};
@@ -413,8 +413,26 @@ fn fidelity(profile: &Profile) {
 }
 
 fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
+    // Client and server share the process: two descriptors per stream.
+    if let Some(limit) = fd_limit()
+        && (2 * streams as u64 + 256) > limit
+    {
+        eprintln!(
+            "warning: {streams} streams need about {} file descriptors in this process, the limit is {limit} (ulimit -n): connections beyond it fail or wait",
+            2 * streams + 256
+        );
+    }
     let server = start_server(profile, 1);
     let client = client_runtime();
+    // Opened before the load, which may use up the file descriptors. The server's CPU is the
+    // process's less the client's (its runtime's threads live through the level; the main thread
+    // sleeps): the server's blocking threads come and go.
+    let mut meter = CpuMeter::open(
+        &["bench-client"],
+        env_or("SERVESIM_BENCH_CLIENT_THREADS", 2),
+        ticks,
+    )
+    .expect("/proc/self readable");
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let load = client.spawn(closed_loop(
@@ -431,14 +449,12 @@ fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
     metrics.lag.reset();
     metrics.wakeup_lag.reset();
     let tokens_before = metrics.lag.count();
-    let server_threads = ["servesim-http", "servesim-engine", "servesim-lane"];
-    let cpu0 = thread_cpu(&server_threads, ticks);
-    let client0 = thread_cpu(&["bench-client"], ticks);
+    let (process0, client0) = (meter.process(), meter.threads());
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let wall = w0.elapsed().as_secs_f64();
-    let cpu = thread_cpu(&server_threads, ticks) - cpu0;
-    let client_cpu = thread_cpu(&["bench-client"], ticks) - client0;
+    let client_cpu = meter.threads() - client0;
+    let cpu = meter.process() - process0 - client_cpu;
     let tokens = metrics.lag.count() - tokens_before;
     let (p50, p99, p999) = (
         metrics.lag.quantile(0.5).unwrap_or(f64::NAN),

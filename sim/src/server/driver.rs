@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use super::direct::DirectSender;
 use super::metrics::Metrics;
+use super::sse::SseSender;
 use crate::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
 use crate::request::{EngineRequest, FinishReason, RequestId};
 
@@ -89,19 +89,19 @@ pub struct Submission {
 pub enum Sink {
     /// To a task that waits for them (a non-streaming answer).
     Channel(UnboundedSender<TokenEvent>),
-    /// To a stream the lane's dispatcher writes itself (see [`super::direct`]).
-    Direct(DirectSender),
+    /// To a streaming answer, whose event the lane's dispatcher formats (see [`super::sse`]).
+    Stream(SseSender),
 }
 
 impl Sink {
-    /// Hand over one event; `scratch` is the dispatcher's buffer for a direct stream's text.
+    /// Hand over one event; `scratch` is the dispatcher's buffer for a stream's event text.
     fn send(&self, event: TokenEvent, scratch: &mut String) {
         match self {
             // A stream that went away meanwhile has nothing to receive.
             Sink::Channel(tx) => {
                 let _ = tx.send(event);
             }
-            Sink::Direct(d) => d.stream().deliver(event, scratch),
+            Sink::Stream(s) => s.stream().deliver(event, scratch),
         }
     }
 }

@@ -3,22 +3,21 @@
 //!
 //! [`api`] holds the request/response bodies and their validation, [`errors`] the one error type
 //! and its HTTP mapping, [`driver`] the engine thread that runs the core in real time, [`stream`]
-//! the client side of a request (text, stop strings, SSE events, abort on disconnect), [`direct`]
-//! streaming answers written into the socket by the lane's dispatcher, [`http1`] the connections,
-//! [`lanes`] the runtimes they are spread over, [`metrics`] the vLLM metric families, [`faults`]
-//! fault injection and [`text`] the answers' words; `routes` has the handlers. [`app`] builds the
-//! router (testable without a socket); [`serve`] runs it on a bound listener until a shutdown
-//! future resolves.
+//! the client side of a request (text, stop strings, SSE events, abort on disconnect), [`sse`]
+//! streaming answers (events formatted by the lane's dispatcher, handed to hyper as the body),
+//! [`lanes`] the runtimes connections are spread over, [`metrics`] the vLLM metric families,
+//! [`faults`] fault injection and [`text`] the answers' words; `routes` has the handlers. [`app`]
+//! builds the router (testable without a socket); [`serve`] runs it on a bound listener, with
+//! hyper's HTTP/1.1 connections, until a shutdown future resolves.
 
 pub mod api;
-pub mod direct;
 pub mod driver;
 pub mod errors;
 pub mod faults;
-pub mod http1;
 pub mod lanes;
 pub mod metrics;
 mod routes;
+pub mod sse;
 pub mod stream;
 pub mod text;
 
@@ -243,9 +242,10 @@ where
     Ok(())
 }
 
-/// The accept loop: every connection is served on its own task (see [`http1`]); when `shutdown`
-/// resolves the listener closes, every connection finishes its request in flight and closes, and
-/// this returns once they all have.
+/// The HTTP/1.1 accept loop (what `axum::serve` does, plus hyper's header read timeout, which
+/// `axum::serve` leaves off, and the lanes): every connection is served by hyper on its own task;
+/// when `shutdown` resolves the listener closes, every connection finishes its request in flight
+/// and closes, and this returns once they all have.
 async fn run_http<F>(
     listener: TcpListener,
     router: axum::Router,
@@ -255,6 +255,8 @@ async fn run_http<F>(
 ) where
     F: Future<Output = ()> + Send + 'static,
 {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
     let (signal_tx, signal_rx) = tokio::sync::watch::channel(());
     let (close_tx, close_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
@@ -274,8 +276,8 @@ async fn run_http<F>(
         };
         // Like uvicorn under vLLM: no Nagle delay on small SSE writes.
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let signal = signal_rx.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let mut signal = signal_rx.clone();
         let close = close_rx.clone();
         // Round robin: connections are long-lived (keep-alive), so the lanes' shares stay even.
         // The socket moves to its lane's own I/O driver, so that its readiness wakes that lane.
@@ -296,7 +298,22 @@ async fn run_http<F>(
                     return;
                 }
             };
-            http1::serve_connection(tcp, router, header_timeout, signal).await;
+            // The header read timeout runs from the moment the connection waits for a head, so
+            // an idle keep-alive connection closes after it too; a body has its own (see
+            // `api::ApiBody`).
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = signal.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
             drop(close);
         });
     }

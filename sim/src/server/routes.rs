@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Extension, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +15,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, TokenizeRequest, Validated};
-use super::direct::{self, DirectResponse, DirectSender, DirectStream, StreamOwner};
 use super::driver::Sink;
-use super::http1::DirectWrites;
+use super::sse::{self, SseSender, SseStream};
 use super::stream::{self, AbortGuard, Answer, Endpoint, Envelope, Generation, GenerationSetup};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
@@ -32,13 +31,11 @@ struct ClientOptions {
     cut: bool,
     /// Unix time of the answer (its events' `created`).
     created: u64,
-    /// A connection writes the stream itself (HTTP/1.1 chunked framing).
-    chunked: bool,
 }
 
 /// The client side of an admitted request.
 enum Client {
-    Stream(Arc<DirectStream>),
+    Stream(Arc<SseStream>),
     Whole(Box<Generation>),
 }
 
@@ -60,7 +57,7 @@ impl AppState {
     }
 
     /// The client's side of an admitted request, and where the engine sends its tokens: a stream
-    /// the lane's dispatcher writes (see [`direct`]) or a channel the handler waits on.
+    /// whose events the lane's dispatcher formats (see [`sse`]) or a channel the handler waits on.
     fn client_side(
         &self,
         endpoint: Endpoint,
@@ -94,8 +91,8 @@ impl AppState {
                 &s.fingerprint,
                 v.include_usage,
             );
-            let stream = DirectStream::new(Answer::new(setup), envelope, options.chunked);
-            let sink = Sink::Direct(DirectSender::new(Arc::clone(&stream)));
+            let stream = SseStream::new(Answer::new(setup), envelope);
+            let sink = Sink::Stream(SseSender::new(Arc::clone(&stream)));
             (Client::Stream(stream), sink, id)
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -116,7 +113,6 @@ impl AppState {
         v: Validated,
         headers: &HeaderMap,
         received: f64,
-        direct: bool,
     ) -> Result<Response, ApiError> {
         let s = &self.0;
         let forced = headers
@@ -183,17 +179,8 @@ impl AppState {
                 })?;
                 // A refused request does not take a turn: it never reaches the engine.
                 let key = s.next_key.fetch_add(1, Ordering::Relaxed);
-                let (client, sink, id) = state.client_side(
-                    endpoint,
-                    &v,
-                    key,
-                    &request,
-                    ClientOptions {
-                        cut,
-                        created,
-                        chunked: direct,
-                    },
-                );
+                let (client, sink, id) =
+                    state.client_side(endpoint, &v, key, &request, ClientOptions { cut, created });
                 let paced = frontend.pace(received + latency);
                 let submitted = admission.submit(driver::Submission {
                     key,
@@ -215,14 +202,7 @@ impl AppState {
         let generation = match client {
             Client::Whole(generation) => *generation,
             Client::Stream(stream) => {
-                let mut response = if direct {
-                    let mut r = Response::new(Body::empty());
-                    r.extensions_mut()
-                        .insert(DirectResponse(Arc::new(StreamOwner(stream))));
-                    r
-                } else {
-                    Response::new(direct::body(stream))
-                };
+                let mut response = Response::new(sse::body(stream));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/event-stream; charset=utf-8"),
@@ -340,32 +320,27 @@ async fn generation(
     endpoint: Endpoint,
     state: AppState,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWrites>>,
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     let received = state.0.driver.clock().now();
     let v = api::check_request(endpoint, &body, &state.0.config.served_model_name)?;
-    state
-        .generate(endpoint, v, &headers, received, direct.is_some())
-        .await
+    state.generate(endpoint, v, &headers, received).await
 }
 
 async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    generation(Endpoint::Chat, state, headers, direct, body).await
+    generation(Endpoint::Chat, state, headers, body).await
 }
 
 async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWrites>>,
     ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
-    generation(Endpoint::Completions, state, headers, direct, body).await
+    generation(Endpoint::Completions, state, headers, body).await
 }
 
 async fn models(State(state): State<AppState>) -> Response {

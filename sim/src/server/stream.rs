@@ -1,6 +1,6 @@
 //! A request in flight on the client's side: the engine's tokens turned into text, stop strings,
 //! the cut fault, and the abort that fires when the client goes away. [`Envelope`] writes vLLM's
-//! server-sent events (see [`super::direct`]); [`Generation::collect`] waits for the whole answer.
+//! server-sent events (see [`super::sse`]); [`Generation::collect`] waits for the whole answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,7 +66,7 @@ pub struct Finish {
 
 /// The client side of one request, whatever carries its tokens: text, stop strings, the cut fault
 /// and the abort guard, turning the engine's events into [`Piece`]s one at a time (no waiting, so
-/// the lane's dispatcher can run it for a direct stream as well as a task for a channel).
+/// the lane's dispatcher can run it for a stream as well as a task for a channel).
 #[derive(Debug)]
 pub struct Answer {
     guard: AbortGuard,
@@ -214,8 +214,8 @@ impl Answer {
     }
 }
 
-/// The client side of one request whose tokens come over a channel (non-streaming answers, and
-/// streams served without a direct connection: see [`super::direct`]).
+/// The client side of one request whose tokens come over a channel (non-streaming answers;
+/// streams go through [`super::sse`]).
 #[derive(Debug)]
 pub struct Generation {
     rx: UnboundedReceiver<TokenEvent>,
