@@ -115,6 +115,8 @@ pub struct SimulateArgs {
     /// Replay a request trace (CSV: arrival_s, input_tokens, output_tokens) instead of drills.
     #[arg(long)]
     pub trace: Option<String>,
+    #[command(flatten)]
+    pub engine: super::engine_flags::EngineFlags,
 }
 
 fn parse_policy(s: &str) -> Result<SchedulingPolicy, String> {
@@ -126,11 +128,16 @@ fn parse_policy(s: &str) -> Result<SchedulingPolicy, String> {
     }
 }
 
-fn load_profile(spec: &str, policy: Option<SchedulingPolicy>) -> Result<Profile> {
+fn load_profile(
+    spec: &str,
+    policy: Option<SchedulingPolicy>,
+    engine: &super::engine_flags::EngineFlags,
+) -> Result<Profile> {
     let mut profile = Profile::load(spec)?;
     if let Some(policy) = policy {
         profile.engine.policy = policy;
     }
+    engine.apply(&mut profile);
     profile.derive()?;
     Ok(profile)
 }
@@ -156,7 +163,7 @@ pub fn simulate_drills(
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
-    let profile = load_profile(&args.profile, args.policy)?;
+    let profile = load_profile(&args.profile, args.policy, &args.engine)?;
     if let Some(path) = &args.trace {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading trace {path}"))?;
@@ -210,7 +217,7 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let profile = load_profile(&args.profile, None)?;
+    let profile = load_profile(&args.profile, None, &Default::default())?;
     let d = profile.derive()?;
     println!("servesim demo: {} ({})", profile.name, profile.description);
     println!(
