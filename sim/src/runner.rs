@@ -234,7 +234,7 @@ impl VirtualServer {
                         foreground_left = foreground_left.saturating_sub(1);
                     }
                     if let Some(g) = record_group[r] {
-                        push(&mut queue, now, Event::Send(g));
+                        push(&mut queue, now + plan.groups[g].think_s, Event::Send(g));
                     }
                 }
             }

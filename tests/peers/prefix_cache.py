@@ -4,9 +4,10 @@ peer and `servesim serve`), recording after each step the prefix-cache counters 
 answer's usage.prompt_tokens_details.cached_tokens, and checking that both saw the same hits.
 
 Prompts are sent as token ids on /v1/completions (the two servers' tokenizers differ), one request at
-a time, max_tokens 1, temperature 0. Both servers must run with block size 16, prefix caching on and
---enable-prompt-tokens-details; the `evict` scenario needs a small KV cache on both
-(--num-gpu-blocks-override 24 --max-model-len 256: 23 usable blocks of 16 tokens).
+a time, max_tokens 1, temperature 0. Both servers must run with the same block size (--block, default 32:
+vLLM's CPU attention takes multiples of 32 only), prefix caching on and --enable-prompt-tokens-details;
+the `evict` scenario needs a small KV cache on both (--num-gpu-blocks-override 24 --max-model-len 512:
+23 usable blocks of 32 tokens, three 10-block prompts).
 
   prefix_cache.py URL_A URL_B [--scenarios basic,evict] [--report FILE]
   prefix_cache.py URL --record FILE          # one server only: print and save what it saw
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.request
 
-BLOCK = 16
+BLOCK = 32
 
 
 def ids(seed, n):
@@ -28,20 +29,17 @@ def ids(seed, n):
     return [(seed * 7919 + i * 31) % 30000 + 100 for i in range(n)]
 
 
-A = ids(1, 100)
-S = ids(2, 64)
-
-
 def scenario_basic():
     """(name, prompt ids) steps: repeat, extend, shared prefix, exact multiple of a block."""
+    a, s = ids(1, 6 * BLOCK + 4), ids(2, 4 * BLOCK)
     return [
-        ("first A (100 tok)", A),
-        ("repeat A: 6 full blocks hit", A),
-        ("extend A by 50", A + ids(3, 50)),
-        ("system S + user 1", S + ids(4, 40)),
-        ("system S + user 2: S's 4 blocks hit", S + ids(5, 40)),
-        ("first B (96 tok, 6 blocks)", ids(6, 96)),
-        ("repeat B: last block recomputed (80 hit)", ids(6, 96)),
+        ("first A (6 blocks + 4)", a),
+        ("repeat A: 6 full blocks hit", a),
+        ("extend A by 3 blocks", a + ids(3, 3 * BLOCK)),
+        ("system S + user 1", s + ids(4, 40)),
+        ("system S + user 2: S's 4 blocks hit", s + ids(5, 40)),
+        ("first B (6 blocks exactly)", ids(6, 6 * BLOCK)),
+        ("repeat B: last block recomputed (5 hit)", ids(6, 6 * BLOCK)),
         ("short prompt < 1 block", ids(7, 10)),
         ("repeat short: nothing to hit", ids(7, 10)),
     ]
@@ -49,7 +47,7 @@ def scenario_basic():
 
 def scenario_evict():
     """Three 10-block prompts in 23 blocks: the third evicts the first's tail (LRU, tail first)."""
-    p1, p2, p3 = ids(11, 160), ids(12, 160), ids(13, 160)
+    p1, p2, p3 = ids(11, 10 * BLOCK), ids(12, 10 * BLOCK), ids(13, 10 * BLOCK)
     return [
         ("P1 (10 blocks)", p1),
         ("P2 (10 blocks)", p2),
@@ -128,7 +126,9 @@ def main():
     ap.add_argument("--model", default="local")
     ap.add_argument("--report")
     ap.add_argument("--record")
+    ap.add_argument("--block", type=int, default=BLOCK)
     a = ap.parse_args()
+    globals()["BLOCK"] = a.block
     steps = [s for name in a.scenarios.split(",") for s in SCENARIOS[name]()]
     results = [run(u.rstrip("/"), steps, a.model) for u in a.urls]
     out = "".join(table(u, r) for u, r in zip(a.urls, results))

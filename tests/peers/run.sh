@@ -135,8 +135,8 @@ stop_pid "$FAKE_PID" "servesim serve"; FAKE_PID=""
 # fake with the same small KV cache; their prefix-cache hits must be identical step by step.
 APC_RC=0
 if [ "${PEERS_APC:-1}" = 1 ]; then
-  APC_ARGS=(--enable-prefix-caching --enable-prompt-tokens-details --block-size 16 --num-gpu-blocks-override 24
-    --max-model-len 256)
+  APC_ARGS=(--enable-prefix-caching --enable-prompt-tokens-details --block-size 32 --num-gpu-blocks-override 24
+    --max-model-len 512)
   stop_pid "$PEER_PID" "vLLM peer"; PEER_PID=""
   start_peer "${APC_ARGS[@]}"
   log "vLLM peer with a 24-block KV cache healthy on $PEER after ${START_S} s"
