@@ -25,8 +25,8 @@ BLOCK = 32
 
 
 def ids(seed, n):
-    """n token ids of family `seed`: distinct families share no block."""
-    return [(seed * 7919 + i * 31) % 30000 + 100 for i in range(n)]
+    """n token ids of family `seed` (within the peer's tiny 2048-id vocabulary): distinct families share no block."""
+    return [(seed * 7919 + i * 31) % 1900 + 100 for i in range(n)]
 
 
 def scenario_basic():

@@ -780,7 +780,8 @@ pub struct Usage {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PromptTokensDetails {
     pub cached_tokens: u32,
-    pub created_cache_tokens: Option<()>,
+    /// 0 in chat answers, null in completions ones (vLLM 0.32).
+    pub created_cache_tokens: Option<u32>,
     pub multimodal_tokens: Option<()>,
 }
 
@@ -807,6 +808,17 @@ impl From<Usage> for AnswerUsage {
                 }),
             completion_tokens_details: None,
         }
+    }
+}
+
+impl AnswerUsage {
+    /// A chat answer's usage: vLLM 0.32's chat handler reports `created_cache_tokens` 0.
+    pub fn chat(counts: Usage) -> AnswerUsage {
+        let mut usage = AnswerUsage::from(counts);
+        if let Some(d) = &mut usage.prompt_tokens_details {
+            d.created_cache_tokens = Some(0);
+        }
+        usage
     }
 }
 

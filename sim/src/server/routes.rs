@@ -263,7 +263,7 @@ impl AppState {
                 }],
                 service_tier: None,
                 system_fingerprint: &s.fingerprint,
-                usage: finish.usage.into(),
+                usage: api::AnswerUsage::chat(finish.usage),
                 prompt_logprobs: None,
                 prompt_token_ids: None,
                 prompt_text: None,

@@ -384,8 +384,15 @@ impl Envelope {
         if self.include_usage {
             out.push_str("data: ");
             out.push_str(&self.head);
+            // vLLM 0.32's chat handler also reports created_cache_tokens 0.
+            let created = match self.endpoint {
+                Endpoint::Chat => ",\"created_cache_tokens\":0",
+                Endpoint::Completions => "",
+            };
             let details = match usage.cached_tokens {
-                Some(n) => format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{n}}}"),
+                Some(n) => {
+                    format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{n}{created}}}")
+                }
                 None => String::new(),
             };
             out.push_str(&format!(
