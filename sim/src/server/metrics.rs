@@ -439,7 +439,11 @@ impl Metrics {
             ("gpu_memory_utilization", py_float(e.gpu_memory_utilization)),
             ("cache_dtype", "auto".into()),
             ("is_attention_free", py_bool(false)),
-            ("num_gpu_blocks_override", none()),
+            (
+                "num_gpu_blocks_override",
+                e.num_gpu_blocks_override
+                    .map_or_else(none, |n| n.to_string()),
+            ),
             ("sliding_window", none()),
             ("enable_prefix_caching", py_bool(e.enable_prefix_caching)),
             ("prefix_caching_hash_algo", "sha256".into()),
@@ -750,6 +754,8 @@ mod tests {
             ("vllm:prompt_tokens_by_source_total", "counter"),
             ("vllm:prompt_tokens_cached_total", "counter"),
             ("vllm:prompt_tokens_cached_by_source_total", "counter"),
+            ("vllm:prefix_cache_queries_total", "counter"),
+            ("vllm:prefix_cache_hits_total", "counter"),
             ("vllm:admission_rejections_total", "counter"),
             ("vllm:request_max_num_generation_tokens", "histogram"),
             ("vllm:request_params_n", "histogram"),
@@ -790,6 +796,32 @@ mod tests {
             prompt_tokens_total: 30,
             ..EngineStats::default()
         });
+        let text = m.render();
+        assert!(
+            text.contains("vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"local\"} 0\n"),
+            "{text}"
+        );
+        // Cached prompt tokens: by source, cached, and the prefix-cache counters.
+        let c = Metrics::new("local", 2048);
+        c.engine_stats(&EngineStats {
+            waiting: 4,
+            prompt_tokens_total: 30,
+            prompt_tokens_cached_total: 16,
+            prefix_cache_queries: 30,
+            prefix_cache_hits: 16,
+            ..EngineStats::default()
+        });
+        let cached = c.render();
+        for needle in [
+            "vllm:prefix_cache_queries_total{engine=\"0\",model_name=\"local\"} 30\n",
+            "vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"local\"} 16\n",
+            "vllm:prompt_tokens_cached_total{engine=\"0\",model_name=\"local\"} 16\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_compute\"} 14\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_cache_hit\"} 16\n",
+            "vllm:prompt_tokens_cached_by_source_total{engine=\"0\",model_name=\"local\",source=\"device\"} 16\n",
+        ] {
+            assert!(cached.contains(needle), "{needle}: {cached}");
+        }
         m.iteration(
             3,
             &IterationCost {
