@@ -36,6 +36,14 @@ pub struct EngineConfig {
     pub gpu_memory_utilization: f64,
     /// Whether prompts may be split across iterations (`--enable-chunked-prefill`).
     pub chunked_prefill: bool,
+    /// Whether full KV blocks are kept by content hash and reused by later prompts that start with
+    /// the same tokens (`--enable-prefix-caching`; on by default in V1).
+    #[serde(default = "on")]
+    pub enable_prefix_caching: bool,
+    /// KV blocks to have whatever the memory figures say (`--num-gpu-blocks-override`), the null
+    /// block included.
+    #[serde(default)]
+    pub num_gpu_blocks_override: Option<u64>,
     /// Whether the next iteration is scheduled while the current one runs (`--async-scheduling`):
     /// then the host-side per-step CPU time is hidden behind the GPU.
     pub async_scheduling: bool,
@@ -66,6 +74,10 @@ pub struct EngineConfig {
     /// One-off extra duration of the very first iteration after start-up (lazy initialisation), seconds.
     #[serde(default)]
     pub warmup_s: f64,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl EngineConfig {

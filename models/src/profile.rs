@@ -358,12 +358,19 @@ impl Profile {
         }
         let kv_cache_bytes = budget - reserved;
         let block_bytes = kv_bytes_per_token * u64::from(e.block_size);
-        let kv_blocks = kv_cache_bytes / block_bytes;
+        let kv_blocks = e
+            .num_gpu_blocks_override
+            .unwrap_or(kv_cache_bytes / block_bytes);
         let kv_tokens = kv_blocks * u64::from(e.block_size);
         let max_model_len = e.max_model_len(m.max_context);
-        if u64::from(max_model_len) > kv_tokens {
+        // With an override vLLM checks the blocks it can hand out (all but the null block).
+        let room = match e.num_gpu_blocks_override {
+            Some(n) => n.saturating_sub(1) * u64::from(e.block_size),
+            None => kv_tokens,
+        };
+        if u64::from(max_model_len) > room {
             return Err(not_servable(format!(
-                "max_model_len {max_model_len} exceeds the KV cache capacity of {kv_tokens} tokens; lower max_model_len"
+                "max_model_len {max_model_len} exceeds the KV cache capacity of {room} tokens; lower max_model_len"
             )));
         }
         let cost = CostModel::new(self);

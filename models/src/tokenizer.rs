@@ -98,6 +98,25 @@ impl PromptTokenizer {
         (n * self.ratio).round() as u32
     }
 
+    /// Ids of raw text as many as [`count_text`](Self::count_text) counts: the BPE ids stretched
+    /// (or thinned) to the model's token ratio, position `i` taking the id at `floor(i / ratio)`.
+    /// Texts that share a beginning share a beginning of ids, so prefix caching sees them alike.
+    pub fn encode_scaled(&self, text: &str) -> Vec<u32> {
+        let ids = self.bpe.encode_ordinary(text);
+        let n = (ids.len() as f64 * self.ratio).round() as usize;
+        if self.ratio == 1.0 || ids.is_empty() {
+            return ids;
+        }
+        (0..n)
+            .map(|i| ids[((i as f64 / self.ratio) as usize).min(ids.len() - 1)])
+            .collect()
+    }
+
+    /// The id that stands for each chat-template token.
+    pub fn template_id(&self) -> u32 {
+        self.template_id
+    }
+
     /// Tokens of a chat: each message's content, the template around the first message, and the
     /// per-message markers of the others.
     pub fn count_chat<'a>(&self, contents: impl IntoIterator<Item = &'a str>) -> u32 {

@@ -47,6 +47,9 @@ pub struct Finished {
     /// The request's `max_tokens` limit.
     pub max_tokens: u32,
     pub generated: u32,
+    /// Prompt tokens read from the prefix cache instead of computed, at first admission (vLLM's
+    /// `num_cached_tokens`, the response's `prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: u32,
     pub arrival: f64,
     pub first_scheduled: f64,
     pub first_token: f64,
@@ -84,7 +87,12 @@ pub struct EngineStats {
     pub preemptions_total: u64,
     pub steps_total: u64,
     pub prompt_tokens_total: u64,
+    /// Of the prompt tokens, those read from the prefix cache (vLLM's `prompt_tokens_cached`).
+    pub prompt_tokens_cached_total: u64,
     pub generation_tokens_total: u64,
+    /// Prompt tokens looked up in the prefix cache by newly admitted requests, and found there.
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
 }
 
 /// The simulated serving engine.
@@ -99,10 +107,12 @@ pub struct Engine {
     next_id: RequestId,
     steps: u64,
     prompt_tokens_total: u64,
+    prompt_tokens_cached_total: u64,
     generation_tokens_total: u64,
     plan: Vec<Scheduled>,
     prefills: Vec<PrefillChunk>,
     decodes: Vec<u32>,
+    scratch: Vec<u32>,
 }
 
 impl Engine {
@@ -117,7 +127,10 @@ impl Engine {
             chunked_prefill: e.chunked_prefill,
         };
         Ok(Engine {
-            sched: Scheduler::new(limits, KvCache::new(derived.kv_blocks, e.block_size)),
+            sched: Scheduler::new(
+                limits,
+                KvCache::new(derived.kv_blocks, e.block_size, e.enable_prefix_caching),
+            ),
             cost: CostModel::new(profile),
             max_model_len: derived.max_model_len,
             warmup_s: e.warmup_s,
@@ -125,10 +138,12 @@ impl Engine {
             next_id: 0,
             steps: 0,
             prompt_tokens_total: 0,
+            prompt_tokens_cached_total: 0,
             generation_tokens_total: 0,
             plan: Vec::new(),
             prefills: Vec::new(),
             decodes: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -173,7 +188,7 @@ impl Engine {
         let (target_tokens, finish) = req.outcome();
         let id = self.next_id;
         self.next_id += 1;
-        self.sched.waiting.push_back(Request {
+        let mut request = Request {
             id,
             prompt_tokens: req.prompt_tokens,
             max_tokens: req.max_tokens,
@@ -181,13 +196,19 @@ impl Engine {
             finish,
             generated: 0,
             computed: 0,
+            prompt_ids: req.prompt_ids,
+            salt: id ^ 0x0a11_ce5a_17ed_0000,
+            block_hashes: Vec::new(),
+            cached_tokens: None,
             lease: self.sched.kv.lease(),
             phase: Phase::Waiting,
             arrival: now,
             first_scheduled: None,
             first_token: None,
             preemptions: 0,
-        });
+        };
+        self.sched.prepare(&mut request);
+        self.sched.waiting.push_back(request);
         Ok(id)
     }
 
@@ -259,6 +280,8 @@ impl Engine {
         let end = now + duration;
 
         let mut finished_slots = false;
+        let caching = self.sched.kv.caching();
+        let block_size = self.sched.kv.block_size();
         for s in &self.plan {
             let r = &mut self.sched.running[s.slot];
             r.first_scheduled.get_or_insert(now);
@@ -267,9 +290,13 @@ impl Engine {
                 continue;
             }
             r.generated += 1;
+            if caching {
+                r.update_hashes(block_size, &mut self.scratch);
+            }
             self.generation_tokens_total += 1;
             if r.generated == 1 {
                 self.prompt_tokens_total += u64::from(r.prompt_tokens);
+                self.prompt_tokens_cached_total += u64::from(r.cached_tokens.unwrap_or(0));
             }
             let first_token = *r.first_token.get_or_insert(end);
             let finished = (r.generated >= r.target_tokens).then(|| {
@@ -279,6 +306,7 @@ impl Engine {
                     prompt_tokens: r.prompt_tokens,
                     max_tokens: r.max_tokens,
                     generated: r.generated,
+                    cached_tokens: r.cached_tokens.unwrap_or(0),
                     arrival: r.arrival,
                     first_scheduled: r.first_scheduled.unwrap_or(now),
                     first_token,
@@ -309,10 +337,13 @@ impl Engine {
             running: self.sched.running.len(),
             waiting: self.sched.waiting.len(),
             kv_usage: self.sched.kv.usage(),
+            prefix_cache_queries: self.sched.prefix_cache.queries,
+            prefix_cache_hits: self.sched.prefix_cache.hits,
             kv_used_blocks: self.sched.kv.used_blocks(),
             preemptions_total: self.sched.preemptions_total,
             steps_total: self.steps,
             prompt_tokens_total: self.prompt_tokens_total,
+            prompt_tokens_cached_total: self.prompt_tokens_cached_total,
             generation_tokens_total: self.generation_tokens_total,
         }
     }

@@ -1,6 +1,7 @@
 //! The API-server half of the engine: turns a request as a client sends it (prompt text, sampling
-//! limits) into an [`EngineRequest`] by counting tokens with the model's tokenizer and drawing the
-//! answer's natural length from the profile's length model with a seeded, named RNG.
+//! limits) into an [`EngineRequest`] by tokenising the prompt with the model's tokenizer (its ids
+//! feed prefix caching; their number is the prompt's length) and drawing the answer's natural
+//! length from the profile's length model with a seeded, named RNG.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +20,10 @@ pub enum Prompt {
     Chat(Vec<Arc<str>>),
     /// A raw completions prompt.
     Text(Arc<str>),
-    /// A prompt known only by its token count (trace replay).
+    /// A prompt known only by its token count (trace replay); it shares no KV block with any other.
     Tokens(u32),
+    /// A prompt given as token ids (a completions `prompt` that is a list of integers).
+    Ids(Arc<[u32]>),
 }
 
 impl Prompt {
@@ -59,14 +62,15 @@ pub struct Frontend {
     tokenizer: PromptTokenizer,
     length: LengthModel,
     rng: Xoshiro256PlusPlus,
-    counts: HashMap<Arc<str>, u32>,
+    /// Token ids of recently seen texts (drills reuse a handful of prompts many times).
+    ids: HashMap<Arc<str>, Arc<[u32]>>,
     service_s: f64,
     /// When the last request reached the engine (the API server's one thread handles them in turn).
     last_arrival: f64,
 }
 
-/// Prompts whose token counts are remembered (drills reuse a handful of prompts many times).
-const COUNT_CACHE: usize = 4096;
+/// Texts whose token ids are remembered.
+const IDS_CACHE: usize = 4096;
 /// Longest prompt text worth remembering: drills' prompts are a few KiB; caching 2 MiB bodies
 /// would let 4096 entries hold gigabytes.
 const COUNT_CACHE_MAX_TEXT: usize = 16 * 1024;
@@ -78,7 +82,7 @@ impl Frontend {
             tokenizer: PromptTokenizer::for_model(&profile.model),
             length: profile.length.clone(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            counts: HashMap::new(),
+            ids: HashMap::new(),
             service_s: profile.engine.frontend_service_s,
             last_arrival: f64::NEG_INFINITY,
         }
@@ -97,30 +101,32 @@ impl Frontend {
         &self.tokenizer
     }
 
-    fn count(&mut self, text: &Arc<str>) -> u32 {
-        if let Some(&n) = self.counts.get(text) {
-            return n;
+    /// Token ids of a text, scaled to the model's own tokenizer.
+    fn text_ids(&mut self, text: &Arc<str>) -> Arc<[u32]> {
+        if let Some(ids) = self.ids.get(text) {
+            return Arc::clone(ids);
         }
-        let n = self.tokenizer.count_text(text);
+        let ids: Arc<[u32]> = self.tokenizer.encode_scaled(text).into();
         if text.len() > COUNT_CACHE_MAX_TEXT {
-            return n;
+            return ids;
         }
-        if self.counts.len() >= COUNT_CACHE {
-            self.counts.clear();
+        if self.ids.len() >= IDS_CACHE {
+            self.ids.clear();
         }
-        self.counts.insert(Arc::clone(text), n);
-        n
+        self.ids.insert(Arc::clone(text), Arc::clone(&ids));
+        ids
     }
 
     /// Prompt tokens as the server counts them (chat template included).
     pub fn prompt_tokens(&mut self, prompt: &Prompt) -> u32 {
         match prompt {
             Prompt::Tokens(n) => *n,
-            Prompt::Text(t) => self.count(t),
+            Prompt::Ids(ids) => ids.len() as u32,
+            Prompt::Text(t) => self.text_ids(t).len() as u32,
             Prompt::Chat(messages) => {
                 let mut total = 0;
                 for m in messages {
-                    total += self.count(m);
+                    total += self.text_ids(m).len() as u32;
                 }
                 let (template, per_message) = self.tokenizer.template_overhead();
                 total + template + per_message * (messages.len().saturating_sub(1) as u32)
@@ -128,10 +134,32 @@ impl Frontend {
         }
     }
 
+    /// The prompt's token ids as the engine sees them (chat template included, each template
+    /// token written as one stand-in id); `None` for a prompt known only by its length.
+    pub fn prompt_ids(&mut self, prompt: &Prompt) -> Option<Arc<[u32]>> {
+        match prompt {
+            Prompt::Tokens(_) => None,
+            Prompt::Ids(ids) => Some(Arc::clone(ids)),
+            Prompt::Text(t) => Some(self.text_ids(t)),
+            Prompt::Chat(messages) => {
+                let (template, per_message) = self.tokenizer.template_overhead();
+                let filler = self.tokenizer.template_id();
+                let mut ids = vec![filler; template as usize];
+                for (i, m) in messages.iter().enumerate() {
+                    if i > 0 {
+                        ids.extend(std::iter::repeat_n(filler, per_message as usize));
+                    }
+                    ids.extend_from_slice(&self.text_ids(m));
+                }
+                Some(ids.into())
+            }
+        }
+    }
+
     /// Draw the natural answer length for a prompt (`u32::MAX` when the model would not stop).
     pub fn natural_tokens(&mut self, prompt: &Prompt) -> u32 {
         let answer = match prompt {
-            Prompt::Tokens(_) => &self.length.default,
+            Prompt::Tokens(_) | Prompt::Ids(_) => &self.length.default,
             Prompt::Text(t) => self.length.for_prompt(t),
             Prompt::Chat(m) => self.length.for_prompt(m.last().map_or("", |s| s)),
         };
@@ -155,7 +183,11 @@ impl Frontend {
     /// The engine's view of a client request. Always draws a length, so the RNG stream depends only
     /// on the order of requests, not on their options.
     pub fn prepare(&mut self, spec: &RequestSpec) -> EngineRequest {
-        let prompt_tokens = self.prompt_tokens(&spec.prompt);
+        let prompt_ids = self.prompt_ids(&spec.prompt);
+        let prompt_tokens = match &prompt_ids {
+            Some(ids) => ids.len() as u32,
+            None => self.prompt_tokens(&spec.prompt),
+        };
         let natural = self.natural_tokens(&spec.prompt);
         let natural_tokens = if spec.ignore_eos {
             u32::MAX
@@ -164,6 +196,7 @@ impl Frontend {
         };
         EngineRequest {
             prompt_tokens,
+            prompt_ids,
             max_tokens: spec.max_tokens,
             natural_tokens,
         }

@@ -22,5 +22,6 @@ pub use kv_cache::{KvCache, KvLease};
 pub use request::{EngineRequest, FinishReason, RequestId};
 pub use runner::VirtualServer;
 pub use workload::{
-    Arrival, ClientGroup, ErrorKind, LevelPlan, LevelRun, Origin, RequestError, RequestRecord,
+    Arrival, ClientGroup, ErrorKind, LevelPlan, LevelRun, MultiTurn, Origin, RequestError,
+    RequestRecord, SharedPrefix,
 };

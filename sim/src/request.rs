@@ -1,8 +1,10 @@
 //! A request inside the engine: what it asks for, how far it has got, and the KV blocks it holds.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use crate::kv_cache::KvLease;
+use crate::kv_cache::{BlockHash, KvLease, extend_hashes};
 
 /// Engine-wide request identifier, assigned in arrival order.
 pub type RequestId = u64;
@@ -31,9 +33,12 @@ impl FinishReason {
 
 /// What the engine is asked to do; the frontend has already tokenised the prompt and decided the
 /// answer's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineRequest {
     pub prompt_tokens: u32,
+    /// The prompt's token ids (`prompt_tokens` of them), which prefix caching hashes. Without them
+    /// the prompt is taken to share no block with any other.
+    pub prompt_ids: Option<Arc<[u32]>>,
     /// Upper bound on generated tokens (the request's `max_tokens`).
     pub max_tokens: u32,
     /// Tokens the model will generate before it ends by itself (`u32::MAX`: never).
@@ -71,6 +76,15 @@ pub struct Request {
     pub generated: u32,
     /// Tokens whose KV is in the cache.
     pub computed: u32,
+    /// The prompt's token ids, when known (see [`EngineRequest::prompt_ids`]).
+    pub prompt_ids: Option<Arc<[u32]>>,
+    /// Seeds the made-up ids of tokens that have none (generated tokens, prompts known only by
+    /// length): unique to the request, so they match no other request's.
+    pub salt: u64,
+    /// Hashes of the request's full blocks of known tokens (kept only with prefix caching on).
+    pub block_hashes: Vec<BlockHash>,
+    /// Prompt tokens found in the prefix cache when the request was first admitted.
+    pub cached_tokens: Option<u32>,
     pub lease: KvLease,
     pub phase: Phase,
     pub arrival: f64,
@@ -94,4 +108,33 @@ impl Request {
     pub fn is_decoding(&self) -> bool {
         self.generated > 0 && self.pending_tokens() == 1
     }
+
+    /// The id of the token at `pos`: the prompt's own, or a made-up one seeded by the request.
+    pub fn token_at(&self, pos: usize) -> u32 {
+        if let Some(ids) = &self.prompt_ids
+            && pos < ids.len()
+        {
+            return ids[pos];
+        }
+        made_up_token(self.salt, pos as u64)
+    }
+
+    /// Extend [`block_hashes`](Self::block_hashes) over the full blocks of the known tokens.
+    pub fn update_hashes(&mut self, block_size: u32, scratch: &mut Vec<u32>) {
+        let full = (self.known_tokens() / block_size.max(1)) as usize;
+        if full <= self.block_hashes.len() {
+            return;
+        }
+        let mut hashes = std::mem::take(&mut self.block_hashes);
+        extend_hashes(&mut hashes, block_size, full, |p| self.token_at(p), scratch);
+        self.block_hashes = hashes;
+    }
+}
+
+/// A token id that stands for a token nobody gave an id to (splitmix64 of the salt and position).
+fn made_up_token(salt: u64, pos: u64) -> u32 {
+    let mut z = salt ^ pos.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as u32
 }

@@ -159,9 +159,10 @@ impl VirtualServer {
                         Origin::Arrival => &plan.arrivals[rec.index].request,
                     };
                     let req = self.frontend.prepare(spec);
+                    let prompt_tokens = req.prompt_tokens;
                     match self.engine.add_request(req, now) {
                         Ok(id) => {
-                            rec.prompt_tokens = Some(req.prompt_tokens);
+                            rec.prompt_tokens = Some(prompt_tokens);
                             in_flight.insert(
                                 id,
                                 InFlight {
@@ -233,7 +234,7 @@ impl VirtualServer {
                         foreground_left = foreground_left.saturating_sub(1);
                     }
                     if let Some(g) = record_group[r] {
-                        push(&mut queue, now, Event::Send(g));
+                        push(&mut queue, now + plan.groups[g].think_s, Event::Send(g));
                     }
                 }
             }

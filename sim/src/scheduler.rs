@@ -6,6 +6,13 @@
 //! to be recomputed) until it can. Then, if nothing was preempted, waiting requests are admitted
 //! first-come first-served while a sequence slot, budget and blocks remain. `static` admits a whole
 //! batch only when the previous one has drained; `serial` is static with one sequence.
+//!
+//! With prefix caching on, a request being admitted (new, or preempted and back) first adopts its
+//! longest run of cached full blocks, capped so that at least its last token is computed (vLLM's
+//! `get_computed_blocks`: at most `num_tokens - 1` tokens, in whole blocks); those tokens count as
+//! computed. Each allocation then commits the blocks that the scheduled tokens fill to the cache
+//! (vLLM's `allocate_slots` → `cache_blocks`). The lookup is counted in the prefix-cache stats when
+//! the request is admitted, as vLLM records it.
 
 use std::collections::VecDeque;
 
@@ -41,6 +48,21 @@ pub struct Scheduler {
     pub preemptions_total: u64,
     /// Tokens whose KV was thrown away by preemption and must be computed again.
     pub discarded_tokens_total: u64,
+    /// Prefix-cache lookups of new requests: tokens looked up and tokens found (vLLM's
+    /// `prefix_cache_queries` and `prefix_cache_hits`).
+    pub prefix_cache: PrefixCacheStats,
+    /// The same for requests coming back from preemption (vLLM keeps them apart).
+    pub preempted_prefix_cache: PrefixCacheStats,
+    hit: Vec<u32>,
+    scratch: Vec<u32>,
+}
+
+/// Prefix-cache lookups counted in tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheStats {
+    pub requests: u64,
+    pub queries: u64,
+    pub hits: u64,
 }
 
 impl Scheduler {
@@ -52,6 +74,17 @@ impl Scheduler {
             running: Vec::new(),
             preemptions_total: 0,
             discarded_tokens_total: 0,
+            prefix_cache: PrefixCacheStats::default(),
+            preempted_prefix_cache: PrefixCacheStats::default(),
+            hit: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Prepare a request for the queue: hash its prompt's full blocks when caching is on.
+    pub fn prepare(&mut self, req: &mut Request) {
+        if self.kv.caching() {
+            req.update_hashes(self.kv.block_size(), &mut self.scratch);
         }
     }
 
@@ -75,7 +108,8 @@ impl Scheduler {
             loop {
                 let r = &mut self.running[i];
                 let target = u64::from(r.computed + tokens);
-                if self.kv.grow(&mut r.lease, target) {
+                if self.kv.grow(&mut r.lease, &[], target) {
+                    self.kv.commit_upto(&mut r.lease, &r.block_hashes, target);
                     break;
                 }
                 // Preempt the lowest-priority running request: the last one (FCFS order).
@@ -116,7 +150,13 @@ impl Scheduler {
             if self.running.len() >= self.max_running() {
                 break;
             }
-            let want = front.pending_tokens();
+            // Cached leading blocks, at most all but the last token's (only waiting requests are
+            // looked up, and they hold no blocks).
+            let known = front.known_tokens();
+            let max_hit = ((known - 1) / self.kv.block_size()) as usize;
+            self.kv.lookup(&front.block_hashes, max_hit, &mut self.hit);
+            let hit_tokens = self.hit.len() as u32 * self.kv.block_size();
+            let want = known - front.computed - hit_tokens;
             // A static batch is formed whole; its prompts are then computed within the budget.
             let tokens = if batch_admission && budget == 0 {
                 0
@@ -130,13 +170,28 @@ impl Scheduler {
             let Some(mut req) = self.waiting.pop_front() else {
                 break;
             };
-            if !self
-                .kv
-                .grow(&mut req.lease, u64::from(req.computed + tokens.max(1)))
-            {
+            let target = u64::from(req.computed + hit_tokens + tokens.max(1));
+            if !self.kv.grow(&mut req.lease, &self.hit, target) {
                 self.waiting.push_front(req);
                 break;
             }
+            req.computed += hit_tokens;
+            self.kv.commit_upto(
+                &mut req.lease,
+                &req.block_hashes,
+                u64::from(req.computed + tokens),
+            );
+            if self.kv.caching() {
+                let stats = if req.preemptions > 0 {
+                    &mut self.preempted_prefix_cache
+                } else {
+                    &mut self.prefix_cache
+                };
+                stats.requests += 1;
+                stats.queries += u64::from(known);
+                stats.hits += u64::from(hit_tokens);
+            }
+            req.cached_tokens.get_or_insert(hit_tokens);
             req.phase = Phase::Running;
             self.running.push(req);
             if tokens > 0 {

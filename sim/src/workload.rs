@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frontend::RequestSpec;
+use std::sync::Arc;
+
+use crate::frontend::{Prompt, RequestSpec};
 
 /// Closed-loop clients: `workers` of them share `requests`; each sends the next one as soon as its
 /// previous one ends, starting `start` seconds into the level.
@@ -19,6 +21,9 @@ pub struct ClientGroup {
     /// they have in flight runs to its end. Keeps a server loaded for exactly as long as the
     /// measured requests run, however fast it is. With no foreground requests it runs its list once.
     pub background: bool,
+    /// Seconds a worker waits after an answer before it sends its next request (a user reading and
+    /// typing). Honoured by the virtual-time runner.
+    pub think_s: f64,
 }
 
 impl ClientGroup {
@@ -29,6 +34,7 @@ impl ClientGroup {
             workers,
             requests,
             background: false,
+            think_s: 0.0,
         }
     }
 
@@ -190,4 +196,111 @@ pub struct LevelRun {
     pub records: Vec<RequestRecord>,
     /// From the level's start until its last request ended.
     pub wall: f64,
+}
+
+/// Multi-turn chat sessions: each user sends `turns` turns one after another, `think_s` apart; turn
+/// `k`'s prompt is the conversation so far (the system prompt, the earlier messages and a stand-in
+/// answer to each) and a new message, so each turn starts with the previous turn's prompt.
+#[derive(Debug, Clone)]
+pub struct MultiTurn {
+    pub sessions: usize,
+    pub turns: usize,
+    /// Words of the system prompt, of each user message and of each stand-in answer.
+    pub system_words: usize,
+    pub message_words: usize,
+    pub answer_words: usize,
+    pub max_tokens: u32,
+    pub think_s: f64,
+}
+
+/// Shared-prefix groups: `users` users behind one system prompt, each sending `requests` distinct
+/// questions after it, `think_s` apart.
+#[derive(Debug, Clone)]
+pub struct SharedPrefix {
+    pub users: usize,
+    pub requests: usize,
+    pub system_words: usize,
+    pub message_words: usize,
+    pub max_tokens: u32,
+    pub think_s: f64,
+}
+
+/// `n` words of text seeded by `seed`: the same seed gives the same text, different ones differ
+/// from their first word.
+fn words(seed: u64, n: usize) -> String {
+    const WORDS: [&str; 16] = [
+        "kernel", "batch", "memory", "token", "latency", "cache", "queue", "tensor", "block",
+        "prefill", "decode", "stream", "model", "request", "budget", "server",
+    ];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = format!("#{seed}");
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(' ');
+        out.push_str(WORDS[(x % 16) as usize]);
+    }
+    out
+}
+
+impl MultiTurn {
+    /// The load: one closed-loop group of one worker per session.
+    pub fn plan(&self) -> LevelPlan {
+        let groups = (0..self.sessions)
+            .map(|u| {
+                let u = u as u64 + 1;
+                let mut history: Vec<Arc<str>> = vec![Arc::from(words(u << 32, self.system_words))];
+                let requests = (0..self.turns)
+                    .map(|t| {
+                        let t = t as u64 + 1;
+                        if t > 1 {
+                            history
+                                .push(Arc::from(words(u << 32 | t << 16 | 1, self.answer_words)));
+                        }
+                        history.push(Arc::from(words(u << 32 | t << 16, self.message_words)));
+                        RequestSpec {
+                            prompt: Prompt::Chat(history.clone()),
+                            max_tokens: self.max_tokens,
+                            ignore_eos: false,
+                            min_tokens: 0,
+                        }
+                    })
+                    .collect();
+                ClientGroup {
+                    think_s: self.think_s,
+                    ..ClientGroup::new(0.0, 1, requests)
+                }
+            })
+            .collect();
+        LevelPlan {
+            groups,
+            ..LevelPlan::default()
+        }
+    }
+}
+
+impl SharedPrefix {
+    /// The load: one closed-loop group of `users` workers sharing the questions.
+    pub fn plan(&self) -> LevelPlan {
+        let system: Arc<str> = Arc::from(words(7, self.system_words));
+        let requests = (0..self.users * self.requests)
+            .map(|i| RequestSpec {
+                prompt: Prompt::Chat(vec![
+                    Arc::clone(&system),
+                    Arc::from(words(1000 + i as u64, self.message_words)),
+                ]),
+                max_tokens: self.max_tokens,
+                ignore_eos: false,
+                min_tokens: 0,
+            })
+            .collect();
+        LevelPlan {
+            groups: vec![ClientGroup {
+                think_s: self.think_s,
+                ..ClientGroup::new(0.0, self.users, requests)
+            }],
+            ..LevelPlan::default()
+        }
+    }
 }

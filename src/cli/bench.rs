@@ -68,6 +68,9 @@ pub struct BenchArgs {
     /// No progress bar and no per-level lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// With --target sim: the engine's prefix caching.
+    #[command(flatten)]
+    pub engine: super::engine_flags::EngineFlags,
 }
 
 /// The target to run, with what the summary calls it.
@@ -106,7 +109,8 @@ fn choose(
                 }
                 _ => bail!("--target must be sim or sim:PROFILE, got '{spec}'"),
             };
-            let profile = Profile::load(profile_name)?;
+            let mut profile = Profile::load(profile_name)?;
+            args.engine.apply(&mut profile);
             profile.derive()?;
             let server = DrillServer::new(&profile, args.seed, start)?;
             Ok((Box::new(SimTarget::new(server, log)), profile.name))

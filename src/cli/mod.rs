@@ -2,6 +2,7 @@
 
 mod bench;
 mod cost;
+mod engine_flags;
 mod profiles;
 mod serve;
 mod simulate;

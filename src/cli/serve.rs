@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// handed its own share of every iteration's tokens (default: one per CPU).
     #[arg(long, env = "SERVESIM_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+    #[command(flatten)]
+    pub engine: super::engine_flags::EngineFlags,
+    /// Report `usage.prompt_tokens_details.cached_tokens` (prompt tokens read from the prefix cache)
+    /// in answers, as vLLM does with this flag; without it `prompt_tokens_details` is null.
+    #[arg(long)]
+    pub enable_prompt_tokens_details: bool,
 }
 
 /// Build the configuration, start the server and run it until a signal.
@@ -86,7 +92,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         )
         .try_init();
 
-    let profile = Profile::load(&args.profile)?;
+    let mut profile = Profile::load(&args.profile)?;
+    args.engine.apply(&mut profile);
     let config = ServerConfig {
         profile,
         served_model_name: args.served_model_name,
@@ -110,6 +117,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .ok()
             .filter(|d| !d.is_zero())
             .context("--request-timeout must be a number of seconds > 0")?,
+        prompt_tokens_details: args.enable_prompt_tokens_details,
     };
     let threads = match args.http_threads {
         Some(0) => anyhow::bail!("--http-threads must be at least 1"),
@@ -171,11 +179,12 @@ fn log_startup(state: &AppState) {
         d.kv_tokens as f64 / f64::from(d.max_model_len)
     );
     tracing::info!(
-        "max_num_seqs={}, max_num_batched_tokens={}, block_size={}, chunked_prefill={}, max_model_len={}",
+        "max_num_seqs={}, max_num_batched_tokens={}, block_size={}, chunked_prefill={}, enable_prefix_caching={}, max_model_len={}",
         e.max_num_seqs,
         e.max_num_batched_tokens,
         e.block_size,
         e.chunked_prefill,
+        e.enable_prefix_caching,
         d.max_model_len
     );
     tracing::info!(

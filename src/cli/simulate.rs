@@ -115,6 +115,21 @@ pub struct SimulateArgs {
     /// Replay a request trace (CSV: arrival_s, input_tokens, output_tokens) instead of drills.
     #[arg(long)]
     pub trace: Option<String>,
+    #[command(flatten)]
+    pub engine: super::engine_flags::EngineFlags,
+    /// Run a workload instead of drills: multi-turn (chat sessions, each turn's prompt the
+    /// conversation so far) or shared-prefix (users behind one system prompt).
+    #[arg(long, value_parser = ["multi-turn", "shared-prefix"], conflicts_with = "trace")]
+    pub workload: Option<String>,
+    /// Workload: sessions (multi-turn) or users (shared-prefix).
+    #[arg(long, default_value_t = 16)]
+    pub sessions: usize,
+    /// Workload: turns per session (multi-turn) or requests per user (shared-prefix).
+    #[arg(long, default_value_t = 8)]
+    pub turns: usize,
+    /// Workload: seconds a user thinks between an answer and the next request.
+    #[arg(long, default_value_t = 1.0)]
+    pub think: f64,
 }
 
 fn parse_policy(s: &str) -> Result<SchedulingPolicy, String> {
@@ -126,11 +141,16 @@ fn parse_policy(s: &str) -> Result<SchedulingPolicy, String> {
     }
 }
 
-fn load_profile(spec: &str, policy: Option<SchedulingPolicy>) -> Result<Profile> {
+fn load_profile(
+    spec: &str,
+    policy: Option<SchedulingPolicy>,
+    engine: &super::engine_flags::EngineFlags,
+) -> Result<Profile> {
     let mut profile = Profile::load(spec)?;
     if let Some(policy) = policy {
         profile.engine.policy = policy;
     }
+    engine.apply(&mut profile);
     profile.derive()?;
     Ok(profile)
 }
@@ -155,8 +175,98 @@ pub fn simulate_drills(
         .collect()
 }
 
+/// Run a multi-turn or shared-prefix workload and print its latency summary and prefix-cache hit rate.
+fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Result<()> {
+    if args.sessions == 0 || args.turns == 0 || args.think.is_nan() || args.think < 0.0 {
+        bail!("--sessions and --turns must be >= 1 and --think >= 0");
+    }
+    let plan = match workload {
+        "multi-turn" => servesim_sim::MultiTurn {
+            sessions: args.sessions,
+            turns: args.turns,
+            system_words: 200,
+            message_words: 60,
+            answer_words: 120,
+            max_tokens: 128,
+            think_s: args.think,
+        }
+        .plan(),
+        _ => servesim_sim::SharedPrefix {
+            users: args.sessions,
+            requests: args.turns,
+            system_words: 800,
+            message_words: 40,
+            max_tokens: 128,
+            think_s: args.think,
+        }
+        .plan(),
+    };
+    let mut server = VirtualServer::new(profile, args.seed)?;
+    if args.drills.start != "cold" {
+        server.skip_warmup();
+    }
+    let run = server.run_level(&plan);
+    let rep = trace_report(workload, &profile.name, &run);
+    let stats = server.engine().stats();
+    let hit_rate = if stats.prefix_cache_queries == 0 {
+        0.0
+    } else {
+        stats.prefix_cache_hits as f64 / stats.prefix_cache_queries as f64
+    };
+    let caching = profile.engine.enable_prefix_caching;
+    match args.format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&rep)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("prefix_caching".into(), caching.into());
+                o.insert("prefix_cache_hit_rate".into(), hit_rate.into());
+                o.insert("prompt_tokens".into(), stats.prompt_tokens_total.into());
+                o.insert(
+                    "prompt_tokens_cached".into(),
+                    stats.prompt_tokens_cached_total.into(),
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table | Format::Csv => {
+            println!(
+                "# workload {} on {}: {} requests ({} failed), prefix caching {}",
+                rep.trace,
+                rep.profile,
+                rep.requests,
+                rep.errors,
+                if caching { "on" } else { "off" }
+            );
+            print_summary(&rep);
+            println!(
+                "prefix cache: {:.1} % of {} prompt tokens looked up were hits",
+                hit_rate * 100.0,
+                stats.prefix_cache_queries
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(rep: &servesim_validator::trace::TraceReport) {
+    println!(
+        "{:<6}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "", "mean", "median", "p90", "p95", "p99"
+    );
+    for (name, s) in [("ttft", rep.ttft), ("tpot", rep.tpot), ("e2e", rep.e2e)] {
+        println!(
+            "{name:<6}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
+            s.mean, s.median, s.p90, s.p95, s.p99
+        );
+    }
+    println!("output throughput: {:.1} tok/s", rep.output_tok_s);
+}
+
 pub fn run(args: SimulateArgs) -> Result<()> {
-    let profile = load_profile(&args.profile, args.policy)?;
+    let profile = load_profile(&args.profile, args.policy, &args.engine)?;
+    if let Some(workload) = &args.workload {
+        return run_workload(&args, &profile, workload);
+    }
     if let Some(path) = &args.trace {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading trace {path}"))?;
@@ -177,17 +287,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
                     "# trace {} on {}: {} requests ({} failed)",
                     rep.trace, rep.profile, rep.requests, rep.errors
                 );
-                println!(
-                    "{:<6}{:>10}{:>10}{:>10}{:>10}{:>10}",
-                    "", "mean", "median", "p90", "p95", "p99"
-                );
-                for (name, s) in [("ttft", rep.ttft), ("tpot", rep.tpot), ("e2e", rep.e2e)] {
-                    println!(
-                        "{name:<6}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
-                        s.mean, s.median, s.p90, s.p95, s.p99
-                    );
-                }
-                println!("output throughput: {:.1} tok/s", rep.output_tok_s);
+                print_summary(&rep);
             }
         }
         return Ok(());
@@ -210,7 +310,7 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let profile = load_profile(&args.profile, None)?;
+    let profile = load_profile(&args.profile, None, &Default::default())?;
     let d = profile.derive()?;
     println!("servesim demo: {} ({})", profile.name, profile.description);
     println!(

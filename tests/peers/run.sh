@@ -13,6 +13,9 @@
 #   PEERS_ALLOW             allow-list (default tests/peers/allowlist.json)
 #   PEERS_OPENAI=0          skip the openai Python package against both servers (tests/peers/openai_same_code.py)
 #   PEERS_ASYNC_OPENAI=0    skip the async-openai crate against both servers (tests/peer_async_openai.rs, via cargo test)
+#   PEERS_APC=0             skip the prefix-caching check (tests/peers/prefix_cache.py): the peer restarted with a
+#                           24-block KV cache and --enable-prompt-tokens-details against servesim with the same
+#                           (tests/peers/servesim-apc.toml); hit counts and cached_tokens must be identical
 # Exit status: that of the conformance suite (1 on a new, unlisted difference), of a client run, or of validate.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -128,6 +131,31 @@ if [ "${PEERS_ASYNC_OPENAI:-1}" = 1 ]; then
 fi
 stop_pid "$FAKE_PID" "servesim serve"; FAKE_PID=""
 
+# 4c. Prefix caching: the same scripted sequences (repeat, extend, shared prefix, eviction) against a peer and a
+# fake with the same small KV cache; their prefix-cache hits must be identical step by step.
+APC_RC=0
+if [ "${PEERS_APC:-1}" = 1 ]; then
+  APC_ARGS=(--enable-prefix-caching --enable-prompt-tokens-details --block-size 32 --num-gpu-blocks-override 24
+    --max-model-len 512)
+  stop_pid "$PEER_PID" "vLLM peer"; PEER_PID=""
+  start_peer "${APC_ARGS[@]}"
+  log "vLLM peer with a 24-block KV cache healthy on $PEER after ${START_S} s"
+  setsid "$BIN" serve --host 127.0.0.1 --port 0 --served-model-name local --profile tests/peers/servesim-apc.toml \
+    --time-scale 0.1 --enable-prompt-tokens-details > "$OUT/servesim-apc.log" 2>&1 &
+  FAKE_PID=$!
+  for _ in $(seq 1 100); do grep -q 'listening on http://' "$OUT/servesim-apc.log" 2>/dev/null && break; sleep 0.1; done
+  FAKE=$(grep -o 'listening on http://[0-9.:]*' "$OUT/servesim-apc.log" | head -1 | sed 's/listening on //')
+  set +e
+  python3 tests/peers/prefix_cache.py "$PEER" "$FAKE" --scenarios basic,evict --report "$OUT/prefix-cache.md"
+  APC_RC=$?
+  set -e
+  log "prefix caching, peer vs servesim: exit $APC_RC; report $OUT/prefix-cache.md"
+  stop_pid "$FAKE_PID" "servesim serve"; FAKE_PID=""
+  # The validator wants the peer as it started.
+  stop_pid "$PEER_PID" "vLLM peer"; PEER_PID=""
+  if [ "${PEERS_VALIDATE:-0}" = 1 ]; then start_peer; fi
+fi
+
 # 5. Optional: the validator against the real engine, scaled down for CI, and a check of what it wrote. --max-tokens
 # is the decode drill's sweep (drills.md's 32..256: claim 5 fits e2e on gen over its levels, so it needs two or more)
 # and, by its first value, the cap of the other drills.
@@ -172,9 +200,10 @@ log "results:"
 log "  $(verdict "$CONF_RC") conformance (exit $CONF_RC)"
 log "  $(verdict "$OPENAI_RC") openai package, same code (exit $OPENAI_RC)"
 log "  $(verdict "$ASYNC_RC") async-openai crate, same code (exit $ASYNC_RC)"
+[ "${PEERS_APC:-1}" = 1 ] && log "  $(verdict "$APC_RC") prefix caching, peer vs servesim (exit $APC_RC)"
 [ "${PEERS_VALIDATE:-0}" = 1 ] && log "  $(verdict "$VAL_RC") validate --real (exit $VAL_RC)"
 [ "${PEERS_SERIAL:-0}" = 1 ] && log "  $(verdict "$SERIAL_RC") serial contrast (exit $SERIAL_RC)"
-for rc in "$CONF_RC" "$OPENAI_RC" "$ASYNC_RC" "$VAL_RC" "$SERIAL_RC"; do
+for rc in "$CONF_RC" "$OPENAI_RC" "$ASYNC_RC" "$APC_RC" "$VAL_RC" "$SERIAL_RC"; do
   [ "$rc" -eq 0 ] || exit "$rc"
 done
 exit 0

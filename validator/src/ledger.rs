@@ -233,21 +233,24 @@ fn flat(rows: &[Row]) -> f64 {
     }
 }
 
+/// Claim 4 on the prefill drill's tail: each level sends one prompt 12 times, and with vLLM V1's
+/// prefix caching (on by default) only the first request computes it; the others read it from the
+/// cache, so the median TTFT stays flat (0.047-0.049 s on the real A6000) and the growth is in p95.
 fn prefill(d: Option<&DrillResult>) -> Judged {
     let d = d?;
     let (first, last) = (d.rows.first()?, d.rows.last()?);
     let monotonic = d
         .rows
         .windows(2)
-        .all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.98);
-    let growth = last.ttft_p50 / first.ttft_p50.max(1e-9);
+        .all(|w| w[1].ttft_p95 >= w[0].ttft_p95 * 0.98);
+    let growth = last.ttft_p95 / first.ttft_p95.max(1e-9);
     let flatness = flat(&d.rows);
     Some((
         monotonic && growth >= TTFT_GROWTH && flatness <= FLAT_RATIO,
         format!(
-            "ttft_p50 {:.3} -> {:.3} s ({growth:.2}x, {}monotonic); tpot_p50 max/min {flatness:.2}",
-            first.ttft_p50,
-            last.ttft_p50,
+            "ttft_p95 {:.3} -> {:.3} s ({growth:.2}x, {}monotonic); tpot_p50 max/min {flatness:.2}",
+            first.ttft_p95,
+            last.ttft_p95,
             if monotonic { "" } else { "not " }
         ),
     ))
@@ -484,18 +487,18 @@ pub fn evaluate(
     );
     let ttft_last = |rec: &Recording| {
         rec.drill(DrillKind::Prefill)
-            .and_then(|d| d.rows.last().map(|r| r.ttft_p50))
+            .and_then(|d| d.rows.last().map(|r| r.ttft_p95))
     };
     push(
         4,
-        "Prefill: TTFT grows with input length while TPOT stays flat",
+        "Prefill: TTFT (p95: the uncached first request) grows with input length while TPOT stays flat",
         format!(
-            "ttft_p50 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"
+            "ttft_p95 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"
         ),
         prefill(real.drill(DrillKind::Prefill)),
         prefill(sim.drill(DrillKind::Prefill)),
         Some(figure(
-            "ttft_p50 at the longest input",
+            "ttft_p95 at the longest input",
             ttft_last(real),
             ttft_last(sim),
         )),

@@ -739,9 +739,9 @@ impl CompletionRequest {
                 let t: Arc<str> = Arc::from(v[0].as_str());
                 (Prompt::Text(Arc::clone(&t)), t)
             }
-            PromptInput::Ids(ids) => (Prompt::Tokens(ids.len() as u32), Arc::from("")),
+            PromptInput::Ids(ids) => (Prompt::Ids(ids.as_slice().into()), Arc::from("")),
             PromptInput::IdLists(v) if v.len() == 1 => {
-                (Prompt::Tokens(v[0].len() as u32), Arc::from(""))
+                (Prompt::Ids(v[0].as_slice().into()), Arc::from(""))
             }
             _ => {
                 return Err(ApiError::bad_param(
@@ -751,7 +751,8 @@ impl CompletionRequest {
                 ));
             }
         };
-        if matches!(&prompt, Prompt::Text(t) if t.is_empty()) || matches!(prompt, Prompt::Tokens(0))
+        if matches!(&prompt, Prompt::Text(t) if t.is_empty())
+            || matches!(&prompt, Prompt::Ids(ids) if ids.is_empty())
         {
             return Err(ApiError::BadRequest {
                 message: "The decoder prompt cannot be empty".into(),
@@ -770,6 +771,18 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens read from the prefix cache, reported only with `--enable-prompt-tokens-details`.
+    #[serde(skip)]
+    pub cached_tokens: Option<u32>,
+}
+
+/// `usage.prompt_tokens_details` as vLLM 0.32 writes it (with `--enable-prompt-tokens-details`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+    /// 0 in chat answers, null in completions ones (vLLM 0.32).
+    pub created_cache_tokens: Option<u32>,
+    pub multimodal_tokens: Option<()>,
 }
 
 /// `usage` of a non-streaming answer: the counts and vLLM 0.32's null detail fields (the stream's
@@ -778,7 +791,7 @@ pub struct Usage {
 pub struct AnswerUsage {
     #[serde(flatten)]
     pub counts: Usage,
-    pub prompt_tokens_details: Option<()>,
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
     pub completion_tokens_details: Option<()>,
 }
 
@@ -786,9 +799,26 @@ impl From<Usage> for AnswerUsage {
     fn from(counts: Usage) -> AnswerUsage {
         AnswerUsage {
             counts,
-            prompt_tokens_details: None,
+            prompt_tokens_details: counts
+                .cached_tokens
+                .map(|cached_tokens| PromptTokensDetails {
+                    cached_tokens,
+                    created_cache_tokens: None,
+                    multimodal_tokens: None,
+                }),
             completion_tokens_details: None,
         }
+    }
+}
+
+impl AnswerUsage {
+    /// A chat answer's usage: vLLM 0.32's chat handler reports `created_cache_tokens` 0.
+    pub fn chat(counts: Usage) -> AnswerUsage {
+        let mut usage = AnswerUsage::from(counts);
+        if let Some(d) = &mut usage.prompt_tokens_details {
+            d.created_cache_tokens = Some(0);
+        }
+        usage
     }
 }
 
@@ -798,6 +828,15 @@ impl Usage {
             prompt_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             completion_tokens,
+            cached_tokens: None,
+        }
+    }
+
+    /// The same counts reporting `cached` prompt tokens when there is a figure to report.
+    pub fn with_cached(self, cached: Option<u32>) -> Usage {
+        Usage {
+            cached_tokens: cached,
+            ..self
         }
     }
 }

@@ -486,9 +486,10 @@ impl Driver {
         let Some(s) = self.arrivals.pop_front() else {
             return;
         };
+        let max_tokens = s.request.max_tokens;
         match self.engine.add_request(s.request, t) {
             Ok(id) => {
-                self.metrics.request_params(s.request.max_tokens);
+                self.metrics.request_params(max_tokens);
                 self.keys.insert(s.key, id);
                 self.slots.insert(
                     id,
@@ -850,6 +851,7 @@ mod tests {
                 prompt_tokens: 1000,
                 max_tokens: 10_000,
                 natural_tokens: u32::MAX,
+                ..EngineRequest::default()
             },
             arrival: driver.clock().now(),
             events: Sink::Channel(tx),

@@ -105,6 +105,8 @@ pub struct Metrics {
     sleep_state: Family<Labels, Gauge>,
     prompt_tokens_by_source: Family<Labels, Counter>,
     prompt_tokens_cached: Counter,
+    prefix_cache_queries: Counter,
+    prefix_cache_hits: Counter,
     prompt_tokens_cached_by_source: Family<Labels, Counter>,
     admission_rejections: Family<OwnedLabels, Counter>,
     cache_config_info: Family<OwnedLabels, Gauge>,
@@ -163,6 +165,8 @@ impl Metrics {
             sleep_state: Family::default(),
             prompt_tokens_by_source: Family::default(),
             prompt_tokens_cached: Counter::default(),
+            prefix_cache_queries: Counter::default(),
+            prefix_cache_hits: Counter::default(),
             prompt_tokens_cached_by_source: Family::default(),
             admission_rejections: Family::default(),
             cache_config_info: Family::default(),
@@ -219,6 +223,16 @@ impl Metrics {
             "vllm:kv_cache_usage_perc",
             "KV-cache usage. 1 means 100 percent usage",
             m.kv_usage.clone(),
+        );
+        r.register(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens",
+            m.prefix_cache_queries.clone(),
+        );
+        r.register(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens",
+            m.prefix_cache_hits.clone(),
         );
         r.register(
             "vllm:num_preemptions",
@@ -410,8 +424,7 @@ impl Metrics {
 
     /// Expose `vllm:cache_config_info` (a gauge at 1 whose labels are vLLM's `CacheConfig` fields)
     /// for `profile`. Fields servesim models come from the profile and its derived figures; the
-    /// others carry what vLLM 0.32 prints for its default (`None`, `False`, `auto`, ...), except
-    /// `enable_prefix_caching`, which is `False` because servesim does not model a prefix cache.
+    /// others carry what vLLM 0.32 prints for its default (`None`, `False`, `auto`, ...).
     pub fn cache_config(&self, profile: &Profile, derived: &Derived) {
         let e = &profile.engine;
         let none = || "None".to_string();
@@ -426,9 +439,13 @@ impl Metrics {
             ("gpu_memory_utilization", py_float(e.gpu_memory_utilization)),
             ("cache_dtype", "auto".into()),
             ("is_attention_free", py_bool(false)),
-            ("num_gpu_blocks_override", none()),
+            (
+                "num_gpu_blocks_override",
+                e.num_gpu_blocks_override
+                    .map_or_else(none, |n| n.to_string()),
+            ),
             ("sliding_window", none()),
-            ("enable_prefix_caching", py_bool(false)),
+            ("enable_prefix_caching", py_bool(e.enable_prefix_caching)),
             ("prefix_caching_hash_algo", "sha256".into()),
             ("prefix_cache_retention_interval", "0".into()),
             ("kv_cache_dtype_skip_layers", "[]".into()),
@@ -491,11 +508,23 @@ impl Metrics {
         };
         bump(&self.preemptions, s.preemptions_total);
         bump(&self.prompt_tokens, s.prompt_tokens_total);
+        let source = |name| {
+            self.prompt_tokens_by_source
+                .get_or_create(&vec![("source", name)])
+        };
+        bump(
+            &source("local_compute"),
+            s.prompt_tokens_total - s.prompt_tokens_cached_total,
+        );
+        bump(&source("local_cache_hit"), s.prompt_tokens_cached_total);
+        bump(&self.prompt_tokens_cached, s.prompt_tokens_cached_total);
+        bump(&self.prefix_cache_queries, s.prefix_cache_queries);
+        bump(&self.prefix_cache_hits, s.prefix_cache_hits);
         bump(
             &self
-                .prompt_tokens_by_source
-                .get_or_create(&vec![("source", "local_compute")]),
-            s.prompt_tokens_total,
+                .prompt_tokens_cached_by_source
+                .get_or_create(&vec![("source", "device")]),
+            s.prefix_cache_hits,
         );
         bump(&self.generation_tokens, s.generation_tokens_total);
     }
@@ -536,8 +565,9 @@ impl Metrics {
         self.max_generation_tokens.observe(f64::from(f.max_tokens));
         // n > 1 is refused, so every request asked for one choice.
         self.params_n.observe(1.0);
-        // No prefix cache: prefill computes the KV of the whole prompt.
-        self.prefill_kv_computed.observe(f64::from(f.prompt_tokens));
+        // Prefill computes the KV of the prompt tokens the prefix cache did not hold.
+        self.prefill_kv_computed
+            .observe(f64::from(f.prompt_tokens - f.cached_tokens));
         self.generation_len.observe(f64::from(f.generated));
         self.preemptions_per_request
             .observe(f64::from(f.preemptions));
@@ -724,6 +754,8 @@ mod tests {
             ("vllm:prompt_tokens_by_source_total", "counter"),
             ("vllm:prompt_tokens_cached_total", "counter"),
             ("vllm:prompt_tokens_cached_by_source_total", "counter"),
+            ("vllm:prefix_cache_queries_total", "counter"),
+            ("vllm:prefix_cache_hits_total", "counter"),
             ("vllm:admission_rejections_total", "counter"),
             ("vllm:request_max_num_generation_tokens", "histogram"),
             ("vllm:request_params_n", "histogram"),
@@ -764,6 +796,32 @@ mod tests {
             prompt_tokens_total: 30,
             ..EngineStats::default()
         });
+        let text = m.render();
+        assert!(
+            text.contains("vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"local\"} 0\n"),
+            "{text}"
+        );
+        // Cached prompt tokens: by source, cached, and the prefix-cache counters.
+        let c = Metrics::new("local", 2048);
+        c.engine_stats(&EngineStats {
+            waiting: 4,
+            prompt_tokens_total: 30,
+            prompt_tokens_cached_total: 16,
+            prefix_cache_queries: 30,
+            prefix_cache_hits: 16,
+            ..EngineStats::default()
+        });
+        let cached = c.render();
+        for needle in [
+            "vllm:prefix_cache_queries_total{engine=\"0\",model_name=\"local\"} 30\n",
+            "vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"local\"} 16\n",
+            "vllm:prompt_tokens_cached_total{engine=\"0\",model_name=\"local\"} 16\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_compute\"} 14\n",
+            "vllm:prompt_tokens_by_source_total{engine=\"0\",model_name=\"local\",source=\"local_cache_hit\"} 16\n",
+            "vllm:prompt_tokens_cached_by_source_total{engine=\"0\",model_name=\"local\",source=\"device\"} 16\n",
+        ] {
+            assert!(cached.contains(needle), "{needle}: {cached}");
+        }
         m.iteration(
             3,
             &IterationCost {
@@ -779,6 +837,7 @@ mod tests {
             prompt_tokens: 30,
             max_tokens: 7,
             generated: 7,
+            cached_tokens: 0,
             arrival: 0.0,
             first_scheduled: 0.1,
             first_token: 0.2,

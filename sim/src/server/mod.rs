@@ -71,6 +71,8 @@ pub struct ServerConfig {
     /// that stops sending halfway (slowloris) is cut off: no answer for a partial head, a 408 for
     /// a partial body.
     pub request_timeout: Duration,
+    /// Report `usage.prompt_tokens_details.cached_tokens` (`--enable-prompt-tokens-details`).
+    pub prompt_tokens_details: bool,
 }
 
 impl ServerConfig {
@@ -87,6 +89,7 @@ impl ServerConfig {
             faults: FaultConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            prompt_tokens_details: false,
         }
     }
 }

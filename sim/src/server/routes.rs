@@ -77,6 +77,7 @@ impl AppState {
             cut_after: options.cut.then(|| (request.outcome().0 / 2).max(1)),
             metrics: Arc::clone(&s.metrics),
             prompt_tokens: request.prompt_tokens,
+            prompt_tokens_details: s.config.prompt_tokens_details,
         };
         let id = match endpoint {
             Endpoint::Chat => format!("chatcmpl-{:016x}", text::splitmix(seed ^ key)),
@@ -242,7 +243,7 @@ impl AppState {
                 }],
                 service_tier: None,
                 system_fingerprint: &s.fingerprint,
-                usage: finish.usage.into(),
+                usage: api::AnswerUsage::chat(finish.usage),
                 prompt_logprobs: None,
                 prompt_token_ids: None,
                 prompt_text: None,
@@ -294,6 +295,9 @@ fn context_limit(
         // that many; token ids it counts exactly.
         let (at_least, n) = match prompt {
             crate::frontend::Prompt::Tokens(n) => (*n == max_model_len + 1, *n),
+            crate::frontend::Prompt::Ids(ids) => {
+                (ids.len() as u32 == max_model_len + 1, ids.len() as u32)
+            }
             _ => (true, max_model_len + 1),
         };
         let at_least = if at_least { "at least " } else { "" };
@@ -418,6 +422,7 @@ async fn tokenize(
                 .encode_chat(contents.iter().map(|c| &**c)),
             crate::frontend::Prompt::Text(text) => frontend.tokenizer().encode(text),
             crate::frontend::Prompt::Tokens(_) => Vec::new(),
+            crate::frontend::Prompt::Ids(ids) => ids.to_vec(),
         };
         (count, tokens)
     })

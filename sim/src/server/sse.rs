@@ -238,6 +238,7 @@ mod tests {
             cut_after,
             metrics: Arc::new(Metrics::new("local", 100)),
             prompt_tokens: 3,
+            prompt_tokens_details: false,
         });
         let envelope = Envelope::new(Endpoint::Completions, "cmpl-1", 5, "local", "fp", false);
         SseStream::new(answer, envelope)
@@ -251,6 +252,7 @@ mod tests {
                 prompt_tokens: 3,
                 max_tokens: 5,
                 generated: index,
+                cached_tokens: 0,
                 arrival: 0.0,
                 first_scheduled: 0.0,
                 first_token: 0.0,

@@ -75,6 +75,7 @@ pub struct Answer {
     cut_after: Option<u32>,
     metrics: Arc<Metrics>,
     prompt_tokens: u32,
+    prompt_tokens_details: bool,
     /// Text so far (for stop strings and the non-streaming answer).
     out: String,
     tokens: u32,
@@ -91,6 +92,9 @@ pub struct GenerationSetup {
     pub cut_after: Option<u32>,
     pub metrics: Arc<Metrics>,
     pub prompt_tokens: u32,
+    /// Report the prompt tokens read from the prefix cache in `usage`
+    /// (`--enable-prompt-tokens-details`).
+    pub prompt_tokens_details: bool,
 }
 
 impl Answer {
@@ -102,6 +106,7 @@ impl Answer {
             cut_after: setup.cut_after,
             metrics: setup.metrics,
             prompt_tokens: setup.prompt_tokens,
+            prompt_tokens_details: setup.prompt_tokens_details,
             out: String::new(),
             tokens: 0,
             done: false,
@@ -184,7 +189,8 @@ impl Answer {
                     Finish {
                         reason: f.reason,
                         stop: None,
-                        usage: Usage::new(f.prompt_tokens, f.generated),
+                        usage: Usage::new(f.prompt_tokens, f.generated)
+                            .with_cached(self.prompt_tokens_details.then_some(f.cached_tokens)),
                     }
                 });
                 Ok(Some(Piece::Token { text, finish }))
@@ -378,8 +384,19 @@ impl Envelope {
         if self.include_usage {
             out.push_str("data: ");
             out.push_str(&self.head);
+            // vLLM 0.32's chat handler also reports created_cache_tokens 0.
+            let created = match self.endpoint {
+                Endpoint::Chat => ",\"created_cache_tokens\":0",
+                Endpoint::Completions => "",
+            };
+            let details = match usage.cached_tokens {
+                Some(n) => {
+                    format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{n}{created}}}")
+                }
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"total_tokens\":{},\"completion_tokens\":{}}},\"system_fingerprint\":{}}}\n\n",
+                "\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"total_tokens\":{},\"completion_tokens\":{}{details}}},\"system_fingerprint\":{}}}\n\n",
                 usage.prompt_tokens, usage.total_tokens, usage.completion_tokens, self.fingerprint
             ));
         }
@@ -534,6 +551,7 @@ mod tests {
                 cut_after: None,
                 metrics: Arc::new(Metrics::new("local", 100)),
                 prompt_tokens: 3,
+                prompt_tokens_details: false,
             },
         );
         for index in 1..=4 {

@@ -178,6 +178,13 @@ impl ChatClient {
                 "max_tokens": spec.max_tokens,
                 "temperature": TEMPERATURE,
             }),
+            Prompt::Ids(ids) => json!({
+                "model": self.config.model,
+                "prompt": ids.as_ref(),
+                "stream": true,
+                "max_tokens": spec.max_tokens,
+                "temperature": TEMPERATURE,
+            }),
             Prompt::Tokens(_) => return Err(ClientError::TokenPrompt),
         };
         if let Some(obj) = body.as_object_mut() {
@@ -197,7 +204,7 @@ impl ChatClient {
     /// Serialize `spec` for sending.
     pub fn prepare(&self, spec: &RequestSpec) -> Result<Prepared, ClientError> {
         let url = match spec.prompt {
-            Prompt::Text(_) => &self.completions_url,
+            Prompt::Text(_) | Prompt::Ids(_) => &self.completions_url,
             _ => &self.chat_url,
         };
         let body = serde_json::to_vec(&self.body(spec)?).unwrap_or_default();
