@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::errors::ApiError;
 use super::stream::Endpoint;
-use crate::frontend::{Prompt, RequestSpec};
+use servesim_sim::frontend::{Prompt, RequestSpec};
 
 /// A request body as raw bytes, read under the server's limits: a JSON content type (or none, as
 /// FastAPI accepts), at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (a larger `Content-Length`

@@ -223,12 +223,12 @@ impl Drop for StreamOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Finished;
-    use crate::request::FinishReason;
-    use crate::server::driver::{self, DriverHandle};
-    use crate::server::metrics::Metrics;
-    use crate::server::stream::{AbortGuard, GenerationSetup};
-    use crate::server::text::{AnswerText, TextMode};
+    use crate::driver::{self, DriverHandle};
+    use crate::metrics::Metrics;
+    use crate::stream::{AbortGuard, GenerationSetup};
+    use crate::text::{AnswerText, TextMode};
+    use servesim_sim::engine::Finished;
+    use servesim_sim::request::FinishReason;
 
     fn stream(driver: &DriverHandle, cut_after: Option<u32>) -> Arc<SseStream> {
         let answer = Answer::new(GenerationSetup {

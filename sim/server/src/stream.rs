@@ -12,8 +12,8 @@ use super::driver::{DriverHandle, TokenEvent};
 use super::errors::ApiError;
 use super::metrics::Metrics;
 use super::text::AnswerText;
-use crate::engine::AdmissionError;
-use crate::request::FinishReason;
+use servesim_sim::engine::AdmissionError;
+use servesim_sim::request::FinishReason;
 
 /// Takes the request out of the engine when dropped unless it finished there: a client that
 /// disconnects drops its response body, and with it this guard, so its KV blocks are freed at once.
@@ -443,7 +443,7 @@ impl StreamCut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::text::TextMode;
+    use crate::text::TextMode;
 
     fn finish(reason: FinishReason) -> Finish {
         Finish {
