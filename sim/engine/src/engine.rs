@@ -118,7 +118,7 @@ impl Engine {
         };
         Ok(Engine {
             sched: Scheduler::new(limits, KvCache::new(derived.kv_blocks, e.block_size)),
-            cost: CostModel::new(profile),
+            cost: profile.cost_model(),
             max_model_len: derived.max_model_len,
             warmup_s: e.warmup_s,
             cold: true,
