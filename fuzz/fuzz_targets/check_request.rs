@@ -4,8 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use servesim_server::api::{check_content_type, check_request};
-use servesim_server::stream::Endpoint;
+use servesim_server::api::{Endpoint, check_content_type, check_request};
 
 fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Chat, Endpoint::Completions] {

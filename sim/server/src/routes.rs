@@ -14,10 +14,10 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, TokenizeRequest, Validated};
+use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, Endpoint, TokenizeRequest, Validated};
 use super::driver::Sink;
 use super::sse::{self, SseSender, SseStream};
-use super::stream::{self, AbortGuard, Answer, Endpoint, Envelope, Generation, GenerationSetup};
+use super::stream::{self, AbortGuard, Answer, Envelope, Generation, GenerationSetup};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
 };

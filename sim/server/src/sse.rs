@@ -15,8 +15,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::api::Endpoint;
 use super::driver::TokenEvent;
-use super::stream::{Answer, Endpoint, Envelope, Piece, StreamCut};
+use super::stream::{Answer, Envelope, Piece, StreamCut};
 
 /// How a stream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::api::Usage;
+use super::api::{Endpoint, Usage};
 use super::driver::{DriverHandle, TokenEvent};
 use super::errors::ApiError;
 use super::metrics::Metrics;
@@ -267,13 +267,6 @@ fn rejection(e: AdmissionError) -> ApiError {
         message: e.to_string(),
         param: None,
     }
-}
-
-/// Which endpoint's stream shape to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Chat,
-    Completions,
 }
 
 /// The fixed parts of one response's events, formatted once.
