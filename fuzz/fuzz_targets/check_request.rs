@@ -1,11 +1,10 @@
 //! Any bytes as the body of both generation endpoints, and as a `Content-Type`: parsing and
-//! validation return a request or a 4xx [`ApiError`](servesim_sim::server::ApiError), never
+//! validation return a request or a 4xx [`ApiError`](servesim_server::ApiError), never
 //! panic, and every error renders its message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use servesim_sim::server::api::{check_content_type, check_request};
-use servesim_sim::server::stream::Endpoint;
+use servesim_server::api::{Endpoint, check_content_type, check_request};
 
 fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Chat, Endpoint::Completions] {

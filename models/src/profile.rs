@@ -318,6 +318,11 @@ impl Profile {
         (entry_names(GPUS), entry_names(LLMS))
     }
 
+    /// The cost model of this GPU, model and engine.
+    pub fn cost_model(&self) -> CostModel {
+        CostModel::new(&self.gpu, &self.model, &self.engine)
+    }
+
     /// The figures that follow from the profile; an error when the model cannot be served on the card.
     pub fn derive(&self) -> Result<Derived, ProfileError> {
         let not_servable = |message: String| ProfileError::NotServable {
@@ -373,7 +378,7 @@ impl Profile {
                 "max_model_len {max_model_len} exceeds the KV cache capacity of {room} tokens; lower max_model_len"
             )));
         }
-        let cost = CostModel::new(self);
+        let cost = self.cost_model();
         let single = cost.iteration(&Iteration {
             prefills: &[],
             decode_contexts: &[1],

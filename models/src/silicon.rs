@@ -294,7 +294,7 @@ impl SiliconTable {
 
     /// Every row priced by `gpu` running this table's decoder under `profile`'s engine.
     pub fn compare(&self, profile: &Profile, gpu: &GpuSpec) -> Comparison {
-        let cost = CostModel::new(&self.profile_on(profile, gpu));
+        let cost = self.profile_on(profile, gpu).cost_model();
         let rows: Vec<RowComparison> = self
             .rows
             .iter()
@@ -405,7 +405,7 @@ pub fn calibrate(table: &SiliconTable, profile: &Profile, base: &GpuSpec) -> Cal
         }
         let mut p = model.clone();
         p.gpu = g;
-        let cost = CostModel::new(&p);
+        let cost = p.cost_model();
         table
             .rows
             .iter()

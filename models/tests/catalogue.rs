@@ -1,6 +1,6 @@
 //! The built-in catalogue: every profile resolves, and the derived figures follow the physics.
 
-use servesim_models::{Iteration, PrefillChunk, Profile, PromptTokenizer, cost::CostModel};
+use servesim_models::{Iteration, PrefillChunk, Profile, PromptTokenizer};
 
 #[test]
 fn every_builtin_profile_resolves_and_is_servable() {
@@ -40,7 +40,7 @@ fn default_profile_figures() {
         "short prompt: {}",
         tok.count_chat(["Explain what a GPU scheduler does, in two sentences."])
     );
-    let cost = CostModel::new(&p);
+    let cost = p.cost_model();
     for (n, ctx) in [(1, 60), (8, 60), (64, 80), (256, 80)] {
         let ctxs = vec![ctx; n];
         let c = cost.iteration(&Iteration {

@@ -1,7 +1,7 @@
 //! The cost model never makes more work cheaper: adding tokens, sequences or context only adds time.
 
 use proptest::prelude::*;
-use servesim_models::{CostModel, Iteration, PrefillChunk, Profile};
+use servesim_models::{Iteration, PrefillChunk, Profile};
 
 fn chunks() -> impl Strategy<Value = Vec<PrefillChunk>> {
     prop::collection::vec(
@@ -33,7 +33,7 @@ proptest! {
         extra_context in 1u32..4096,
         which in 0usize..4,
     ) {
-        let cost = CostModel::new(&profile);
+        let cost = profile.cost_model();
         let base = cost.iteration(&Iteration { prefills: &prefills, decode_contexts: &decodes });
         let mut p2 = prefills.clone();
         let mut d2 = decodes.clone();
@@ -54,7 +54,7 @@ proptest! {
 #[test]
 fn decode_is_weight_bound_and_big_prefill_compute_bound() {
     let p = Profile::builtin("a6000-qwen2.5-7b").expect("profile");
-    let cost = CostModel::new(&p);
+    let cost = p.cost_model();
     let one = cost.iteration(&Iteration {
         prefills: &[],
         decode_contexts: &[100],
@@ -86,7 +86,7 @@ fn async_scheduling_hides_host_time_until_it_is_longer() {
     let mut p = Profile::builtin("h200-qwen2.5-0.5b")
         .unwrap_or_else(|_| Profile::builtin("h200+qwen2.5-0.5b-instruct").expect("profile"));
     let one = [10u32];
-    let hidden = CostModel::new(&p).iteration(&Iteration {
+    let hidden = p.cost_model().iteration(&Iteration {
         prefills: &[],
         decode_contexts: &one,
     });
@@ -94,9 +94,35 @@ fn async_scheduling_hides_host_time_until_it_is_longer() {
     assert!(hidden.host_s > hidden.gpu_s, "{hidden:?}");
     assert_eq!(hidden.total_s, hidden.host_s);
     p.engine.async_scheduling = false;
-    let serial = CostModel::new(&p).iteration(&Iteration {
+    let serial = p.cost_model().iteration(&Iteration {
         prefills: &[],
         decode_contexts: &one,
     });
     assert!((serial.total_s - (serial.gpu_s + serial.host_s)).abs() < 1e-12);
+}
+
+/// The parts of an iteration's cost add up to its GPU time and its total.
+#[test]
+fn parts_add_up_to_the_total() {
+    let p = Profile::builtin("h200-qwen2.5-7b").expect("profile");
+    let cost = p.cost_model();
+    let c = cost.iteration(&Iteration {
+        prefills: &[PrefillChunk {
+            tokens: 512,
+            cached: 1024,
+            samples: true,
+        }],
+        decode_contexts: &[1000; 64],
+    });
+    let q = c.parts;
+    let sum = q.weights_s
+        + q.gemm_s
+        + q.attention_s
+        + q.activations_s
+        + q.layer_overhead_s
+        + q.logits_s
+        + q.sampler_s;
+    assert!((sum - c.gpu_s).abs() < 1e-12, "{c:?}");
+    assert!((c.gpu_s + q.host_exposed_s - c.total_s).abs() < 1e-12);
+    assert!(q.gemm_s > 0.0 && q.attention_s > 0.0 && c.silicon_s() < c.gpu_s);
 }

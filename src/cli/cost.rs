@@ -127,7 +127,7 @@ pub fn cost(args: CostArgs) -> Result<()> {
             }
         };
     }
-    let model = CostModel::new(&profile);
+    let model = profile.cost_model();
     if args.sweep {
         return sweep(&profile, &model, args.format);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile};
-use servesim_sim::server::{self, AppState, FaultConfig, ServerConfig, TextMode};
+use servesim_server::{self as server, AppState, FaultConfig, ServerConfig, TextMode};
 
 /// Flags of `servesim serve`.
 #[derive(Debug, Args)]

@@ -1,10 +1,11 @@
 //! The real-time target: drills over HTTP against any OpenAI-compatible server.
 //!
 //! [`sse`] splits a streamed body into `data:` lines whatever the read boundaries; [`client`] sends
-//! one request and measures it; [`HttpTarget`] runs a level's load ([`crate::load`]) on its own
+//! one request and measures it; [`HttpTarget`] runs a level's load (`run`) on its own
 //! tokio runtime and implements [`Target`], so [`crate::run_drill`] drives it like the simulator.
 
 pub mod client;
+mod run;
 pub mod sse;
 
 use std::io::IsTerminal;
@@ -16,9 +17,10 @@ use tokio::sync::{mpsc, watch};
 
 pub use client::{ChatClient, ClientConfig, ClientError, Clock};
 
-use crate::load::{CappedTarget, PreparedPlan, Shared, run_plan, specs};
+use crate::load::{CappedTarget, StopHandle};
 use crate::records::RecordLog;
 use crate::suite::{Target, TargetError};
+use run::{PreparedPlan, Shared, run_plan, specs};
 
 /// Message of the [`TargetError`] returned once a run has been stopped.
 pub const INTERRUPTED: &str = "interrupted";
@@ -30,23 +32,6 @@ pub enum HttpError {
     Client(#[from] ClientError),
     #[error("cannot start the client's runtime: {0}")]
     Runtime(#[from] std::io::Error),
-}
-
-/// Stops a running bench: requests in flight are abandoned (not recorded), no new ones are sent,
-/// the level under way returns what finished, and later levels are refused with [`INTERRUPTED`].
-#[derive(Debug, Clone)]
-pub struct StopHandle(Arc<watch::Sender<bool>>);
-
-impl StopHandle {
-    /// Stop the run.
-    pub fn stop(&self) {
-        self.0.send_replace(true);
-    }
-
-    /// Whether the run has been stopped.
-    pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
-    }
 }
 
 /// An OpenAI-compatible server reached over HTTP.

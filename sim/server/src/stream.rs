@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::api::Usage;
+use super::api::{Endpoint, Usage};
 use super::driver::{DriverHandle, TokenEvent};
 use super::errors::ApiError;
 use super::metrics::Metrics;
 use super::text::AnswerText;
-use crate::engine::AdmissionError;
-use crate::request::FinishReason;
+use servesim_sim::engine::AdmissionError;
+use servesim_sim::request::FinishReason;
 
 /// Takes the request out of the engine when dropped unless it finished there: a client that
 /// disconnects drops its response body, and with it this guard, so its KV blocks are freed at once.
@@ -275,13 +275,6 @@ fn rejection(e: AdmissionError) -> ApiError {
     }
 }
 
-/// Which endpoint's stream shape to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Chat,
-    Completions,
-}
-
 /// The fixed parts of one response's events, formatted once.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -460,7 +453,7 @@ impl StreamCut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::text::TextMode;
+    use crate::text::TextMode;
 
     fn finish(reason: FinishReason) -> Finish {
         Finish {

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::errors::ApiError;
-use super::stream::Endpoint;
-use crate::frontend::{Prompt, RequestSpec};
+use servesim_sim::frontend::{Prompt, RequestSpec};
 
 /// A request body as raw bytes, read under the server's limits: a JSON content type (or none, as
 /// FastAPI accepts), at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (a larger `Content-Length`
@@ -763,6 +762,13 @@ impl CompletionRequest {
         v.max_tokens.get_or_insert(COMPLETIONS_DEFAULT_MAX_TOKENS);
         Ok(v)
     }
+}
+
+/// Which generation endpoint a request came to: its body's shape and its answer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
 }
 
 /// Token counts of a finished request.

@@ -10,7 +10,7 @@
 //!   server's emission lag (actual minus scheduled send time of each token) p50/p99 and the CPU time
 //!   the server's threads use per streamed token.
 //!
-//! `cargo bench -p servesim-sim --bench server_lag` (release). Environment: `SERVESIM_BENCH_PROFILE`
+//! `cargo bench -p servesim-server --bench server_lag` (release). Environment: `SERVESIM_BENCH_PROFILE`
 //! (default a6000-qwen2.5-7b), `SERVESIM_BENCH_SECS` (load seconds per level, default 10),
 //! `SERVESIM_BENCH_STREAMS` (comma-separated, default 1000,4000), `SERVESIM_BENCH_MAX_SEQS`
 //! (override max_num_seqs, to let every stream run at once), `SERVESIM_BENCH_WORKERS` (server
@@ -30,7 +30,7 @@ mod common;
 
 use common::{CpuMeter, clock_ticks, env_or, fd_limit};
 use servesim_models::Profile;
-use servesim_sim::server::{self, AppState, ServerConfig};
+use servesim_server::{self as server, AppState, ServerConfig};
 use servesim_sim::{Arrival, ClientGroup, LevelPlan, LevelRun, RequestSpec, VirtualServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

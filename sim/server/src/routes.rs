@@ -14,16 +14,16 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, TokenizeRequest, Validated};
+use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, Endpoint, TokenizeRequest, Validated};
 use super::driver::Sink;
 use super::sse::{self, SseSender, SseStream};
-use super::stream::{self, AbortGuard, Answer, Endpoint, Envelope, Generation, GenerationSetup};
+use super::stream::{self, AbortGuard, Answer, Envelope, Generation, GenerationSetup};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
 };
-use crate::engine::AdmissionError;
-use crate::frontend::Frontend;
-use crate::request::EngineRequest;
+use servesim_sim::engine::AdmissionError;
+use servesim_sim::frontend::Frontend;
+use servesim_sim::request::EngineRequest;
 
 /// What the client side of a request is made with, besides the request.
 struct ClientOptions {
@@ -285,7 +285,7 @@ impl AppState {
 /// the room the prompt leaves, and no room at all is a `max_tokens` of 0. (A `max_tokens` above
 /// `max_model_len` was refused before counting.)
 fn context_limit(
-    prompt: &crate::frontend::Prompt,
+    prompt: &servesim_sim::frontend::Prompt,
     prompt_tokens: u32,
     max_tokens: Option<u32>,
     max_model_len: u32,
@@ -294,8 +294,8 @@ fn context_limit(
         // vLLM tokenizes text with truncation at max_model_len + 1, so it only knows "at least"
         // that many; token ids it counts exactly.
         let (at_least, n) = match prompt {
-            crate::frontend::Prompt::Tokens(n) => (*n == max_model_len + 1, *n),
-            crate::frontend::Prompt::Ids(ids) => {
+            servesim_sim::frontend::Prompt::Tokens(n) => (*n == max_model_len + 1, *n),
+            servesim_sim::frontend::Prompt::Ids(ids) => {
                 (ids.len() as u32 == max_model_len + 1, ids.len() as u32)
             }
             _ => (true, max_model_len + 1),
@@ -400,8 +400,8 @@ async fn tokenize(
                 param: None,
             });
         }
-        (Some(m), _) => crate::frontend::Prompt::Chat(api::chat_contents(m)),
-        (None, Some(p)) => crate::frontend::Prompt::Text(Arc::from(p.as_str())),
+        (Some(m), _) => servesim_sim::frontend::Prompt::Chat(api::chat_contents(m)),
+        (None, Some(p)) => servesim_sim::frontend::Prompt::Text(Arc::from(p.as_str())),
         (None, None) => {
             return Err(ApiError::InvalidBody {
                 message: "1 validation error: either `prompt` or `messages` is required".into(),
@@ -417,12 +417,12 @@ async fn tokenize(
         let mut frontend = counting.frontend();
         let count = frontend.prompt_tokens(&prompt);
         let tokens = match &prompt {
-            crate::frontend::Prompt::Chat(contents) => frontend
+            servesim_sim::frontend::Prompt::Chat(contents) => frontend
                 .tokenizer()
                 .encode_chat(contents.iter().map(|c| &**c)),
-            crate::frontend::Prompt::Text(text) => frontend.tokenizer().encode(text),
-            crate::frontend::Prompt::Tokens(_) => Vec::new(),
-            crate::frontend::Prompt::Ids(ids) => ids.to_vec(),
+            servesim_sim::frontend::Prompt::Text(text) => frontend.tokenizer().encode(text),
+            servesim_sim::frontend::Prompt::Tokens(_) => Vec::new(),
+            servesim_sim::frontend::Prompt::Ids(ids) => ids.to_vec(),
         };
         (count, tokens)
     })
@@ -501,7 +501,7 @@ pub fn app(state: AppState) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ServerConfig;
+    use crate::ServerConfig;
     use axum::body::to_bytes;
     use servesim_models::Profile;
     use tower::ServiceExt;
@@ -534,7 +534,7 @@ mod tests {
 
     #[test]
     fn the_context_cuts_max_tokens_as_vllm_does() {
-        use crate::frontend::Prompt;
+        use servesim_sim::frontend::Prompt;
         let text = Prompt::Text(Arc::from("gpu"));
         // As the real peer answered (max_model_len 2048, a 1965-token prompt).
         for asked in [Some(1), Some(83), Some(200), Some(2048), None] {

@@ -131,7 +131,7 @@ impl Engine {
                 limits,
                 KvCache::new(derived.kv_blocks, e.block_size, e.enable_prefix_caching),
             ),
-            cost: CostModel::new(profile),
+            cost: profile.cost_model(),
             max_model_len: derived.max_model_len,
             warmup_s: e.warmup_s,
             cold: true,

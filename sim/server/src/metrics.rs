@@ -15,8 +15,8 @@ use prometheus_client::registry::Registry;
 
 use servesim_models::{Derived, IterationCost, Profile};
 
-use crate::engine::{EngineStats, Finished};
-use crate::request::FinishReason;
+use servesim_sim::engine::{EngineStats, Finished};
+use servesim_sim::request::FinishReason;
 
 /// vLLM's request-latency buckets (e2e, queue, prefill, decode, inference time), seconds.
 const REQUEST_LATENCY_BUCKETS: &[f64] = &[

@@ -4,7 +4,7 @@
 //! [`scheduler::Scheduler`] (queues, token budget, preemption) and the paged [`kv_cache::KvCache`], and
 //! prices each iteration with the models crate's cost model. [`frontend::Frontend`] turns client
 //! requests into engine requests (token counts, answer lengths). [`runner::VirtualServer`] drives
-//! engine and clients on a simulated clock; the HTTP server drives the same core on the wall clock.
+//! engine and clients on a simulated clock; the HTTP server (crate `servesim-server`) drives the same core on the wall clock.
 //! [`workload`] holds the load plans and per-request records that every driver shares.
 
 pub mod engine;
@@ -13,7 +13,6 @@ pub mod kv_cache;
 pub mod request;
 pub mod runner;
 pub mod scheduler;
-pub mod server;
 pub mod workload;
 
 pub use engine::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};

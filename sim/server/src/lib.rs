@@ -29,14 +29,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use servesim_models::{Derived, Profile};
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
-use crate::frontend::Frontend;
 pub use driver::{Clock, DriverHandle};
 pub use errors::{ApiError, ServerError};
 pub use faults::{FaultConfig, FaultPlan, InjectedError};
 pub use lanes::Lanes;
 pub use metrics::Metrics;
 pub use routes::app;
+use servesim_sim::engine::Engine;
+use servesim_sim::frontend::Frontend;
 pub use text::TextMode;
 
 /// Largest request body accepted (larger ones get a 413).

@@ -15,8 +15,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::api::Endpoint;
 use super::driver::TokenEvent;
-use super::stream::{Answer, Endpoint, Envelope, Piece, StreamCut};
+use super::stream::{Answer, Envelope, Piece, StreamCut};
 
 /// How a stream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +224,12 @@ impl Drop for StreamOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Finished;
-    use crate::request::FinishReason;
-    use crate::server::driver::{self, DriverHandle};
-    use crate::server::metrics::Metrics;
-    use crate::server::stream::{AbortGuard, GenerationSetup};
-    use crate::server::text::{AnswerText, TextMode};
+    use crate::driver::{self, DriverHandle};
+    use crate::metrics::Metrics;
+    use crate::stream::{AbortGuard, GenerationSetup};
+    use crate::text::{AnswerText, TextMode};
+    use servesim_sim::engine::Finished;
+    use servesim_sim::request::FinishReason;
 
     fn stream(driver: &DriverHandle, cut_after: Option<u32>) -> Arc<SseStream> {
         let answer = Answer::new(GenerationSetup {

@@ -9,7 +9,7 @@
 //! connection. Reported: the lag of each write (its end minus the due time) p50/p99/p99.9, as
 //! `server_lag` reports the server's, and the writers' CPU per write.
 //!
-//! `cargo bench -p servesim-sim --bench loopback_floor`. Environment: `SERVESIM_FLOOR_STREAMS`
+//! `cargo bench -p servesim-server --bench loopback_floor`. Environment: `SERVESIM_FLOOR_STREAMS`
 //! (default 256), `SERVESIM_FLOOR_WRITERS` (default: CPUs), `SERVESIM_FLOOR_SECS` (default 10).
 
 mod common;

@@ -4,7 +4,7 @@
 //! Handlers submit requests over a channel; a request reaches the engine `input_latency_s` after the
 //! server received it, iterations run back to back while there is work (a request that arrives while
 //! one runs joins the next), and each iteration's tokens are handed to their streams
-//! `output_latency_s` after the iteration ends, exactly as [`crate::runner::VirtualServer`] does.
+//! `output_latency_s` after the iteration ends, exactly as [`servesim_sim::runner::VirtualServer`] does.
 //! Event times follow the simulated timeline, not the moment the thread happened to wake up, so a late
 //! wake-up delays delivery (and shows as emission lag) but never changes what the engine computes.
 //!
@@ -22,8 +22,8 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::metrics::Metrics;
 use super::sse::SseSender;
-use crate::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
-use crate::request::{EngineRequest, FinishReason, RequestId};
+use servesim_sim::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
+use servesim_sim::request::{EngineRequest, FinishReason, RequestId};
 
 /// Maps engine seconds to the wall clock: `wall = start + t × time_scale`.
 #[derive(Debug, Clone, Copy)]
@@ -612,10 +612,10 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frontend::{Frontend, RequestSpec};
-    use crate::runner::VirtualServer;
-    use crate::workload::{ClientGroup, LevelPlan};
     use servesim_models::Profile;
+    use servesim_sim::frontend::{Frontend, RequestSpec};
+    use servesim_sim::runner::VirtualServer;
+    use servesim_sim::workload::{ClientGroup, LevelPlan};
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     /// A runtime for the driver's dispatcher task; the tests read their streams from plain threads.
@@ -689,7 +689,7 @@ mod tests {
     /// arrival; what is checked is that the two drivers step the core identically.)
     #[test]
     fn many_requests_follow_the_virtual_timeline() {
-        use crate::workload::Arrival;
+        use servesim_sim::workload::Arrival;
         let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
         let specs: Vec<(f64, RequestSpec)> = (0..40)
             .map(|i| {
@@ -777,7 +777,7 @@ mod tests {
     /// back to the last), gets every token through to its finish, each exactly once.
     #[test]
     fn every_lane_delivers_its_requests_tokens() {
-        use crate::server::lanes::Lanes;
+        use crate::lanes::Lanes;
         let profile = Profile::load("a6000-qwen2.5-7b").expect("built-in profile");
         let lanes = Lanes::start(2, "driver-test").expect("lanes");
         let config = DriverConfig {
