@@ -370,6 +370,41 @@ fn trace_replay_reports_the_vllm_benchmark_summary() {
 }
 
 #[test]
+fn mooncake_trace_replay_hits_the_prefix_cache() {
+    let trace = format!(
+        "{}/fixtures/traces/mooncake-sample.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = |caching: &str| json(&["simulate", "--trace", &trace, caching, "--format", "json"]);
+    let on = run("--enable-prefix-caching");
+    let off = run("--no-enable-prefix-caching");
+    for v in [&on, &off] {
+        assert_eq!(v["trace"], "mooncake-sample.jsonl");
+        assert_eq!(v["requests"], 116);
+        assert!(v.get("errors").is_none(), "{v}");
+    }
+    assert_eq!(on["prefix_caching"], true);
+    assert_eq!(off["prefix_caching"], false);
+    let hit = on["prefix_cache_hit_rate"].as_f64().expect("hit rate");
+    assert!(
+        hit > 0.3 && hit < 1.0,
+        "shared system prompts and histories hit: {hit}"
+    );
+    assert_eq!(off["prefix_cache_hit_rate"].as_f64(), Some(0.0));
+    assert_eq!(on["prompt_tokens"], off["prompt_tokens"]);
+    let ttft = |v: &Value| v["ttft"]["mean"].as_f64().expect("ttft mean");
+    assert!(
+        ttft(&on) < ttft(&off),
+        "caching lowers TTFT: {} vs {}",
+        ttft(&on),
+        ttft(&off)
+    );
+    let table = stdout_ok(&["simulate", "--trace", &trace]);
+    assert!(table.contains("prefix caching on"), "{table}");
+    assert!(table.contains("prefix cache: "), "{table}");
+}
+
+#[test]
 fn demo_tells_the_whole_story() {
     let out = stdout_ok(&["demo"]);
     for needle in [

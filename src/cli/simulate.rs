@@ -112,9 +112,15 @@ pub struct SimulateArgs {
     /// Override the scheduling policy: continuous, static or serial.
     #[arg(long, value_parser = parse_policy)]
     pub policy: Option<SchedulingPolicy>,
-    /// Replay a request trace (CSV: arrival_s, input_tokens, output_tokens) instead of drills.
+    /// Replay a request trace instead of drills: CSV (arrival_s, input_tokens, output_tokens;
+    /// prompts known only by length) or Mooncake JSON Lines (.jsonl: timestamp in ms,
+    /// input_length, output_length, hash_ids; equal hash ids become equal token blocks, which hit
+    /// the prefix cache).
     #[arg(long)]
     pub trace: Option<String>,
+    /// Mooncake traces: prompt tokens each hash id stands for (Mooncake's traces use 512).
+    #[arg(long, default_value_t = servesim_validator::trace::MOONCAKE_BLOCK_TOKENS)]
+    pub trace_block_tokens: u32,
     #[command(flatten)]
     pub engine: super::engine_flags::EngineFlags,
     /// Run a workload instead of drills: multi-turn (chat sessions, each turn's prompt the
@@ -207,6 +213,18 @@ fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Resul
     }
     let run = server.run_level(&plan);
     let rep = trace_report(workload, &profile.name, &run);
+    print_replay("workload", &rep, profile, &server, args.format)
+}
+
+/// Print a replayed trace's or workload's latency summary with the prefix cache's hit rate (the
+/// share of prompt tokens looked up at admission that were cached) and token counts.
+fn print_replay(
+    kind: &str,
+    rep: &servesim_validator::trace::TraceReport,
+    profile: &Profile,
+    server: &VirtualServer,
+    format: Format,
+) -> Result<()> {
     let stats = server.engine().stats();
     let hit_rate = if stats.prefix_cache_queries == 0 {
         0.0
@@ -214,9 +232,9 @@ fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Resul
         stats.prefix_cache_hits as f64 / stats.prefix_cache_queries as f64
     };
     let caching = profile.engine.enable_prefix_caching;
-    match args.format {
+    match format {
         Format::Json => {
-            let mut v = serde_json::to_value(&rep)?;
+            let mut v = serde_json::to_value(rep)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("prefix_caching".into(), caching.into());
                 o.insert("prefix_cache_hit_rate".into(), hit_rate.into());
@@ -230,19 +248,26 @@ fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Resul
         }
         Format::Table | Format::Csv => {
             println!(
-                "# workload {} on {}: {} requests ({} failed), prefix caching {}",
+                "# {kind} {} on {}: {} requests ({} failed), prefix caching {}",
                 rep.trace,
                 rep.profile,
                 rep.requests,
                 rep.errors,
                 if caching { "on" } else { "off" }
             );
-            print_summary(&rep);
-            println!(
-                "prefix cache: {:.1} % of {} prompt tokens looked up were hits",
-                hit_rate * 100.0,
-                stats.prefix_cache_queries
-            );
+            print_summary(rep);
+            if caching {
+                println!(
+                    "prefix cache: {:.1} % of {} prompt tokens looked up were hits",
+                    hit_rate * 100.0,
+                    stats.prefix_cache_queries
+                );
+            } else {
+                println!(
+                    "prefix cache: off ({} prompt tokens computed in full)",
+                    stats.prompt_tokens_total
+                );
+            }
         }
     }
     Ok(())
@@ -271,26 +296,19 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading trace {path}"))?;
         let trace = parse_trace(&text, path)?;
+        if args.trace_block_tokens == 0 {
+            bail!("--trace-block-tokens must be >= 1");
+        }
         let mut server = VirtualServer::new(&profile, args.seed)?;
         if args.drills.start != "cold" {
             server.skip_warmup();
         }
-        let run = server.run_level(&trace_plan(&trace));
+        let run = server.run_level(&trace_plan(&trace, args.trace_block_tokens));
         let name = std::path::Path::new(path)
             .file_name()
             .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
         let rep = trace_report(&name, &profile.name, &run);
-        match args.format {
-            Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
-            Format::Table | Format::Csv => {
-                println!(
-                    "# trace {} on {}: {} requests ({} failed)",
-                    rep.trace, rep.profile, rep.requests, rep.errors
-                );
-                print_summary(&rep);
-            }
-        }
-        return Ok(());
+        return print_replay("trace", &rep, &profile, &server, args.format);
     }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
