@@ -378,22 +378,29 @@ mod tests {
         // Detected by content as well as by extension.
         assert_eq!(parse_trace(SAMPLE, "sample.txt").expect("parses"), t);
         // CSV still parses as CSV, with no hash ids.
-        let csv = parse_trace("arrival_s,input_tokens,output_tokens\n0,10,5\n", "t.csv").unwrap();
+        let csv =
+            parse_trace("arrival_s,input_tokens,output_tokens\n0,10,5\n", "t.csv").expect("parses");
         assert!(csv[0].hash_ids.is_empty());
     }
 
     #[test]
     fn a_bad_mooncake_line_names_its_line() {
         let text = "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5, \"hash_ids\": [1]}\n\n{\"timestamp\": 5, \"input_length\": \"ten\"}\n";
-        let e = parse_trace(text, "bad.jsonl").unwrap_err().to_string();
+        let e = parse_trace(text, "bad.jsonl")
+            .expect_err("rejected")
+            .to_string();
         assert!(
             e.starts_with("trace bad.jsonl, line 3: not a Mooncake record"),
             "{e}"
         );
         let zero = "{\"timestamp\": 0, \"input_length\": 0, \"output_length\": 5}\n";
-        let e = parse_trace(zero, "zero.jsonl").unwrap_err().to_string();
+        let e = parse_trace(zero, "zero.jsonl")
+            .expect_err("rejected")
+            .to_string();
         assert!(e.contains("line 1") && e.contains("input_length"), "{e}");
-        let e = parse_trace("", "empty.jsonl").unwrap_err().to_string();
+        let e = parse_trace("", "empty.jsonl")
+            .expect_err("rejected")
+            .to_string();
         assert!(e.contains("empty file"), "{e}");
     }
 
@@ -428,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_plan_carries_ids_for_mooncake_and_lengths_for_csv() {
-        let mut t = parse_trace(SAMPLE, "s.jsonl").unwrap();
+        let mut t = parse_trace(SAMPLE, "s.jsonl").expect("parses");
         t.push(TraceRequest {
             id: Arc::from("csv"),
             arrival_s: 3.0,
