@@ -115,16 +115,13 @@ pub fn cost(args: CostArgs) -> Result<()> {
                 "max_abs_error": c.max_abs_error,
                 "rows": c.rows,
             })),
-            Format::Table => {
-                println!(
-                    "# {} against {} ({})",
-                    profile.name,
-                    path.display(),
-                    table.device
-                );
-                print!("{}", comparison_table(&c));
-                Ok(())
-            }
+            Format::Table => emit(&format!(
+                "# {} against {} ({})\n{}",
+                profile.name,
+                path.display(),
+                table.device,
+                comparison_table(&c)
+            )),
         };
     }
     let model = profile.cost_model();
@@ -163,16 +160,21 @@ pub fn cost(args: CostArgs) -> Result<()> {
             "flops": c.flops,
             "bytes": c.bytes,
         })),
-        Format::Table => {
-            print!("{}", breakdown(&profile, &c));
-            Ok(())
-        }
+        Format::Table => emit(&breakdown(&profile, &c)),
     }
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
+}
+
+/// Write to stdout; a reader that went away (`servesim cost --sweep | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn ms(s: f64) -> String {
@@ -282,11 +284,14 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
             print_json(&serde_json::json!({ "profile": profile.name, "decode": v }))
         }
         Format::Table => {
-            println!(
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
                 "# decode steps on {} (max_num_seqs {max}); C counts the new token",
                 profile.name
             );
-            println!(
+            let _ = writeln!(
+                out,
                 "{:>6} {:>6} {:>10} {:>10} {:>10} {:>10}  bound by",
                 "B", "C", "total ms", "gpu ms", "host ms", "tok/s"
             );
@@ -303,7 +308,8 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
                 } else {
                     "weight streaming"
                 };
-                println!(
+                let _ = writeln!(
+                    out,
                     "{b:>6} {ctx:>6} {:>10.3} {:>10.3} {:>10.3} {:>10.0}  {bound}",
                     c.total_s * 1e3,
                     c.gpu_s * 1e3,
@@ -311,7 +317,7 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
                     f64::from(*b) / c.total_s
                 );
             }
-            Ok(())
+            emit(&out)
         }
     }
 }
@@ -363,7 +369,7 @@ pub fn calibrate_gpu(args: CalibrateArgs) -> Result<()> {
         .unwrap_or_else(|| format!("{}-calibrated", args.gpu));
     let toml = gpu_toml(&fit, &name, &args.silicon, &table, before.median_abs_error);
     if args.out.as_os_str() == "-" {
-        print!("{toml}");
+        emit(&toml)?;
     } else {
         std::fs::write(&args.out, &toml)
             .with_context(|| format!("cannot write {}", args.out.display()))?;

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
+pub use super::event::TokenEvent;
 use super::metrics::Metrics;
 use super::sse::SseSender;
-use servesim_sim::engine::{AdmissionError, Emission, Engine, Finished, StepOutcome};
+use servesim_sim::engine::{Emission, Engine, StepOutcome};
 use servesim_sim::request::{EngineRequest, FinishReason, RequestId};
 
 /// Maps engine seconds to the wall clock: `wall = start + t × time_scale`.
@@ -55,19 +56,6 @@ impl Clock {
     pub fn to_wall(&self, seconds: f64) -> Duration {
         Duration::from_secs_f64((seconds * self.scale).max(0.0))
     }
-}
-
-/// What a request's stream receives from the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenEvent {
-    /// Token `index` (1-based), due at the client at `due`; `finished` on the last one.
-    Token {
-        index: u32,
-        finished: Option<Finished>,
-        due: Instant,
-    },
-    /// The engine refused the request.
-    Rejected(AdmissionError),
 }
 
 /// A request handed to the driver.
@@ -613,6 +601,7 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
 mod tests {
     use super::*;
     use servesim_models::Profile;
+    use servesim_sim::engine::Finished;
     use servesim_sim::frontend::{Frontend, RequestSpec};
     use servesim_sim::runner::VirtualServer;
     use servesim_sim::workload::{ClientGroup, LevelPlan};

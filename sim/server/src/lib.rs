@@ -2,7 +2,8 @@
 //! the wall clock, so that client code can be developed and tested against "a GPU" on a laptop.
 //!
 //! [`api`] holds the request/response bodies and their validation, [`errors`] the one error type
-//! and its HTTP mapping, [`driver`] the engine thread that runs the core in real time, [`stream`]
+//! and its HTTP mapping, [`driver`] the engine thread that runs the core in real time, [`event`]
+//! what it sends each request's stream, [`stream`]
 //! the client side of a request (text, stop strings, SSE events, abort on disconnect), [`sse`]
 //! streaming answers (events formatted by the lane's dispatcher, handed to hyper as the body),
 //! [`lanes`] the runtimes connections are spread over, [`metrics`] the vLLM metric families,
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod driver;
 pub mod errors;
+pub mod event;
 pub mod faults;
 pub mod lanes;
 pub mod metrics;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::api::Endpoint;
-use super::driver::TokenEvent;
+use super::event::TokenEvent;
 use super::stream::{Answer, Envelope, Piece, StreamCut};
 
 /// How a stream stands.
