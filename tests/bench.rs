@@ -849,3 +849,82 @@ fn baseline_against_serve_agrees_with_simulate_within_5_percent() {
         off.join("\n")
     );
 }
+
+/// `bench --workload multi-turn` against `serve`: the plan `simulate --workload` runs (same request
+/// count), every request answered, the prefix cache's hit rate read off `/metrics` (high with
+/// caching on, as each turn's prompt starts with the previous turn's; zero with it off), and the
+/// think time honoured between each session's turns.
+#[test]
+fn workload_multi_turn_runs_against_servesim_serve_with_think_time() {
+    const SESSIONS: u64 = 3;
+    const TURNS: u64 = 4;
+    const THINK: f64 = 0.3;
+    let sizes = [
+        "--workload",
+        "multi-turn",
+        "--sessions",
+        "3",
+        "--turns",
+        "4",
+        "--think",
+        "0.3",
+    ];
+    let sim = json(&stdout_ok(
+        &[&["simulate", "--format", "json"][..], &sizes[..]].concat(),
+    ));
+    assert_eq!(sim["requests"], SESSIONS * TURNS);
+    for (caching, flag) in [
+        (true, "--enable-prefix-caching"),
+        (false, "--no-enable-prefix-caching"),
+    ] {
+        let server = support::ServerProcess::start(&["--time-scale", "0.1", flag]);
+        let started = std::time::Instant::now();
+        let v = json(
+            &BenchRun::url(&server.base)
+                .json()
+                .quiet()
+                .extra(&sizes)
+                .run_ok(),
+        );
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(v["requests"], sim["requests"], "{v}");
+        assert!(v.get("errors").is_none_or(|e| e == 0), "{v}");
+        let wall = v["wall_s"].as_f64().expect("wall_s");
+        assert!(
+            wall >= (TURNS - 1) as f64 * THINK && took >= wall,
+            "think time not honoured: wall {wall} s, took {took} s"
+        );
+        let rate = v["prefix_cache_hit_rate"].as_f64();
+        if caching {
+            assert!(rate.is_some_and(|r| r > 0.3), "hit rate {rate:?}: {v}");
+        } else {
+            assert!(rate.is_none_or(|r| r == 0.0), "hit rate {rate:?}: {v}");
+        }
+        assert!(v["output_tok_s"].as_f64().is_some_and(|t| t > 0.0), "{v}");
+    }
+}
+
+/// `bench --workload` prints `simulate --workload`'s table: the latency summary, throughput and
+/// the hit rate.
+#[test]
+fn workload_table_has_the_summary_and_hit_rate() {
+    let server = support::ServerProcess::start(&["--time-scale", "0.1"]);
+    let out = BenchRun::url(&server.base)
+        .quiet()
+        .extra(&[
+            "--workload",
+            "shared-prefix",
+            "--sessions",
+            "2",
+            "--turns",
+            "2",
+            "--think",
+            "0",
+        ])
+        .run_ok();
+    for want in ["# workload shared-prefix against", "ttft", "tpot", "e2e"] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+    assert!(out.contains("output throughput:"), "{out}");
+    assert!(out.contains("prompt tokens looked up were hits"), "{out}");
+}

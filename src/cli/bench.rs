@@ -10,13 +10,15 @@ use clap::Args;
 use serde_json::json;
 use servesim_models::{DEFAULT_PROFILE, Profile};
 use servesim_validator::bench::{self, BenchSpec, SimTarget, run_bench};
-use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
+use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED, prometheus_counter};
 use servesim_validator::load::{CappedTarget, OpenLoop};
 use servesim_validator::records::{self, OutputDir, RecordLog};
 use servesim_validator::report::{self, Format};
+use servesim_validator::suite::Target;
+use servesim_validator::trace::trace_report;
 use servesim_validator::{DrillServer, Start};
 
-use super::simulate::DrillArgs;
+use super::simulate::{DrillArgs, WorkloadArgs, summary_text};
 
 /// Errors printed with their cause before the rest are only counted.
 const PRINTED_ERRORS: usize = 5;
@@ -71,6 +73,33 @@ pub struct BenchArgs {
     /// With --target sim: the engine's prefix caching.
     #[command(flatten)]
     pub engine: super::engine_flags::EngineFlags,
+    /// `--workload multi-turn|shared-prefix` with `--sessions`, `--turns`, `--think`: the requests
+    /// `simulate --workload` runs in virtual time, sent to the server at --url instead of drills.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// The HTTP target for `--url`: the client configured from the flags, records to `log`, stopped
+/// by Ctrl-C.
+fn http_target(args: &BenchArgs, url: &str, log: Option<Arc<RecordLog>>) -> Result<HttpTarget> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("--timeout must be > 0");
+    }
+    let config = ClientConfig {
+        model: args.model.clone(),
+        api_key: args.api_key.clone(),
+        timeout: Duration::from_secs_f64(args.timeout),
+        include_usage: !args.no_usage,
+        ..ClientConfig::new(url)
+    };
+    let mut target = HttpTarget::new(config, args.threads)?.with_progress(!args.quiet);
+    if let Some(log) = log {
+        target = target.with_record_log(log);
+    }
+    target
+        .stop_on_ctrl_c()
+        .context("installing the Ctrl-C handler")?;
+    Ok(target)
 }
 
 /// The target to run, with what the summary calls it.
@@ -80,26 +109,7 @@ fn choose(
     start: Start,
 ) -> Result<(Box<dyn CappedTarget>, String)> {
     match (&args.url, &args.target) {
-        (Some(url), None) => {
-            if !(args.timeout.is_finite() && args.timeout > 0.0) {
-                bail!("--timeout must be > 0");
-            }
-            let config = ClientConfig {
-                model: args.model.clone(),
-                api_key: args.api_key.clone(),
-                timeout: Duration::from_secs_f64(args.timeout),
-                include_usage: !args.no_usage,
-                ..ClientConfig::new(url)
-            };
-            let mut target = HttpTarget::new(config, args.threads)?.with_progress(!args.quiet);
-            if let Some(log) = log {
-                target = target.with_record_log(log);
-            }
-            target
-                .stop_on_ctrl_c()
-                .context("installing the Ctrl-C handler")?;
-            Ok((Box::new(target), url.clone()))
-        }
+        (Some(url), None) => Ok((Box::new(http_target(args, url, log)?), url.clone())),
         (None, Some(spec)) => {
             let profile_name = match spec.split_once(':') {
                 None if spec == "sim" => DEFAULT_PROFILE,
@@ -138,6 +148,9 @@ fn redacted_command_line() -> Vec<String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(workload) = &args.workload.workload {
+        return run_workload(&args, workload);
+    }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
     let open_loop = match args.rate {
@@ -259,6 +272,156 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("interrupted: the results above cover the {done} requests that finished")
         }
         Some(why) => Err(anyhow::Error::msg(why)).context("the bench could not run"),
+    }
+}
+
+/// `bench --workload`: the plan `simulate --workload` builds, sent to the server at `--url` as
+/// closed-loop sessions that think between turns; prints the same summary as `simulate`, with the
+/// prefix cache's hit rate over the run when the server's `/metrics` has vLLM's counters.
+fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
+    let Some(url) = &args.url else {
+        bail!(
+            "bench --workload needs --url URL; for the virtual-time engine run \
+             `servesim simulate --workload {workload}`"
+        )
+    };
+    if args.rate.is_some() {
+        bail!("--workload runs closed-loop sessions; it takes no --rate");
+    }
+    let plan = args.workload.plan(workload)?;
+    let out = args.out.as_deref().map(OutputDir::create).transpose()?;
+    let log = out
+        .as_ref()
+        .map(|o| o.record_log().map(Arc::new))
+        .transpose()?;
+    let mut target = http_target(args, url, log.clone())?;
+    if let Some(out) = &out {
+        let params = json!({
+            "tool": "servesim bench",
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_unix_s": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            "command": redacted_command_line(),
+            "url": args.url,
+            "model": args.model,
+            "workload": workload,
+            "sessions": args.workload.sessions,
+            "turns": args.workload.turns,
+            "think_s": args.workload.think,
+            "timeout_s": args.timeout,
+            "include_usage": !args.no_usage,
+        });
+        out.write(
+            records::PARAMS_FILE,
+            &serde_json::to_string_pretty(&params)?,
+        )?;
+    }
+
+    let before = PrefixCounters::scrape(&target);
+    let run = target
+        .run_level(&plan)
+        .map_err(|e| anyhow::Error::msg(e.0))?;
+    let after = PrefixCounters::scrape(&target);
+    let cache = before.zip(after).map(|(b, a)| PrefixCounters {
+        queries: (a.queries - b.queries).max(0.0),
+        hits: (a.hits - b.hits).max(0.0),
+    });
+
+    let mut first_error = None;
+    let mut printed = 0usize;
+    let mut errors = std::collections::BTreeMap::<String, usize>::new();
+    for r in &run.records {
+        if let Some(e) = &r.error {
+            *errors.entry(e.kind.class().to_string()).or_default() += 1;
+            first_error.get_or_insert_with(|| format!("{}: {}", e.kind.class(), e.message));
+            if printed < PRINTED_ERRORS {
+                printed += 1;
+                eprintln!(
+                    "servesim bench: {workload} request {}: {}: {}",
+                    r.index,
+                    e.kind.class(),
+                    e.message
+                );
+            }
+        }
+    }
+    let rep = trace_report(workload, url, &run);
+    let hit_rate = cache.and_then(|c| (c.queries > 0.0).then(|| c.hits / c.queries));
+    let json_report = || -> Result<String> {
+        let mut v = serde_json::to_value(&rep)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("wall_s".into(), run.wall.into());
+            o.insert("prefix_cache_hit_rate".into(), hit_rate.into());
+            o.insert(
+                "prefix_cache_queries".into(),
+                cache.map(|c| c.queries).into(),
+            );
+            o.insert("prefix_cache_hits".into(), cache.map(|c| c.hits).into());
+        }
+        Ok(serde_json::to_string_pretty(&v)?)
+    };
+    let table = || {
+        let mut t = format!(
+            "# workload {workload} against {url}: {} requests ({} failed), {:.2} s\n",
+            rep.requests, rep.errors, run.wall
+        );
+        t.push_str(&summary_text(&rep));
+        t.push_str(&match (cache, hit_rate) {
+            (Some(c), Some(rate)) => format!(
+                "prefix cache: {:.1} % of {} prompt tokens looked up were hits\n",
+                rate * 100.0,
+                c.queries
+            ),
+            (Some(_), None) => "prefix cache: no prompt tokens looked up (caching off?)\n".into(),
+            (None, _) => format!(
+                "prefix cache: hit rate unknown ({url}/metrics has no vllm:prefix_cache_* counters)\n"
+            ),
+        });
+        t
+    };
+    match args.format {
+        Format::Json => println!("{}", json_report()?),
+        Format::Table | Format::Csv => print!("{}", table()),
+    }
+    if let Some(out) = &out {
+        out.write(records::SUMMARY_FILE, &(json_report()? + "\n"))?;
+        out.write(records::TABLE_FILE, &table())?;
+        if let Some(failure) = log.as_ref().and_then(|l| l.failure()) {
+            bail!("could not write every record: {failure}");
+        }
+    }
+    if target.stopper().is_stopped() {
+        bail!(
+            "interrupted: the results above cover the {} requests that finished",
+            run.records.len()
+        );
+    }
+    if !run.records.is_empty() && rep.errors == run.records.len() {
+        bail!(
+            "{}",
+            nothing_succeeded(run.records.len(), &errors, first_error.as_deref(), url)
+        );
+    }
+    Ok(())
+}
+
+/// vLLM's prefix-cache counters (`vllm:prefix_cache_queries_total`, `..._hits_total`: prompt
+/// tokens looked up and found), summed over engines.
+#[derive(Debug, Clone, Copy)]
+struct PrefixCounters {
+    queries: f64,
+    hits: f64,
+}
+
+impl PrefixCounters {
+    /// The target's counters now, `None` when its `/metrics` lacks them.
+    fn scrape(target: &HttpTarget) -> Option<PrefixCounters> {
+        let text = target.scrape_metrics()?;
+        Some(PrefixCounters {
+            queries: prometheus_counter(&text, "vllm:prefix_cache_queries_total")?,
+            hits: prometheus_counter(&text, "vllm:prefix_cache_hits_total")?,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
-use servesim_sim::VirtualServer;
+use servesim_sim::{LevelPlan, VirtualServer};
 use servesim_validator::report::{self, Format};
 use servesim_validator::rounding::fixed;
 use servesim_validator::trace::{parse_trace, trace_plan, trace_report};
@@ -116,16 +116,24 @@ pub struct SimulateArgs {
     /// prompts known only by length) or Mooncake JSON Lines (.jsonl: timestamp in ms,
     /// input_length, output_length, hash_ids; equal hash ids become equal token blocks, which hit
     /// the prefix cache).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workload")]
     pub trace: Option<String>,
     /// Mooncake traces: prompt tokens each hash id stands for (Mooncake's traces use 512).
     #[arg(long, default_value_t = servesim_validator::trace::MOONCAKE_BLOCK_TOKENS)]
     pub trace_block_tokens: u32,
     #[command(flatten)]
     pub engine: super::engine_flags::EngineFlags,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+}
+
+/// `--workload` and its sizes, shared by `simulate` (virtual time) and `bench` (a real server), so
+/// both send the same requests.
+#[derive(Debug, Args, Clone)]
+pub struct WorkloadArgs {
     /// Run a workload instead of drills: multi-turn (chat sessions, each turn's prompt the
     /// conversation so far) or shared-prefix (users behind one system prompt).
-    #[arg(long, value_parser = ["multi-turn", "shared-prefix"], conflicts_with = "trace")]
+    #[arg(long, value_parser = ["multi-turn", "shared-prefix"])]
     pub workload: Option<String>,
     /// Workload: sessions (multi-turn) or users (shared-prefix).
     #[arg(long, default_value_t = 16)]
@@ -136,6 +144,36 @@ pub struct SimulateArgs {
     /// Workload: seconds a user thinks between an answer and the next request.
     #[arg(long, default_value_t = 1.0)]
     pub think: f64,
+}
+
+impl WorkloadArgs {
+    /// The load of workload `name` at these sizes.
+    pub fn plan(&self, name: &str) -> Result<LevelPlan> {
+        if self.sessions == 0 || self.turns == 0 || self.think.is_nan() || self.think < 0.0 {
+            bail!("--sessions and --turns must be >= 1 and --think >= 0");
+        }
+        Ok(match name {
+            "multi-turn" => servesim_sim::MultiTurn {
+                sessions: self.sessions,
+                turns: self.turns,
+                system_words: 200,
+                message_words: 60,
+                answer_words: 120,
+                max_tokens: 128,
+                think_s: self.think,
+            }
+            .plan(),
+            _ => servesim_sim::SharedPrefix {
+                users: self.sessions,
+                requests: self.turns,
+                system_words: 800,
+                message_words: 40,
+                max_tokens: 128,
+                think_s: self.think,
+            }
+            .plan(),
+        })
+    }
 }
 
 fn parse_policy(s: &str) -> Result<SchedulingPolicy, String> {
@@ -183,30 +221,7 @@ pub fn simulate_drills(
 
 /// Run a multi-turn or shared-prefix workload and print its latency summary and prefix-cache hit rate.
 fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Result<()> {
-    if args.sessions == 0 || args.turns == 0 || args.think.is_nan() || args.think < 0.0 {
-        bail!("--sessions and --turns must be >= 1 and --think >= 0");
-    }
-    let plan = match workload {
-        "multi-turn" => servesim_sim::MultiTurn {
-            sessions: args.sessions,
-            turns: args.turns,
-            system_words: 200,
-            message_words: 60,
-            answer_words: 120,
-            max_tokens: 128,
-            think_s: args.think,
-        }
-        .plan(),
-        _ => servesim_sim::SharedPrefix {
-            users: args.sessions,
-            requests: args.turns,
-            system_words: 800,
-            message_words: 40,
-            max_tokens: 128,
-            think_s: args.think,
-        }
-        .plan(),
-    };
+    let plan = args.workload.plan(workload)?;
     let mut server = VirtualServer::new(profile, args.seed)?;
     if args.drills.start != "cold" {
         server.skip_warmup();
@@ -255,7 +270,7 @@ fn print_replay(
                 rep.errors,
                 if caching { "on" } else { "off" }
             );
-            print_summary(rep);
+            print!("{}", summary_text(rep));
             if caching {
                 println!(
                     "prefix cache: {:.1} % of {} prompt tokens looked up were hits",
@@ -273,23 +288,27 @@ fn print_replay(
     Ok(())
 }
 
-fn print_summary(rep: &servesim_validator::trace::TraceReport) {
-    println!(
-        "{:<6}{:>10}{:>10}{:>10}{:>10}{:>10}",
+pub(crate) fn summary_text(rep: &servesim_validator::trace::TraceReport) -> String {
+    let mut out = format!(
+        "{:<6}{:>10}{:>10}{:>10}{:>10}{:>10}\n",
         "", "mean", "median", "p90", "p95", "p99"
     );
     for (name, s) in [("ttft", rep.ttft), ("tpot", rep.tpot), ("e2e", rep.e2e)] {
-        println!(
-            "{name:<6}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}",
+        out.push_str(&format!(
+            "{name:<6}{:>10.4}{:>10.4}{:>10.4}{:>10.4}{:>10.4}\n",
             s.mean, s.median, s.p90, s.p95, s.p99
-        );
+        ));
     }
-    println!("output throughput: {:.1} tok/s", rep.output_tok_s);
+    out.push_str(&format!(
+        "output throughput: {:.1} tok/s\n",
+        rep.output_tok_s
+    ));
+    out
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
     let profile = load_profile(&args.profile, args.policy, &args.engine)?;
-    if let Some(workload) = &args.workload {
+    if let Some(workload) = &args.workload.workload {
         return run_workload(&args, &profile, workload);
     }
     if let Some(path) = &args.trace {

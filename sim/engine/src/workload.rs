@@ -22,7 +22,7 @@ pub struct ClientGroup {
     /// measured requests run, however fast it is. With no foreground requests it runs its list once.
     pub background: bool,
     /// Seconds a worker waits after an answer before it sends its next request (a user reading and
-    /// typing). Honoured by the virtual-time runner.
+    /// typing). Honoured by the virtual-time runner and the HTTP load generator.
     pub think_s: f64,
 }
 

@@ -81,6 +81,7 @@ pub struct ChatClient {
     http: reqwest::Client,
     chat_url: String,
     completions_url: String,
+    metrics_url: String,
     config: ClientConfig,
 }
 
@@ -148,6 +149,7 @@ impl ChatClient {
             http,
             chat_url: format!("{base}/v1/chat/completions"),
             completions_url: format!("{base}/v1/completions"),
+            metrics_url: format!("{base}/metrics"),
             config,
         })
     }
@@ -199,6 +201,23 @@ impl ChatClient {
             }
         }
         Ok(body)
+    }
+
+    /// The server's Prometheus text (`GET /metrics`), or `None` when it has none (an error status,
+    /// no answer within the client timeout, or no connection).
+    pub async fn metrics(&self) -> Option<String> {
+        let mut req = self
+            .http
+            .get(&self.metrics_url)
+            .timeout(self.config.timeout);
+        if let Some(key) = &self.config.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.text().await.ok()
     }
 
     /// Serialize `spec` for sending.

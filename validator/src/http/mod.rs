@@ -117,6 +117,11 @@ impl HttpTarget {
         &self.client
     }
 
+    /// The server's Prometheus text (`GET /metrics`), `None` when it serves none.
+    pub fn scrape_metrics(&self) -> Option<String> {
+        self.runtime.block_on(self.client.metrics())
+    }
+
     fn prepare(&self, plan: &LevelPlan) -> Result<PreparedPlan, ClientError> {
         let groups = plan
             .groups
@@ -191,5 +196,59 @@ impl CappedTarget for HttpTarget {
 
     fn stop_handle(&self) -> Option<StopHandle> {
         Some(self.stop.clone())
+    }
+}
+
+/// The value of Prometheus counter `name` in `text`: its samples summed over every label set
+/// (`name` or `name{...}` lines), or `None` when there is no such sample.
+pub fn prometheus_counter(text: &str, name: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let rest = match rest.chars().next() {
+            Some('{') => match rest.find('}') {
+                Some(end) => &rest[end + 1..],
+                None => continue,
+            },
+            Some(' ' | '\t') => rest,
+            _ => continue,
+        };
+        let Some(value) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        *total.get_or_insert(0.0) += value;
+    }
+    total
+}
+
+#[cfg(test)]
+mod prometheus_tests {
+    use super::prometheus_counter;
+
+    #[test]
+    fn counters_sum_over_label_sets_and_skip_lookalikes() {
+        let text = "# TYPE vllm:prefix_cache_hits_total counter\n\
+                    vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"a\"} 3\n\
+                    vllm:prefix_cache_hits_total{engine=\"1\",model_name=\"a\"} 4.5\n\
+                    vllm:prefix_cache_hits_totally 100\n\
+                    vllm:prefix_cache_hits_created 9\n";
+        assert_eq!(
+            prometheus_counter(text, "vllm:prefix_cache_hits_total"),
+            Some(7.5)
+        );
+        assert_eq!(
+            prometheus_counter("x 1\n", "vllm:prefix_cache_hits_total"),
+            None
+        );
+        assert_eq!(
+            prometheus_counter("plain 2 1700000000\n", "plain"),
+            Some(2.0)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! sending through the one measured [`exchange`](super::ChatClient::exchange).
 //!
 //! Closed loop (drills.md): each of a group's `workers` takes the group's next request as soon as
-//! its previous one ends. Open loop: a dispatcher sends each arrival at its time, whatever is in
+//! its previous one ends (or, with the group's `think_s`, that many seconds later, as the
+//! virtual-time runner does). Open loop: a dispatcher sends each arrival at its time, whatever is in
 //! flight, unless requests in flight are capped, in which case an arrival waits for a slot (as
 //! vLLM's `--max-concurrency`). Every record keeps the intended send time (`scheduled`), when the
 //! client was free to send (`ready`) and when it did (`sent`), so client-side queueing is visible.
@@ -75,6 +76,13 @@ pub(crate) async fn run_plan(
         let group_start = group.start.max(0.0);
         // Background load cycles through its list until the foreground is done (see ClientGroup).
         let cycles = group.background && !foreground.done();
+        // As in the virtual-time runner: a worker waits this long after each answer (or error)
+        // before it takes the group's next request.
+        let think = if group.think_s.is_finite() {
+            group.think_s.max(0.0)
+        } else {
+            0.0
+        };
         for _ in 0..group.workers.max(1) {
             let (shared, reqs, next) = (shared.clone(), Arc::clone(&reqs), Arc::clone(&next));
             let foreground = foreground.clone();
@@ -83,9 +91,24 @@ pub(crate) async fn run_plan(
                     tokio::time::sleep_until(start.into()).await;
                 }
                 // The first request is due at the group's start, each next one when the
-                // previous one ended: any delay after that is the client's own.
+                // previous one ended (plus the think time): any delay after that is the client's
+                // own.
                 let mut due = group_start;
+                let mut stop = shared.stop.clone();
+                let mut first = true;
                 loop {
+                    if think > 0.0 && !std::mem::take(&mut first) {
+                        // Nothing left to send: no point thinking about it.
+                        if !cycles && next.load(Ordering::Relaxed) >= reqs.len() {
+                            break;
+                        }
+                        due += think;
+                        tokio::select! {
+                            biased;
+                            _ = stop.wait_for(|s| *s) => break,
+                            () = tokio::time::sleep_until(shared.clock.at(due).into()) => {}
+                        }
+                    }
                     if cycles && foreground.done() {
                         break;
                     }
