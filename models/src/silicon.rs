@@ -345,7 +345,8 @@ pub struct Calibration {
     pub comparison: Comparison,
 }
 
-fn get(g: &GpuSpec, i: usize) -> f64 {
+/// The value of fitted term `i` (an index into [`FITTED_TERMS`]) in `g`.
+pub fn term_value(g: &GpuSpec, i: usize) -> f64 {
     match i {
         0 => g.bandwidth_efficiency,
         1 => g.flops_efficiency,
@@ -412,7 +413,7 @@ pub fn calibrate(table: &SiliconTable, profile: &Profile, base: &GpuSpec) -> Cal
             .map(|r| (r.shape.silicon_s(&cost) / r.measured_s).ln().powi(2))
             .sum()
     };
-    let start: Vec<f64> = free.iter().map(|&i| get(&gpu, i)).collect();
+    let start: Vec<f64> = free.iter().map(|&i| term_value(&gpu, i)).collect();
     let best = nelder_mead(&loss, &start, 4000);
     for (&i, &v) in free.iter().zip(&best) {
         set(&mut gpu, i, clamp(i, v));

@@ -180,14 +180,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         open_loop,
     };
     if let Some(out) = &out {
-        let params = json!({
-            "tool": "servesim bench",
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_unix_s": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            "command": redacted_command_line(),
-            "url": args.url,
+        let params = run_params(
+            args.url.as_deref(),
+            json!({
             "target": args.target,
             "model": args.model,
             "spec": spec,
@@ -195,7 +190,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "include_usage": !args.no_usage,
             "seed": args.seed,
             "definitions": bench::definitions_json(),
-        });
+            }),
+        );
         out.write(
             records::PARAMS_FILE,
             &serde_json::to_string_pretty(&params)?,
@@ -296,14 +292,9 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
         .transpose()?;
     let mut target = http_target(args, url, log.clone())?;
     if let Some(out) = &out {
-        let params = json!({
-            "tool": "servesim bench",
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_unix_s": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            "command": redacted_command_line(),
-            "url": args.url,
+        let params = run_params(
+            args.url.as_deref(),
+            json!({
             "model": args.model,
             "workload": workload,
             "sessions": args.workload.sessions,
@@ -311,7 +302,8 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
             "think_s": args.workload.think,
             "timeout_s": args.timeout,
             "include_usage": !args.no_usage,
-        });
+            }),
+        );
         out.write(
             records::PARAMS_FILE,
             &serde_json::to_string_pretty(&params)?,
@@ -448,4 +440,22 @@ fn nothing_succeeded(
         ));
     }
     msg
+}
+
+/// `params.json`: what every bench run records about itself (tool, version, start, command line,
+/// URL), then the run's own parameters.
+fn run_params(url: Option<&str>, own: serde_json::Value) -> serde_json::Value {
+    let mut params = json!({
+        "tool": "servesim bench",
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_unix_s": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        "command": redacted_command_line(),
+        "url": url,
+    });
+    if let (Some(all), serde_json::Value::Object(own)) = (params.as_object_mut(), own) {
+        all.extend(own);
+    }
+    params
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use servesim_models::silicon::{Calibration, Comparison, FITTED_TERMS, SiliconTable, calibrate};
+use servesim_models::silicon::{
+    Calibration, Comparison, FITTED_TERMS, SiliconTable, calibrate, term_value,
+};
 use servesim_models::{CostModel, GpuSpec, Iteration, IterationCost, PrefillChunk, Profile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -425,15 +427,7 @@ fn gpu_toml(
     let _ = writeln!(t, "tensor_flops = {:e}", g.tensor_flops);
     let _ = writeln!(t, "sm_count = {}", g.sm_count);
     for (i, term) in FITTED_TERMS.iter().enumerate() {
-        let value = match i {
-            0 => g.bandwidth_efficiency,
-            1 => g.flops_efficiency,
-            2 => g.gemm_tile_tokens,
-            3 => g.overlap_exponent,
-            4 => g.attention_bandwidth_efficiency,
-            5 => g.attention_flops_efficiency,
-            _ => g.layer_overhead_s,
-        };
+        let value = term_value(g, i);
         let why = if i == 0 && fit.bandwidth_measured {
             format!("measured: the table's gemv_stream_2GiB microbenchmark ({src})")
         } else {
