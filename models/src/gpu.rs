@@ -53,21 +53,21 @@ pub struct GpuSpec {
 // Defaults for GPU tables written before these terms existed: the H200 fit of
 // fixtures/silicon/h200-qwen2.5-7b-forward.json (see models/catalogue/gpus/h200.toml).
 fn default_tile_tokens() -> f64 {
-    21.6
+    31.67
 }
 
 fn default_overlap() -> f64 {
-    3.7
+    5.29
 }
 
 fn default_attention_bandwidth() -> f64 {
-    0.53
+    0.5234
 }
 
 fn default_attention_flops() -> f64 {
-    0.36
+    0.3561
 }
 
 fn default_layer_overhead() -> f64 {
-    43e-6
+    42.4e-6
 }

@@ -83,8 +83,7 @@ fn decode_is_weight_bound_and_big_prefill_compute_bound() {
 
 #[test]
 fn async_scheduling_hides_host_time_until_it_is_longer() {
-    let mut p = Profile::builtin("h200-qwen2.5-0.5b")
-        .unwrap_or_else(|_| Profile::builtin("h200+qwen2.5-0.5b-instruct").expect("profile"));
+    let mut p = Profile::builtin("h200+qwen2.5-0.5b-instruct").expect("profile");
     let one = [10u32];
     let hidden = p.cost_model().iteration(&Iteration {
         prefills: &[],

@@ -23,6 +23,34 @@ use super::simulate::{DrillArgs, WorkloadArgs, summary_text};
 /// Errors printed with their cause before the rest are only counted.
 const PRINTED_ERRORS: usize = 5;
 
+/// Failed requests as a run reports them: the first few on stderr as they come, the first kept for
+/// the closing message.
+#[derive(Debug, Default)]
+struct Failures {
+    printed: usize,
+    first: Option<String>,
+}
+
+impl Failures {
+    /// Note the failures among `records`; `what` names the level or workload they belong to.
+    fn note(&mut self, what: &str, records: &[servesim_sim::workload::RequestRecord]) {
+        for r in records {
+            let Some(e) = &r.error else { continue };
+            self.first
+                .get_or_insert_with(|| format!("{}: {}", e.kind.class(), e.message));
+            if self.printed < PRINTED_ERRORS {
+                self.printed += 1;
+                eprintln!(
+                    "servesim bench: {what} request {}: {}: {}",
+                    r.index,
+                    e.kind.class(),
+                    e.message
+                );
+            }
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000 (http only).
@@ -198,29 +226,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         )?;
     }
 
-    let mut printed = 0usize;
-    let mut first_error: Option<String> = None;
+    let mut failures = Failures::default();
     let quiet = args.quiet;
     let outcome = run_bench(
         target.as_mut(),
         &spec,
         log.as_deref(),
         &mut |drill, row, detail, run| {
-            for r in &run.records {
-                if let Some(e) = &r.error {
-                    first_error.get_or_insert_with(|| format!("{}: {}", e.kind.class(), e.message));
-                    if printed < PRINTED_ERRORS {
-                        printed += 1;
-                        eprintln!(
-                            "servesim bench: {drill} {} request {}: {}: {}",
-                            detail.axis,
-                            r.index,
-                            e.kind.class(),
-                            e.message
-                        );
-                    }
-                }
-            }
+            failures.note(&format!("{drill} {}", detail.axis), &run.records);
             if let Some(w) = detail.client_bottleneck() {
                 eprintln!("servesim bench: warning: {drill}: {w}");
             }
@@ -255,7 +268,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match outcome.stopped {
         None if requests > 0 && ok == 0 => bail!(
             "{}",
-            nothing_succeeded(requests, &errors, first_error.as_deref(), &spec.label)
+            nothing_succeeded(requests, &errors, failures.first.as_deref(), &spec.label)
         ),
         None => Ok(()),
         Some(why) if why == INTERRUPTED => {
@@ -320,23 +333,11 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
         hits: (a.hits - b.hits).max(0.0),
     });
 
-    let mut first_error = None;
-    let mut printed = 0usize;
+    let mut failures = Failures::default();
+    failures.note(workload, &run.records);
     let mut errors = std::collections::BTreeMap::<String, usize>::new();
-    for r in &run.records {
-        if let Some(e) = &r.error {
-            *errors.entry(e.kind.class().to_string()).or_default() += 1;
-            first_error.get_or_insert_with(|| format!("{}: {}", e.kind.class(), e.message));
-            if printed < PRINTED_ERRORS {
-                printed += 1;
-                eprintln!(
-                    "servesim bench: {workload} request {}: {}: {}",
-                    r.index,
-                    e.kind.class(),
-                    e.message
-                );
-            }
-        }
+    for e in run.records.iter().filter_map(|r| r.error.as_ref()) {
+        *errors.entry(e.kind.class().to_string()).or_default() += 1;
     }
     let rep = trace_report(workload, url, &run);
     let hit_rate = cache.and_then(|c| (c.queries > 0.0).then(|| c.hits / c.queries));
@@ -392,7 +393,7 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
     if !run.records.is_empty() && rep.errors == run.records.len() {
         bail!(
             "{}",
-            nothing_succeeded(run.records.len(), &errors, first_error.as_deref(), url)
+            nothing_succeeded(run.records.len(), &errors, failures.first.as_deref(), url)
         );
     }
     Ok(())
