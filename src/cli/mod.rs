@@ -3,6 +3,7 @@
 mod bench;
 mod cost;
 mod engine_flags;
+mod fleet;
 mod profiles;
 mod serve;
 mod simulate;

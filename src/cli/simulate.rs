@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
-use servesim_sim::{LevelPlan, VirtualServer};
+use servesim_sim::{Fleet, LevelPlan};
+
+use super::fleet::{FleetArgs, OpenLoopArgs, fleet_stats, print_replicas};
 use servesim_validator::report::{self, Format};
 use servesim_validator::rounding::fixed;
 use servesim_validator::trace::{parse_trace, trace_plan, trace_report};
@@ -26,9 +28,10 @@ pub struct DrillArgs {
     /// max_tokens: the sweep for the decode drill, the fixed cap for the others.
     #[arg(long, value_delimiter = ',')]
     pub max_tokens: Option<Vec<u32>>,
-    /// Approximate input lengths of the prefill drill, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub input_tokens: Option<Vec<u32>>,
+    /// Approximate input lengths of the prefill drill, comma-separated; with `--arrival`, the
+    /// input-length distribution (a number, or lognormal:mean=M,sd=S, normal:..., uniform:...).
+    #[arg(long)]
+    pub input_tokens: Option<String>,
     /// A request meets the SLO when its TTFT is at most this (seconds).
     #[arg(long, default_value_t = 1.0)]
     pub ttft_slo: f64,
@@ -84,11 +87,25 @@ impl DrillArgs {
         if self.max_tokens.as_ref().is_some_and(|m| m.contains(&0)) {
             bail!("--max-tokens must be >= 1");
         }
+        let input_tokens = match &self.input_tokens {
+            Some(list) => Some(
+                list.split(',')
+                    .map(|n| match n.trim().parse::<u32>() {
+                        Ok(n) if n > 0 => Ok(n),
+                        _ => Err(anyhow::anyhow!(
+                            "--input-tokens: '{n}' is not a token count >= 1 (drills take a \
+                             comma-separated list)"
+                        )),
+                    })
+                    .collect::<Result<Vec<u32>>>()?,
+            ),
+            None => None,
+        };
         Ok(DrillParams {
             concurrency: self.concurrency.clone(),
             requests_per_level: self.requests_per_level,
             max_tokens: self.max_tokens.clone(),
-            input_tokens: self.input_tokens.clone(),
+            input_tokens,
             ttft_slo: self.ttft_slo,
             e2e_slo: self.e2e_slo,
             tier: self.tier,
@@ -116,7 +133,7 @@ pub struct SimulateArgs {
     /// prompts known only by length) or Mooncake JSON Lines (.jsonl: timestamp in ms,
     /// input_length, output_length, hash_ids; equal hash ids become equal token blocks, which hit
     /// the prefix cache).
-    #[arg(long, conflicts_with = "workload")]
+    #[arg(long, conflicts_with_all = ["workload", "arrival"])]
     pub trace: Option<String>,
     /// Mooncake traces: prompt tokens each hash id stands for (Mooncake's traces use 512).
     #[arg(long, default_value_t = servesim_validator::trace::MOONCAKE_BLOCK_TOKENS)]
@@ -125,6 +142,10 @@ pub struct SimulateArgs {
     pub engine: super::engine_flags::EngineFlags,
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub open_loop: OpenLoopArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// `--workload` and its sizes, shared by `simulate` (virtual time) and `bench` (a real server), so
@@ -219,34 +240,54 @@ pub fn simulate_drills(
         .collect()
 }
 
-/// Run a multi-turn or shared-prefix workload and print its latency summary and prefix-cache hit rate.
-fn run_workload(args: &SimulateArgs, profile: &Profile, workload: &str) -> Result<()> {
-    let plan = args.workload.plan(workload)?;
-    let mut server = VirtualServer::new(profile, args.seed)?;
+/// Run a level (workload, trace or open-loop load) on a fleet (by default one server) and print
+/// its latency summary and prefix-cache hit rate; a fleet adds its router and a row per replica.
+fn run_level(
+    args: &SimulateArgs,
+    profile: &Profile,
+    plan: &LevelPlan,
+    kind: &str,
+    name: &str,
+) -> Result<()> {
+    let profiles = args
+        .fleet
+        .profiles(profile, |p| load_profile(p, args.policy, &args.engine))?;
+    let mut fleet = Fleet::new(&profiles, args.fleet.router_config()?, args.seed)?;
     if args.drills.start != "cold" {
-        server.skip_warmup();
+        fleet.skip_warmup();
     }
-    let run = server.run_level(&plan);
-    let rep = trace_report(workload, &profile.name, &run);
-    print_replay("workload", &rep, profile, &server, args.format)
+    let run = fleet.run_level(plan);
+    let label = match &args.fleet.replica_profile {
+        Some(list) => list.clone(),
+        None => profile.name.clone(),
+    };
+    let rep = trace_report(name, &label, &run.level);
+    let stats = fleet_stats(&fleet);
+    let caching = profiles.iter().all(|p| p.engine.enable_prefix_caching);
+    print_replay(kind, &rep, &stats, caching, args.format, |json| {
+        if args.fleet.is_fleet() {
+            print_replicas(&fleet, &run, name, json, args.format)?;
+        }
+        Ok(())
+    })
 }
 
 /// Print a replayed trace's or workload's latency summary with the prefix cache's hit rate (the
-/// share of prompt tokens looked up at admission that were cached) and token counts.
+/// share of prompt tokens looked up at admission that were cached) and token counts; `more` adds
+/// to the JSON object (given it) or prints after the table (given `None`).
 fn print_replay(
     kind: &str,
     rep: &servesim_validator::trace::TraceReport,
-    profile: &Profile,
-    server: &VirtualServer,
+    stats: &servesim_sim::EngineStats,
+    caching: bool,
     format: Format,
+    more: impl FnOnce(Option<&mut serde_json::Value>) -> Result<()>,
 ) -> Result<()> {
-    let stats = server.engine().stats();
     let hit_rate = if stats.prefix_cache_queries == 0 {
         0.0
     } else {
         stats.prefix_cache_hits as f64 / stats.prefix_cache_queries as f64
     };
-    let caching = profile.engine.enable_prefix_caching;
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(rep)?;
@@ -259,6 +300,7 @@ fn print_replay(
                     stats.prompt_tokens_cached_total.into(),
                 );
             }
+            more(Some(&mut v))?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table | Format::Csv => {
@@ -283,6 +325,7 @@ fn print_replay(
                     stats.prompt_tokens_total
                 );
             }
+            more(None)?;
         }
     }
     Ok(())
@@ -309,7 +352,15 @@ pub(crate) fn summary_text(rep: &servesim_validator::trace::TraceReport) -> Stri
 pub fn run(args: SimulateArgs) -> Result<()> {
     let profile = load_profile(&args.profile, args.policy, &args.engine)?;
     if let Some(workload) = &args.workload.workload {
-        return run_workload(&args, &profile, workload);
+        let plan = args.workload.plan(workload)?;
+        return run_level(&args, &profile, &plan, "workload", workload);
+    }
+    if let Some(arrival) = args.open_loop.arrival {
+        let plan = args
+            .open_loop
+            .plan(arrival, args.drills.input_tokens.as_deref(), args.seed)?;
+        let name = format!("{arrival} at {} req/s", args.open_loop.rate);
+        return run_level(&args, &profile, &plan, "open loop", &name);
     }
     if let Some(path) = &args.trace {
         let text =
@@ -318,16 +369,17 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         if args.trace_block_tokens == 0 {
             bail!("--trace-block-tokens must be >= 1");
         }
-        let mut server = VirtualServer::new(&profile, args.seed)?;
-        if args.drills.start != "cold" {
-            server.skip_warmup();
-        }
-        let run = server.run_level(&trace_plan(&trace, args.trace_block_tokens));
+        let plan = trace_plan(&trace, args.trace_block_tokens);
         let name = std::path::Path::new(path)
             .file_name()
             .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-        let rep = trace_report(&name, &profile.name, &run);
-        return print_replay("trace", &rep, &profile, &server, args.format);
+        return run_level(&args, &profile, &plan, "trace", &name);
+    }
+    if args.fleet.is_fleet() {
+        bail!(
+            "--replicas and --replica-profile apply to --workload, --arrival and --trace runs; \
+             drills run on one server"
+        );
     }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
