@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::kv_cache::{BlockHash, KvLease, extend_hashes};
+use crate::kv_cache::{BlockHash, KvLease, extend_hashes, hash_made_up_block};
 
 /// Engine-wide request identifier, assigned in arrival order.
 pub type RequestId = u64;
@@ -120,14 +120,37 @@ impl Request {
     }
 
     /// Extend [`block_hashes`](Self::block_hashes) over the full blocks of the known tokens.
+    ///
+    /// A block made only of made-up tokens can match no other request's (their ids are seeded by
+    /// this request), so it is hashed from the salt and its place instead of token by token:
+    /// the same equalities at a fraction of the cost, which counts because every generated token
+    /// falls in such a block.
     pub fn update_hashes(&mut self, block_size: u32, scratch: &mut Vec<u32>) {
-        let full = (self.known_tokens() / block_size.max(1)) as usize;
+        let bs = block_size.max(1) as usize;
+        let full = self.known_tokens() as usize / bs;
         if full <= self.block_hashes.len() {
             return;
         }
-        let mut hashes = std::mem::take(&mut self.block_hashes);
-        extend_hashes(&mut hashes, block_size, full, |p| self.token_at(p), scratch);
-        self.block_hashes = hashes;
+        let known_ids = self.prompt_ids.as_ref().map_or(0, |ids| ids.len());
+        // Blocks that hold at least one of the prompt's own ids are hashed token by token.
+        let with_ids = known_ids.div_ceil(bs).min(full);
+        if self.block_hashes.len() < with_ids {
+            let mut hashes = std::mem::take(&mut self.block_hashes);
+            extend_hashes(
+                &mut hashes,
+                block_size,
+                with_ids,
+                |p| self.token_at(p),
+                scratch,
+            );
+            self.block_hashes = hashes;
+        }
+        while self.block_hashes.len() < full {
+            let b = self.block_hashes.len() as u64;
+            let parent = self.block_hashes.last().copied();
+            self.block_hashes
+                .push(hash_made_up_block(parent, self.salt, b));
+        }
     }
 }
 
