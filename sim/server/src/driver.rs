@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 pub use super::event::TokenEvent;
+use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::sse::SseSender;
 use servesim_sim::engine::{Emission, Engine, StepOutcome};
@@ -236,6 +237,7 @@ pub fn spawn(
     engine: Engine,
     config: DriverConfig,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     lanes: &[tokio::runtime::Handle],
 ) -> std::io::Result<DriverHandle> {
     if lanes.is_empty() {
@@ -273,6 +275,7 @@ pub fn spawn(
         output_latency: config.output_latency_s,
         lead,
         metrics,
+        lag_probe,
         queued: Arc::clone(&queued),
         in_transit: Arc::clone(&in_transit),
         step: StepOutcome::default(),
@@ -330,6 +333,7 @@ struct Driver {
     /// How much earlier than their due time (engine seconds) tokens are handed to the lanes.
     lead: f64,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     queued: Arc<AtomicUsize>,
     in_transit: Arc<AtomicUsize>,
     step: StepOutcome,
@@ -541,8 +545,8 @@ impl Driver {
         };
         let due = self.clock.wall(d.at);
         let wake = self.clock.wall(d.at - self.lead);
-        self.metrics
-            .wakeup_lag
+        self.lag_probe
+            .wakeup
             .record(Instant::now().saturating_duration_since(wake).as_secs_f64());
         let mut batches: Vec<Batch> = vec![Vec::new(); self.dispatch.len()];
         for em in &d.emissions {
@@ -591,6 +595,7 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
             output_latency_s: 0.0,
         },
         Arc::new(Metrics::new("local", 100)),
+        Arc::default(),
         std::slice::from_ref(rt.handle()),
     )
     .expect("driver");
@@ -652,8 +657,14 @@ mod tests {
             output_latency_s: profile.engine.output_latency_s,
         };
         let rt = dispatch_runtime();
-        let driver = spawn(engine, config, metrics, std::slice::from_ref(rt.handle()))
-            .expect("thread starts");
+        let driver = spawn(
+            engine,
+            config,
+            metrics,
+            Arc::default(),
+            std::slice::from_ref(rt.handle()),
+        )
+        .expect("thread starts");
         let mut frontend = Frontend::new(&profile, 1);
         let (tx, mut rx) = unbounded_channel();
         let t0 = driver.clock().now();
@@ -712,8 +723,14 @@ mod tests {
         };
         let rt = dispatch_runtime();
         let engine = Engine::new(&profile).expect("servable");
-        let driver =
-            spawn(engine, config, metrics, std::slice::from_ref(rt.handle())).expect("thread");
+        let driver = spawn(
+            engine,
+            config,
+            metrics,
+            Arc::default(),
+            std::slice::from_ref(rt.handle()),
+        )
+        .expect("thread");
         let mut frontend = Frontend::new(&profile, 5);
         // Everything is prepared before the clock is read, so that only the channel sends stand
         // between choosing t0 and the last submission; and t0 is a whole wall-clock second ahead,
@@ -776,7 +793,8 @@ mod tests {
         };
         let engine = Engine::new(&profile).expect("servable");
         let metrics = Arc::new(Metrics::new("local", 32768));
-        let driver = spawn(engine, config, metrics, lanes.handles()).expect("thread starts");
+        let driver =
+            spawn(engine, config, metrics, Arc::default(), lanes.handles()).expect("thread starts");
         let mut frontend = Frontend::new(&profile, 3);
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         for (key, lane) in [(1u64, 0usize), (2, 1), (3, 7)] {
@@ -830,6 +848,7 @@ mod tests {
             engine,
             config,
             Arc::clone(&metrics),
+            Arc::default(),
             std::slice::from_ref(rt.handle()),
         )
         .expect("thread starts");

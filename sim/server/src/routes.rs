@@ -76,6 +76,7 @@ impl AppState {
             stop: v.stop.clone(),
             cut_after: options.cut.then(|| (request.outcome().0 / 2).max(1)),
             metrics: Arc::clone(&s.metrics),
+            lag_probe: Arc::clone(&s.lag_probe),
             prompt_tokens: request.prompt_tokens,
             prompt_tokens_details: s.config.prompt_tokens_details,
         };

@@ -154,9 +154,10 @@ impl SseStream {
         let mut inner = self.lock();
         if !inner.dues.is_empty() {
             let now = Instant::now();
-            let metrics = inner.answer.metrics();
             for due in &inner.dues {
-                metrics.emission_lag(now.saturating_duration_since(*due).as_secs_f64());
+                inner
+                    .answer
+                    .emission_lag(now.saturating_duration_since(*due).as_secs_f64());
             }
             inner.dues.clear();
         }
@@ -238,6 +239,7 @@ mod tests {
             stop: vec![],
             cut_after,
             metrics: Arc::new(Metrics::new("local", 100)),
+            lag_probe: Arc::default(),
             prompt_tokens: 3,
             prompt_tokens_details: false,
         });

@@ -10,6 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::api::{Endpoint, Usage};
 use super::driver::{DriverHandle, TokenEvent};
 use super::errors::ApiError;
+use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::text::AnswerText;
 use servesim_sim::engine::AdmissionError;
@@ -74,6 +75,7 @@ pub struct Answer {
     stop: Vec<String>,
     cut_after: Option<u32>,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     prompt_tokens: u32,
     prompt_tokens_details: bool,
     /// Text so far (for stop strings and the non-streaming answer).
@@ -91,6 +93,8 @@ pub struct GenerationSetup {
     /// Cut the connection after this many tokens (the `cut` fault).
     pub cut_after: Option<u32>,
     pub metrics: Arc<Metrics>,
+    /// The benchmark's lag records (see [`LagProbe`]).
+    pub lag_probe: Arc<LagProbe>,
     pub prompt_tokens: u32,
     /// Report the prompt tokens read from the prefix cache in `usage`
     /// (`--enable-prompt-tokens-details`).
@@ -105,6 +109,7 @@ impl Answer {
             stop: setup.stop,
             cut_after: setup.cut_after,
             metrics: setup.metrics,
+            lag_probe: setup.lag_probe,
             prompt_tokens: setup.prompt_tokens,
             prompt_tokens_details: setup.prompt_tokens_details,
             out: String::new(),
@@ -127,9 +132,11 @@ impl Answer {
         false
     }
 
-    /// The metrics the answer reports to (emission lag).
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// How late one of the answer's tokens left the server, seconds: the `/metrics` histogram
+    /// and the benchmark's record.
+    pub fn emission_lag(&self, lag: f64) {
+        self.metrics.emission_lag(lag);
+        self.lag_probe.emission.record(lag);
     }
 
     /// Take the request out of the engine now, unless it has finished there (the client is gone).
@@ -248,7 +255,6 @@ impl Generation {
         let event = self.rx.recv().await;
         if let Some(TokenEvent::Token { due, .. }) = &event {
             self.answer
-                .metrics
                 .emission_lag(Instant::now().saturating_duration_since(*due).as_secs_f64());
         }
         self.answer.on_event(event)
@@ -543,6 +549,7 @@ mod tests {
                 stop: vec!["ee f".into()],
                 cut_after: None,
                 metrics: Arc::new(Metrics::new("local", 100)),
+                lag_probe: Arc::default(),
                 prompt_tokens: 3,
                 prompt_tokens_details: false,
             },
