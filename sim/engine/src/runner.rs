@@ -7,7 +7,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use servesim_models::{Profile, ProfileError};
 
-use crate::engine::{Engine, StepOutcome};
+use crate::engine_core::{Engine, StepOutcome};
 use crate::frontend::{Frontend, Prompt};
 use crate::request::RequestId;
 use crate::workload::{ErrorKind, LevelPlan, LevelRun, Origin, RequestError, RequestRecord};

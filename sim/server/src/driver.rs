@@ -24,20 +24,20 @@ pub use super::event::TokenEvent;
 use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::sse::SseSender;
-use servesim_sim::engine::{Emission, Engine, StepOutcome};
+use servesim_sim::engine_core::{Emission, Engine, StepOutcome};
 use servesim_sim::request::{EngineRequest, FinishReason, RequestId};
 
 /// Maps engine seconds to the wall clock: `wall = start + t × time_scale`.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub struct EngineClock {
     start: Instant,
     scale: f64,
 }
 
-impl Clock {
+impl EngineClock {
     /// A clock whose engine time 0 is now; `scale` < 1 runs the simulated GPU faster than real.
-    pub fn new(scale: f64) -> Clock {
-        Clock {
+    pub fn new(scale: f64) -> EngineClock {
+        EngineClock {
             start: Instant::now(),
             scale,
         }
@@ -113,7 +113,7 @@ pub struct DriverConfig {
 #[derive(Debug, Clone)]
 pub struct DriverHandle {
     tx: mpsc::Sender<Command>,
-    clock: Clock,
+    clock: EngineClock,
     config: DriverConfig,
     queued: Arc<AtomicUsize>,
     /// Requests admitted by a handler whose submission the engine thread has not taken in yet.
@@ -148,7 +148,7 @@ impl Drop for Admission<'_> {
 }
 
 impl DriverHandle {
-    pub fn clock(&self) -> Clock {
+    pub fn clock(&self) -> EngineClock {
         self.clock
     }
 
@@ -262,7 +262,7 @@ pub fn spawn(
         })
         .collect();
     let (tx, rx) = mpsc::channel();
-    let clock = Clock::new(config.time_scale);
+    let clock = EngineClock::new(config.time_scale);
     let lead = MAX_LEAD
         .min(clock.to_wall(config.output_latency_s) / 2)
         .as_secs_f64()
@@ -328,7 +328,7 @@ enum Due {
 
 struct Driver {
     engine: Engine,
-    clock: Clock,
+    clock: EngineClock,
     output_latency: f64,
     /// How much earlier than their due time (engine seconds) tokens are handed to the lanes.
     lead: f64,
@@ -606,7 +606,7 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
 mod tests {
     use super::*;
     use servesim_models::Profile;
-    use servesim_sim::engine::Finished;
+    use servesim_sim::engine_core::Finished;
     use servesim_sim::frontend::{Frontend, RequestSpec};
     use servesim_sim::runner::VirtualServer;
     use servesim_sim::workload::{ClientGroup, LevelPlan};

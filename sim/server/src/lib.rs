@@ -33,14 +33,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use servesim_models::{Derived, Profile};
 use tokio::net::TcpListener;
 
-pub use driver::{Clock, DriverHandle};
+pub use driver::{DriverHandle, EngineClock};
 pub use errors::{ApiError, ServerError};
 pub use faults::{FaultConfig, FaultPlan, InjectedError};
 pub use lag_probe::LagProbe;
 pub use lanes::Lanes;
 pub use metrics::Metrics;
 pub use routes::app;
-use servesim_sim::engine::Engine;
+use servesim_sim::engine_core::Engine;
 use servesim_sim::frontend::Frontend;
 pub use text::TextMode;
 
@@ -101,10 +101,12 @@ impl ServerConfig {
 
 /// The server's shared state; cloning is cheap.
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<ServerState>);
 
+/// What every handler shares: the configuration, the engine's driver, the frontend that counts
+/// prompts, the metrics and the fault dice.
 #[derive(Debug)]
-struct Shared {
+struct ServerState {
     config: ServerConfig,
     derived: Derived,
     frontend: Mutex<Frontend>,
@@ -175,7 +177,7 @@ impl AppState {
             lanes,
         )
         .map_err(ServerError::Thread)?;
-        Ok(AppState(Arc::new(Shared {
+        Ok(AppState(Arc::new(ServerState {
             frontend: Mutex::new(Frontend::new(&config.profile, config.seed)),
             faults: faults::Faults::new(config.faults, config.seed),
             derived,

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use servesim_models::{Derived, IterationCost, Profile};
 
-use servesim_sim::engine::{EngineStats, Finished};
+use servesim_sim::engine_core::{EngineStats, Finished};
 use servesim_sim::request::FinishReason;
 
 /// vLLM's request-latency buckets (e2e, queue, prefill, decode, inference time), seconds.

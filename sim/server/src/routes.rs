@@ -17,24 +17,25 @@ use subtle::ConstantTimeEq;
 use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, Endpoint, TokenizeRequest, Validated};
 use super::driver::Sink;
 use super::sse::{self, SseSender, SseStream};
-use super::stream::{self, AbortGuard, Answer, Envelope, Generation, GenerationSetup};
+use super::stream::{self, AbortGuard, Envelope, Generation, GenerationSetup, OutputProcessor};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
 };
-use servesim_sim::engine::AdmissionError;
+use servesim_sim::engine_core::AdmissionError;
 use servesim_sim::frontend::Frontend;
 use servesim_sim::request::EngineRequest;
 
-/// What the client side of a request is made with, besides the request.
-struct ClientOptions {
+/// What the recipient of a request's tokens is made with, besides the request.
+struct RecipientOptions {
     /// The cut fault fires halfway through the answer.
     cut: bool,
     /// Unix time of the answer (its events' `created`).
     created: u64,
 }
 
-/// The client side of an admitted request.
-enum Client {
+/// Who receives an admitted request's tokens (the engine sends them through the matching
+/// [`Sink`]): a stream the lane's dispatcher writes, or a whole answer the handler collects.
+enum Recipient {
     Stream(Arc<SseStream>),
     Whole(Box<Generation>),
 }
@@ -56,16 +57,16 @@ impl AppState {
         }
     }
 
-    /// The client's side of an admitted request, and where the engine sends its tokens: a stream
+    /// The recipient of an admitted request's tokens, and where the engine sends them: a stream
     /// whose events the lane's dispatcher formats (see [`sse`]) or a channel the handler waits on.
-    fn client_side(
+    fn recipient(
         &self,
         endpoint: Endpoint,
         v: &Validated,
         key: u64,
         request: &EngineRequest,
-        options: ClientOptions,
-    ) -> (Client, Sink, String) {
+        options: RecipientOptions,
+    ) -> (Recipient, Sink, String) {
         let s = &self.0;
         let seed = v
             .seed
@@ -93,13 +94,13 @@ impl AppState {
                 &s.fingerprint,
                 v.include_usage,
             );
-            let stream = SseStream::new(Answer::new(setup), envelope);
+            let stream = SseStream::new(OutputProcessor::new(setup), envelope);
             let sink = Sink::Stream(SseSender::new(Arc::clone(&stream)));
-            (Client::Stream(stream), sink, id)
+            (Recipient::Stream(stream), sink, id)
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             (
-                Client::Whole(Box::new(Generation::new(rx, setup))),
+                Recipient::Whole(Box::new(Generation::new(rx, setup))),
                 Sink::Channel(tx),
                 id,
             )
@@ -126,7 +127,7 @@ impl AppState {
             spike_s: plan.spike_s,
             // The lane this handler runs on (the blocking thread of the turn is on none).
             lane: super::lanes::current(),
-            options: ClientOptions {
+            options: RecipientOptions {
                 cut: plan.cut,
                 created: unix_now(),
             },
@@ -134,15 +135,15 @@ impl AppState {
         let created = turn.options.created;
         // Off the async workers: counting a prompt of megabytes takes a while, and the other
         // connections (streams, /metrics, /health) go on meanwhile.
-        let (client, id) = {
+        let (recipient, id) = {
             let state = self.clone();
             tokio::task::spawn_blocking(move || state.take_turn(&v, turn))
                 .await
                 .map_err(|_| ApiError::EngineGone)??
         };
-        match client {
-            Client::Stream(stream) => Ok(sse_response(stream)),
-            Client::Whole(generation) => {
+        match recipient {
+            Recipient::Stream(stream) => Ok(sse_response(stream)),
+            Recipient::Whole(generation) => {
                 self.whole_answer(endpoint, &id, created, *generation).await
             }
         }
@@ -182,7 +183,7 @@ impl AppState {
     /// so that lengths are drawn in the order requests reach the engine (in two turns, two HTTP
     /// threads interleaved them, and which answer got an iteration alone became a matter of
     /// luck). Blocking: it holds the frontend's lock while it counts.
-    fn take_turn(&self, v: &Validated, turn: Turn) -> Result<(Client, String), ApiError> {
+    fn take_turn(&self, v: &Validated, turn: Turn) -> Result<(Recipient, String), ApiError> {
         let s = &self.0;
         let mut frontend = self.frontend();
         let prompt_tokens = frontend.prompt_tokens(&v.prompt);
@@ -205,7 +206,7 @@ impl AppState {
         })?;
         // A refused request does not take a turn: it never reaches the engine.
         let key = s.next_key.fetch_add(1, Ordering::Relaxed);
-        let (client, sink, id) = self.client_side(turn.endpoint, v, key, &request, turn.options);
+        let (recipient, sink, id) = self.recipient(turn.endpoint, v, key, &request, turn.options);
         let paced = frontend.pace(turn.arrival);
         let submitted = admission.submit(driver::Submission {
             key,
@@ -215,7 +216,7 @@ impl AppState {
             lane: turn.lane,
         });
         if submitted {
-            Ok((client, id))
+            Ok((recipient, id))
         } else {
             Err(ApiError::EngineGone)
         }
@@ -259,7 +260,7 @@ struct Turn {
     /// The spike fault's extra seconds.
     spike_s: f64,
     lane: usize,
-    options: ClientOptions,
+    options: RecipientOptions,
 }
 
 /// 400 for a `max_tokens` above the context, before the prompt is counted (vLLM's message).

@@ -13,7 +13,7 @@ use super::errors::ApiError;
 use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::text::AnswerText;
-use servesim_sim::engine::AdmissionError;
+use servesim_sim::engine_core::AdmissionError;
 use servesim_sim::request::FinishReason;
 
 /// Takes the request out of the engine when dropped unless it finished there: a client that
@@ -46,7 +46,7 @@ impl Drop for AbortGuard {
 
 /// One step of an answer as the client sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Piece {
+pub enum AnswerStep {
     /// A token's text; `finish` on the last one.
     Token {
         text: String,
@@ -65,11 +65,11 @@ pub struct Finish {
     pub usage: Usage,
 }
 
-/// The client side of one request, whatever carries its tokens: text, stop strings, the cut fault
-/// and the abort guard, turning the engine's events into [`Piece`]s one at a time (no waiting, so
+/// The client side of one request, whatever carries its tokens (vLLM's output processor for one
+/// request): text, stop strings, the cut fault and the abort guard, turning the engine's events into [`AnswerStep`]s one at a time (no waiting, so
 /// the lane's dispatcher can run it for a stream as well as a task for a channel).
 #[derive(Debug)]
-pub struct Answer {
+pub struct OutputProcessor {
     guard: AbortGuard,
     text: AnswerText,
     stop: Vec<String>,
@@ -101,9 +101,9 @@ pub struct GenerationSetup {
     pub prompt_tokens_details: bool,
 }
 
-impl Answer {
-    pub fn new(setup: GenerationSetup) -> Answer {
-        Answer {
+impl OutputProcessor {
+    pub fn new(setup: GenerationSetup) -> OutputProcessor {
+        OutputProcessor {
             guard: setup.guard,
             text: setup.text,
             stop: setup.stop,
@@ -149,7 +149,7 @@ impl Answer {
 
     /// The piece one engine event makes (`event` `None`: the engine stopped). An engine rejection
     /// is a 400; an event after the end is ignored (`Ok(None)`).
-    pub fn on_event(&mut self, event: Option<TokenEvent>) -> Result<Option<Piece>, ApiError> {
+    pub fn on_event(&mut self, event: Option<TokenEvent>) -> Result<Option<AnswerStep>, ApiError> {
         if self.done {
             return Ok(None);
         }
@@ -180,7 +180,7 @@ impl Answer {
                         self.guard.reason = None;
                     }
                     let text = self.out.get(before..).unwrap_or_default().to_string();
-                    return Ok(Some(Piece::Token {
+                    return Ok(Some(AnswerStep::Token {
                         text,
                         finish: Some(Finish {
                             reason: FinishReason::Stop,
@@ -200,7 +200,7 @@ impl Answer {
                             .with_cached(self.prompt_tokens_details.then_some(f.cached_tokens)),
                     }
                 });
-                Ok(Some(Piece::Token { text, finish }))
+                Ok(Some(AnswerStep::Token { text, finish }))
             }
         }
     }
@@ -232,25 +232,25 @@ impl Answer {
 #[derive(Debug)]
 pub struct Generation {
     rx: UnboundedReceiver<TokenEvent>,
-    answer: Answer,
+    answer: OutputProcessor,
 }
 
 impl Generation {
     pub fn new(rx: UnboundedReceiver<TokenEvent>, setup: GenerationSetup) -> Generation {
         Generation {
             rx,
-            answer: Answer::new(setup),
+            answer: OutputProcessor::new(setup),
         }
     }
 
     /// The next piece; `Ok(None)` after the last one. An engine rejection is a 400; a channel that
     /// closes early means the engine stopped (shutdown).
-    pub async fn next(&mut self) -> Result<Option<Piece>, ApiError> {
+    pub async fn next(&mut self) -> Result<Option<AnswerStep>, ApiError> {
         if self.answer.is_done() {
             return Ok(None);
         }
         if self.answer.cut_now() {
-            return Ok(Some(Piece::Cut));
+            return Ok(Some(AnswerStep::Cut));
         }
         let event = self.rx.recv().await;
         if let Some(TokenEvent::Token { due, .. }) = &event {
@@ -264,11 +264,11 @@ impl Generation {
     pub async fn collect(mut self) -> Result<Option<(String, Finish)>, ApiError> {
         loop {
             match self.next().await? {
-                Some(Piece::Token {
+                Some(AnswerStep::Token {
                     finish: Some(f), ..
                 }) => return Ok(Some((std::mem::take(&mut self.answer.out), f))),
-                Some(Piece::Token { .. }) => {}
-                Some(Piece::Cut) | None => return Ok(None),
+                Some(AnswerStep::Token { .. }) => {}
+                Some(AnswerStep::Cut) | None => return Ok(None),
             }
         }
     }
