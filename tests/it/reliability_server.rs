@@ -3,15 +3,13 @@
 //! a bounded queue, and a bounded soak at the knee with RSS and file descriptors watched. The real
 //! binary on a loopback port; requests are written as raw bytes (so that malformed ones really
 //! are malformed on the wire); every wait polls a condition with a deadline. Sizes and durations
-//! are printed (`cargo test --test reliability_server -- --nocapture`) for the README.
-
-mod support;
+//! are printed (`cargo test --test it reliability_server -- --nocapture`) for the README.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::{ServerProcess, open_fds, rss_kib};
 use serde_json::{Value, json};
-use support::{ServerProcess, open_fds, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -10,12 +10,10 @@
 //!
 //! Every read is bounded by [`READ_LIMIT`]; nothing waits on a sleep.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ServerProcess, sse_data};
 use serde_json::Value;
-use support::{ServerProcess, sse_data};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
