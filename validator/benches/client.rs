@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use servesim_sim::{Arrival, ClientGroup, LevelPlan, LevelRun, RequestSpec};
 use servesim_validator::drills::COUNT_PROMPT;
-use servesim_validator::http::{ClientConfig, Clock, HttpTarget};
+use servesim_validator::http::{ClientConfig, HttpTarget, LevelClock};
 use servesim_validator::load::CappedTarget;
 use servesim_validator::mock::{Reply, ScriptedServer, StreamReply};
 use servesim_validator::suite::Target;
@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(Instant::now());
     }
     let instant_ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    let clock = Clock::start();
+    let clock = LevelClock::start();
     let t = Instant::now();
     for _ in 0..n {
         black_box(clock.now());

@@ -12,8 +12,8 @@ use servesim_sim::{LevelPlan, LevelRun};
 
 use crate::drills::{DrillKind, DrillParams};
 use crate::http::INTERRUPTED;
+use crate::level_detail::{DEFINITIONS, LevelDetail};
 use crate::load::{CappedTarget, OpenLoop, OpenLoopTarget};
-use crate::metrics::{DEFINITIONS, LevelDetail};
 use crate::records::RecordLog;
 use crate::report::{self, Format};
 use crate::rows::{Row, measured, sweep_summary};

@@ -397,165 +397,197 @@ fn knee_figure(d: Option<&DrillResult>) -> Option<f64> {
     d?.rows.iter().map(|r| r.tok_s).reduce(f64::max)
 }
 
-/// Judge every claim on `real` and `sim`; `knee_telemetry` is the real run's NVML summary of the
-/// sweep's knee level, when there was NVML.
-pub fn evaluate(
-    real: &Recording,
-    sim: &Recording,
-    knee_telemetry: Option<&LevelTelemetry>,
-    facts: Option<&DeviceFacts>,
-) -> Ledger {
-    let mut claims = Vec::new();
-    let mut push = |id: u32,
-                    title: &str,
-                    threshold: String,
-                    r: Judged,
-                    s: Judged,
-                    fig: Option<Figure>,
-                    assumption: Option<&str>| {
-        let (rv, sv) = (to_real(&r), to_sim(&s));
-        let class = classify(rv, sv, &fig, assumption);
-        claims.push(Claim {
-            id,
-            title: title.into(),
-            threshold,
+/// One claim as its evaluator states it: the verdict-deciding judgements on both runs, the figure
+/// compared, and the modelling assumption when the simulator reproduces it by construction.
+struct Judgement {
+    id: u32,
+    title: &'static str,
+    threshold: String,
+    real: Judged,
+    sim: Judged,
+    figure: Option<Figure>,
+    assumption: Option<&'static str>,
+}
+
+impl Judgement {
+    /// The verdicts, the evidence and the class of the claim.
+    fn into_claim(self) -> Claim {
+        let (rv, sv) = (to_real(&self.real), to_sim(&self.sim));
+        let class = classify(rv, sv, &self.figure, self.assumption);
+        Claim {
+            id: self.id,
+            title: self.title.into(),
+            threshold: self.threshold,
             real: rv,
             real_evidence: evidence(
-                &r,
+                &self.real,
                 "undecided: drill not run, or no level of it decides the claim",
             ),
             sim: sv,
             sim_evidence: evidence(
-                &s,
+                &self.sim,
                 "undecided: drill not simulated, or no level of it decides the claim",
             ),
-            figure: fig,
+            figure: self.figure,
             class,
-        });
-    };
+        }
+    }
+}
 
+/// Claim 1: throughput scales with concurrency below the knee.
+fn scaling_claim(real: &Recording, sim: &Recording) -> Judgement {
     let last_below_knee = |d: Option<&DrillResult>| d.and_then(|d| d.rows.last().map(|r| r.tok_s));
-    push(
-        1,
-        "Throughput scales with concurrency below the knee, goodput held",
-        format!(
+    Judgement {
+        id: 1,
+        title: "Throughput scales with concurrency below the knee, goodput held",
+        threshold: format!(
             "every step up to the knee gains >= {:.0} % tok/s and goodput >= {GOODPUT_TARGET_PCT:.0} %",
             SCALING_GAIN * 100.0
         ),
-        scaling(scale_drill(real)),
-        scaling(scale_drill(sim)),
-        Some(figure(
+        real: scaling(scale_drill(real)),
+        sim: scaling(scale_drill(sim)),
+        figure: Some(figure(
             "tok/s at the sweep's last level",
             last_below_knee(scale_drill(real)),
             last_below_knee(scale_drill(sim)),
         )),
-        Some(
+        assumption: Some(
             "continuous batching over a memory-bound decode: the simulator reads the weights once per iteration whatever the batch, so throughput grows with the batch by construction",
         ),
-    );
-    push(
-        2,
-        "There is a knee: throughput stops growing while TTFT p95 rises and goodput falls",
-        format!(
+    }
+}
+
+/// Claim 2: the sweep has a knee.
+fn knee_claim(real: &Recording, sim: &Recording) -> Judgement {
+    Judgement {
+        id: 2,
+        title: "There is a knee: throughput stops growing while TTFT p95 rises and goodput falls",
+        threshold: format!(
             "a level gains < 5 % tok/s, the last level's ttft_p95 >= 2x the first's, and its goodput < {GOODPUT_TARGET_PCT:.0} %; operating point = highest level with goodput >= {GOODPUT_TARGET_PCT:.0} %"
         ),
-        knee(sweep_drill(real)),
-        knee(sweep_drill(sim)),
-        Some(figure(
+        real: knee(sweep_drill(real)),
+        sim: knee(sweep_drill(sim)),
+        figure: Some(figure(
             "peak tok/s of the sweep",
             knee_figure(sweep_drill(real)),
             knee_figure(sweep_drill(sim)),
         )),
-        None,
-    );
-    push(
-        3,
-        "Continuous batching protects TTFT",
-        format!(
+        assumption: None,
+    }
+}
+
+/// Claim 3: continuous batching protects TTFT.
+fn batching_claim(real: &Recording, sim: &Recording) -> Judgement {
+    Judgement {
+        id: 3,
+        title: "Continuous batching protects TTFT",
+        threshold: format!(
             "batching drill ttft_p95 ratio B-loaded/A-alone <= {BATCHING_RATIO} (a serial server gives tens)"
         ),
-        batching(real.drill(DrillKind::Batching)),
-        batching(sim.drill(DrillKind::Batching)),
-        Some(figure(
+        real: batching(real.drill(DrillKind::Batching)),
+        sim: batching(sim.drill(DrillKind::Batching)),
+        figure: Some(figure(
             "ratio B/A",
             real.drill(DrillKind::Batching).and_then(|d| d.ratio),
             sim.drill(DrillKind::Batching).and_then(|d| d.ratio),
         )),
-        Some(
+        assumption: Some(
             "the simulated scheduler admits new requests at every iteration (continuous batching), so short requests never wait for long ones",
         ),
-    );
+    }
+}
+
+/// Claim 4: TTFT grows with the input while TPOT stays flat.
+fn prefill_claim(real: &Recording, sim: &Recording) -> Judgement {
     let ttft_last = |rec: &Recording| {
         rec.drill(DrillKind::Prefill)
             .and_then(|d| d.rows.last().map(|r| r.ttft_p95))
     };
-    push(
-        4,
-        "Prefill: TTFT (p95: the uncached first request) grows with input length while TPOT stays flat",
-        format!(
+    Judgement {
+        id: 4,
+        title: "Prefill: TTFT (p95: the uncached first request) grows with input length while TPOT stays flat",
+        threshold: format!(
             "ttft_p95 non-decreasing and last/first >= {TTFT_GROWTH}; tpot_p50 max/min <= {FLAT_RATIO}"
         ),
-        prefill(real.drill(DrillKind::Prefill)),
-        prefill(sim.drill(DrillKind::Prefill)),
-        Some(figure(
+        real: prefill(real.drill(DrillKind::Prefill)),
+        sim: prefill(sim.drill(DrillKind::Prefill)),
+        figure: Some(figure(
             "ttft_p95 at the longest input",
             ttft_last(real),
             ttft_last(sim),
         )),
-        None,
-    );
+        assumption: None,
+    }
+}
+
+/// Claim 5: e2e is linear in the answer's length.
+fn decode_claim(real: &Recording, sim: &Recording) -> Judgement {
     let slope = |rec: &Recording| {
         rec.drill(DrillKind::Decode)
             .and_then(|d| decode_fit(&d.rows))
             .map(|f| f.1)
     };
-    push(
-        5,
-        "Decode: e2e = ttft + tpot × gen, TPOT flat across output caps",
-        format!(
+    Judgement {
+        id: 5,
+        title: "Decode: e2e = ttft + tpot × gen, TPOT flat across output caps",
+        threshold: format!(
             "least-squares fit of e2e_p95 on gen, max residual <= {:.0} %; tpot_p50 max/min <= {FLAT_RATIO}",
             FIT_RESIDUAL * 100.0
         ),
-        decode(real.drill(DrillKind::Decode)),
-        decode(sim.drill(DrillKind::Decode)),
-        Some(figure(
+        real: decode(real.drill(DrillKind::Decode)),
+        sim: decode(sim.drill(DrillKind::Decode)),
+        figure: Some(figure(
             "fitted s per generated token",
             slope(real),
             slope(sim),
         )),
-        None,
-    );
-    let gpu: Judged = knee_telemetry.map(|t| {
-        let limit = facts.map_or(0.0, |f| f.power_limit_w);
-        let power_pct = if limit > 0.0 { 100.0 * t.power_w.mean / limit } else { 0.0 };
-        let holds = t.gpu_util_pct.mean >= BOTTLENECK_PCT || power_pct >= BOTTLENECK_PCT;
-        (
-            holds,
-            format!(
-                "{} conc {}: GPU utilisation mean {:.0} %, power {:.0} W ({power_pct:.0} % of the {limit:.0} W limit), SM clock {:.0} MHz, throttled {:.0} % of samples",
-                t.drill,
-                t.axis,
-                t.gpu_util_pct.mean,
-                t.power_w.mean,
-                t.sm_clock_mhz.mean,
-                t.throttled_fraction * 100.0
-            ),
-        )
-    });
-    push(
-        6,
-        "The GPU was the bottleneck at the knee",
+        assumption: None,
+    }
+}
+
+/// The GPU was busy at the knee: NVML's utilisation or power near the limit.
+fn gpu_bound(t: &LevelTelemetry, facts: Option<&DeviceFacts>) -> (bool, String) {
+    let limit = facts.map_or(0.0, |f| f.power_limit_w);
+    let power_pct = if limit > 0.0 {
+        100.0 * t.power_w.mean / limit
+    } else {
+        0.0
+    };
+    let holds = t.gpu_util_pct.mean >= BOTTLENECK_PCT || power_pct >= BOTTLENECK_PCT;
+    (
+        holds,
         format!(
+            "{} conc {}: GPU utilisation mean {:.0} %, power {:.0} W ({power_pct:.0} % of the {limit:.0} W limit), SM clock {:.0} MHz, throttled {:.0} % of samples",
+            t.drill,
+            t.axis,
+            t.gpu_util_pct.mean,
+            t.power_w.mean,
+            t.sm_clock_mhz.mean,
+            t.throttled_fraction * 100.0
+        ),
+    )
+}
+
+/// Claim 6: the GPU was the bottleneck at the knee (real run only: NVML telemetry).
+fn gpu_claim(knee_telemetry: Option<&LevelTelemetry>, facts: Option<&DeviceFacts>) -> Judgement {
+    Judgement {
+        id: 6,
+        title: "The GPU was the bottleneck at the knee",
+        threshold: format!(
             "NVML at the knee level: GPU utilisation or power mean >= {BOTTLENECK_PCT:.0} % (of the power limit)"
         ),
-        gpu,
-        None,
-        None,
-        Some(
+        real: knee_telemetry.map(|t| gpu_bound(t, facts)),
+        sim: None,
+        figure: None,
+        assumption: Some(
             "the simulator has no host, network or client limits: every delay it models is GPU time or a fixed latency, so the GPU is the bottleneck by construction",
         ),
-    );
+    }
+}
 
+/// What neither run covers: the simulator's known gaps, the drills not run against the real
+/// server, and the telemetry when NVML was missing.
+fn not_covered(real: &Recording, has_telemetry: bool) -> Vec<String> {
     let mut not_covered: Vec<String> = [
         "multi-replica routing and load balancing (one engine, one GPU)",
         "multi-node scale and tensor/pipeline parallelism across GPUs",
@@ -574,17 +606,39 @@ pub fn evaluate(
             not_covered.push(format!("the {kind} drill: not run against the real server"));
         }
     }
-    if knee_telemetry.is_none() {
+    if !has_telemetry {
         not_covered.push(
             "GPU telemetry: NVML was not available during the real run, so claim 6 is not observed"
                 .into(),
         );
     }
+    not_covered
+}
+
+/// Judge every claim on `real` and `sim`; `knee_telemetry` is the real run's NVML summary of the
+/// sweep's knee level, when there was NVML.
+pub fn evaluate(
+    real: &Recording,
+    sim: &Recording,
+    knee_telemetry: Option<&LevelTelemetry>,
+    facts: Option<&DeviceFacts>,
+) -> Ledger {
+    let claims = [
+        scaling_claim(real, sim),
+        knee_claim(real, sim),
+        batching_claim(real, sim),
+        prefill_claim(real, sim),
+        decode_claim(real, sim),
+        gpu_claim(knee_telemetry, facts),
+    ]
+    .into_iter()
+    .map(Judgement::into_claim)
+    .collect();
     Ledger {
         real_label: real.label.clone(),
         sim_label: sim.label.clone(),
         claims,
-        not_covered,
+        not_covered: not_covered(real, knee_telemetry.is_some()),
     }
 }
 

@@ -8,7 +8,7 @@
 //! The load generator (`servesim bench`) is built from: [`http`], the streaming client
 //! ([`http::sse`] parses the stream, [`http::client`] measures one request) and [`http::HttpTarget`];
 //! [`load`], which runs a level's closed-loop workers and open-loop arrivals in real time and turns
-//! any drill into Poisson or gamma arrivals; [`metrics`], the per-level measurements beyond the seed
+//! any drill into Poisson or gamma arrivals; [`level_detail`], the per-level measurements beyond the seed
 //! table (token TPOT, ITL, token throughput, schedule and client lag) and their definitions;
 //! [`records`], the output directory with per-request JSON Lines; [`bench`], which runs drills on
 //! a target (HTTP or [`bench::SimTarget`]) and renders the result; and [`mock`], a scripted,
@@ -25,8 +25,8 @@ pub mod compare;
 pub mod drills;
 pub mod http;
 pub mod ledger;
+pub mod level_detail;
 pub mod load;
-pub mod metrics;
 pub mod mock;
 pub mod records;
 pub mod report;

@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use servesim_models::{Profile, ProfileError};
 
-use crate::engine::{Engine, StepOutcome};
+use crate::engine_core::{Engine, StepOutcome};
 use crate::frontend::{Frontend, Prompt, RequestSpec};
 use crate::kv_cache::{BlockHash, extend_hashes};
 use crate::request::RequestId;

@@ -1,6 +1,6 @@
 //! servesim-sim: the simulated vLLM engine and its virtual-time driver.
 //!
-//! [`engine::Engine`] is the core: a synchronous state machine that is told the time. It owns the
+//! [`engine_core::Engine`] is the core: a synchronous state machine that is told the time. It owns the
 //! [`scheduler::Scheduler`] (queues, token budget, preemption) and the paged [`kv_cache::KvCache`], and
 //! prices each iteration with the models crate's cost model. [`frontend::Frontend`] turns client
 //! requests into engine requests (token counts, answer lengths). [`fleet::Fleet`] drives
@@ -8,7 +8,7 @@
 //! one); the HTTP server (crate `servesim-server`) drives the same core on the wall clock.
 //! [`workload`] holds the load plans and per-request records that every driver shares.
 
-pub mod engine;
+pub mod engine_core;
 pub mod fleet;
 pub mod frontend;
 pub mod kv_cache;
@@ -19,7 +19,7 @@ pub mod scheduler;
 pub mod synthetic;
 pub mod workload;
 
-pub use engine::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
+pub use engine_core::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
 pub use fleet::{Fleet, FleetRun, Replica};
 pub use frontend::{Frontend, Prompt, RequestSpec};
 pub use kv_cache::{KvCache, KvLease};

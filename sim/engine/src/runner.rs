@@ -4,7 +4,7 @@
 
 use servesim_models::{Profile, ProfileError};
 
-use crate::engine::Engine;
+use crate::engine_core::Engine;
 use crate::fleet::Fleet;
 use crate::router::RouterConfig;
 use crate::workload::{LevelPlan, LevelRun};

@@ -342,7 +342,7 @@ fn fidelity(profile: &Profile) {
         Arc::new(AtomicBool::new(false)),
         t0,
     ));
-    server.state.metrics().lag.reset();
+    server.state.lag_probe().emission.reset();
     let real = client.block_on(closed_loop(
         server.addr,
         workers,
@@ -351,7 +351,7 @@ fn fidelity(profile: &Profile) {
         Arc::new(AtomicBool::new(false)),
         t0,
     ));
-    let lag = &server.state.metrics().lag;
+    let lag = &server.state.lag_probe().emission;
     let (lag50, lag99) = (lag.quantile(0.5), lag.quantile(0.99));
     stop_server(server);
     let (r_ttft, r_tpot) = ttft_tpot(&real);
@@ -445,21 +445,21 @@ fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
     ));
     // Warm-up: connections open, the engine's first (slow) iteration passes, the batch fills.
     std::thread::sleep(Duration::from_secs(3));
-    let metrics = server.state.metrics();
-    metrics.lag.reset();
-    metrics.wakeup_lag.reset();
-    let tokens_before = metrics.lag.count();
+    let probe = server.state.lag_probe();
+    probe.emission.reset();
+    probe.wakeup.reset();
+    let tokens_before = probe.emission.count();
     let (process0, client0) = (meter.process(), meter.threads());
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let wall = w0.elapsed().as_secs_f64();
     let client_cpu = meter.threads() - client0;
     let cpu = meter.process() - process0 - client_cpu;
-    let tokens = metrics.lag.count() - tokens_before;
+    let tokens = probe.emission.count() - tokens_before;
     let (p50, p99, p999) = (
-        metrics.lag.quantile(0.5).unwrap_or(f64::NAN),
-        metrics.lag.quantile(0.99).unwrap_or(f64::NAN),
-        metrics.lag.quantile(0.999).unwrap_or(f64::NAN),
+        probe.emission.quantile(0.5).unwrap_or(f64::NAN),
+        probe.emission.quantile(0.99).unwrap_or(f64::NAN),
+        probe.emission.quantile(0.999).unwrap_or(f64::NAN),
     );
     if std::env::var("SERVESIM_BENCH_CDF").is_ok() {
         let qs = [
@@ -471,15 +471,15 @@ fn lag_level(profile: &Profile, streams: usize, secs: f64, ticks: f64) {
                 format!(
                     "p{}={:.2}",
                     q * 100.0,
-                    metrics.lag.quantile(q).unwrap_or(f64::NAN) * 1e3
+                    probe.emission.quantile(q).unwrap_or(f64::NAN) * 1e3
                 )
             })
             .collect();
         eprintln!("lag cdf (ms): {}", cdf.join(" "));
     }
     let wake = (
-        metrics.wakeup_lag.quantile(0.5).unwrap_or(f64::NAN),
-        metrics.wakeup_lag.quantile(0.99).unwrap_or(f64::NAN),
+        probe.wakeup.quantile(0.5).unwrap_or(f64::NAN),
+        probe.wakeup.quantile(0.99).unwrap_or(f64::NAN),
     );
     stop.store(true, Ordering::Relaxed);
     stop_server(server);

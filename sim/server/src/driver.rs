@@ -21,22 +21,23 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 pub use super::event::TokenEvent;
+use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::sse::SseSender;
-use servesim_sim::engine::{Emission, Engine, StepOutcome};
+use servesim_sim::engine_core::{Emission, Engine, StepOutcome};
 use servesim_sim::request::{EngineRequest, FinishReason, RequestId};
 
 /// Maps engine seconds to the wall clock: `wall = start + t × time_scale`.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub struct EngineClock {
     start: Instant,
     scale: f64,
 }
 
-impl Clock {
+impl EngineClock {
     /// A clock whose engine time 0 is now; `scale` < 1 runs the simulated GPU faster than real.
-    pub fn new(scale: f64) -> Clock {
-        Clock {
+    pub fn new(scale: f64) -> EngineClock {
+        EngineClock {
             start: Instant::now(),
             scale,
         }
@@ -112,7 +113,7 @@ pub struct DriverConfig {
 #[derive(Debug, Clone)]
 pub struct DriverHandle {
     tx: mpsc::Sender<Command>,
-    clock: Clock,
+    clock: EngineClock,
     config: DriverConfig,
     queued: Arc<AtomicUsize>,
     /// Requests admitted by a handler whose submission the engine thread has not taken in yet.
@@ -147,7 +148,7 @@ impl Drop for Admission<'_> {
 }
 
 impl DriverHandle {
-    pub fn clock(&self) -> Clock {
+    pub fn clock(&self) -> EngineClock {
         self.clock
     }
 
@@ -236,6 +237,7 @@ pub fn spawn(
     engine: Engine,
     config: DriverConfig,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     lanes: &[tokio::runtime::Handle],
 ) -> std::io::Result<DriverHandle> {
     if lanes.is_empty() {
@@ -260,7 +262,7 @@ pub fn spawn(
         })
         .collect();
     let (tx, rx) = mpsc::channel();
-    let clock = Clock::new(config.time_scale);
+    let clock = EngineClock::new(config.time_scale);
     let lead = MAX_LEAD
         .min(clock.to_wall(config.output_latency_s) / 2)
         .as_secs_f64()
@@ -273,6 +275,7 @@ pub fn spawn(
         output_latency: config.output_latency_s,
         lead,
         metrics,
+        lag_probe,
         queued: Arc::clone(&queued),
         in_transit: Arc::clone(&in_transit),
         step: StepOutcome::default(),
@@ -325,11 +328,12 @@ enum Due {
 
 struct Driver {
     engine: Engine,
-    clock: Clock,
+    clock: EngineClock,
     output_latency: f64,
     /// How much earlier than their due time (engine seconds) tokens are handed to the lanes.
     lead: f64,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     queued: Arc<AtomicUsize>,
     in_transit: Arc<AtomicUsize>,
     step: StepOutcome,
@@ -541,8 +545,8 @@ impl Driver {
         };
         let due = self.clock.wall(d.at);
         let wake = self.clock.wall(d.at - self.lead);
-        self.metrics
-            .wakeup_lag
+        self.lag_probe
+            .wakeup
             .record(Instant::now().saturating_duration_since(wake).as_secs_f64());
         let mut batches: Vec<Batch> = vec![Vec::new(); self.dispatch.len()];
         for em in &d.emissions {
@@ -591,6 +595,7 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
             output_latency_s: 0.0,
         },
         Arc::new(Metrics::new("local", 100)),
+        Arc::default(),
         std::slice::from_ref(rt.handle()),
     )
     .expect("driver");
@@ -601,7 +606,7 @@ pub(crate) fn test_driver() -> (tokio::runtime::Runtime, DriverHandle) {
 mod tests {
     use super::*;
     use servesim_models::Profile;
-    use servesim_sim::engine::Finished;
+    use servesim_sim::engine_core::Finished;
     use servesim_sim::frontend::{Frontend, RequestSpec};
     use servesim_sim::runner::VirtualServer;
     use servesim_sim::workload::{ClientGroup, LevelPlan};
@@ -652,8 +657,14 @@ mod tests {
             output_latency_s: profile.engine.output_latency_s,
         };
         let rt = dispatch_runtime();
-        let driver = spawn(engine, config, metrics, std::slice::from_ref(rt.handle()))
-            .expect("thread starts");
+        let driver = spawn(
+            engine,
+            config,
+            metrics,
+            Arc::default(),
+            std::slice::from_ref(rt.handle()),
+        )
+        .expect("thread starts");
         let mut frontend = Frontend::new(&profile, 1);
         let (tx, mut rx) = unbounded_channel();
         let t0 = driver.clock().now();
@@ -712,8 +723,14 @@ mod tests {
         };
         let rt = dispatch_runtime();
         let engine = Engine::new(&profile).expect("servable");
-        let driver =
-            spawn(engine, config, metrics, std::slice::from_ref(rt.handle())).expect("thread");
+        let driver = spawn(
+            engine,
+            config,
+            metrics,
+            Arc::default(),
+            std::slice::from_ref(rt.handle()),
+        )
+        .expect("thread");
         let mut frontend = Frontend::new(&profile, 5);
         // Everything is prepared before the clock is read, so that only the channel sends stand
         // between choosing t0 and the last submission; and t0 is a whole wall-clock second ahead,
@@ -776,7 +793,8 @@ mod tests {
         };
         let engine = Engine::new(&profile).expect("servable");
         let metrics = Arc::new(Metrics::new("local", 32768));
-        let driver = spawn(engine, config, metrics, lanes.handles()).expect("thread starts");
+        let driver =
+            spawn(engine, config, metrics, Arc::default(), lanes.handles()).expect("thread starts");
         let mut frontend = Frontend::new(&profile, 3);
         let (seen_tx, seen_rx) = std::sync::mpsc::channel();
         for (key, lane) in [(1u64, 0usize), (2, 1), (3, 7)] {
@@ -830,6 +848,7 @@ mod tests {
             engine,
             config,
             Arc::clone(&metrics),
+            Arc::default(),
             std::slice::from_ref(rt.handle()),
         )
         .expect("thread starts");

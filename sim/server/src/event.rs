@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use servesim_sim::engine::{AdmissionError, Finished};
+use servesim_sim::engine_core::{AdmissionError, Finished};
 
 /// What a request's stream receives from the engine.
 #[derive(Debug, Clone, PartialEq)]

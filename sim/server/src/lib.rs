@@ -6,7 +6,8 @@
 //! what it sends each request's stream, [`stream`]
 //! the client side of a request (text, stop strings, SSE events, abort on disconnect), [`sse`]
 //! streaming answers (events formatted by the lane's dispatcher, handed to hyper as the body),
-//! [`lanes`] the runtimes connections are spread over, [`metrics`] the vLLM metric families,
+//! [`lanes`] the runtimes connections are spread over, [`metrics`] the vLLM metric families
+//! ([`lag_probe`] the benchmark's finer lag records, not exposed),
 //! [`faults`] fault injection and [`text`] the answers' words; `routes` has the handlers. [`app`]
 //! builds the router (testable without a socket); [`serve`] runs it on a bound listener, with
 //! hyper's HTTP/1.1 connections, until a shutdown future resolves.
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod errors;
 pub mod event;
 pub mod faults;
+pub mod lag_probe;
 pub mod lanes;
 pub mod metrics;
 mod routes;
@@ -31,13 +33,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use servesim_models::{Derived, Profile};
 use tokio::net::TcpListener;
 
-pub use driver::{Clock, DriverHandle};
+pub use driver::{DriverHandle, EngineClock};
 pub use errors::{ApiError, ServerError};
 pub use faults::{FaultConfig, FaultPlan, InjectedError};
+pub use lag_probe::LagProbe;
 pub use lanes::Lanes;
 pub use metrics::Metrics;
 pub use routes::app;
-use servesim_sim::engine::Engine;
+use servesim_sim::engine_core::Engine;
 use servesim_sim::frontend::Frontend;
 pub use text::TextMode;
 
@@ -98,10 +101,12 @@ impl ServerConfig {
 
 /// The server's shared state; cloning is cheap.
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<ServerState>);
 
+/// What every handler shares: the configuration, the engine's driver, the frontend that counts
+/// prompts, the metrics and the fault dice.
 #[derive(Debug)]
-struct Shared {
+struct ServerState {
     config: ServerConfig,
     derived: Derived,
     frontend: Mutex<Frontend>,
@@ -111,6 +116,8 @@ struct Shared {
     limits: Engine,
     driver: DriverHandle,
     metrics: Arc<Metrics>,
+    /// The benchmark's fine-grained lag records (not exposed).
+    lag_probe: Arc<LagProbe>,
     faults: faults::Faults,
     next_key: AtomicU64,
     started: u64,
@@ -156,6 +163,7 @@ impl AppState {
             derived.max_model_len,
         ));
         metrics.cache_config(&config.profile, &derived);
+        let lag_probe = Arc::new(LagProbe::default());
         let e = &config.profile.engine;
         let driver = driver::spawn(
             engine,
@@ -165,16 +173,18 @@ impl AppState {
                 output_latency_s: e.output_latency_s,
             },
             Arc::clone(&metrics),
+            Arc::clone(&lag_probe),
             lanes,
         )
         .map_err(ServerError::Thread)?;
-        Ok(AppState(Arc::new(Shared {
+        Ok(AppState(Arc::new(ServerState {
             frontend: Mutex::new(Frontend::new(&config.profile, config.seed)),
             faults: faults::Faults::new(config.faults, config.seed),
             derived,
             limits,
             driver,
             metrics,
+            lag_probe,
             next_key: AtomicU64::new(1),
             started: unix_now(),
             fingerprint: format!("vllm-{VLLM_VERSION}-servesim"),
@@ -194,6 +204,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The fine-grained emission and wake-up lag records the `server_lag` benchmark reads.
+    pub fn lag_probe(&self) -> &LagProbe {
+        &self.0.lag_probe
     }
 
     pub fn driver(&self) -> &DriverHandle {

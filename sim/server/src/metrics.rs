@@ -4,7 +4,7 @@
 //! same whatever `--time-scale` is.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use servesim_models::{Derived, IterationCost, Profile};
 
-use servesim_sim::engine::{EngineStats, Finished};
+use servesim_sim::engine_core::{EngineStats, Finished};
 use servesim_sim::request::FinishReason;
 
 /// vLLM's request-latency buckets (e2e, queue, prefill, decode, inference time), seconds.
@@ -90,30 +90,153 @@ fn py_bool(b: bool) -> String {
     if b { "True" } else { "False" }.to_string()
 }
 
-/// Every metric the server exposes.
+/// Every metric the server exposes, grouped by concern; the groups register their families in
+/// this order, which is the order `/metrics` lists them in.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    model_name: String,
+    /// Labelled `model_name` or `engine` only, as in vLLM (registered at the root).
+    server: ServerFamilies,
+    engine: EngineFamilies,
+    requests: RequestHistograms,
+    breakdowns: Breakdowns,
+    cost: CostEstimates,
+    params: RequestParams,
+    /// servesim's own: how late tokens leave the server.
+    emission_lag: Histogram,
+}
+
+/// The families vLLM registers without the usual `engine` + `model_name` pair.
+#[derive(Debug)]
+struct ServerFamilies {
+    cache_config_info: Family<OwnedLabels, Gauge>,
+    admission_rejections: Family<OwnedLabels, Counter>,
+}
+
+impl ServerFamilies {
+    /// Every admission-rejection reason exposed from the start, at zero, as vLLM does.
+    fn new(model_name: &str) -> ServerFamilies {
+        let f = ServerFamilies {
+            cache_config_info: Family::default(),
+            admission_rejections: Family::default(),
+        };
+        for reason in ADMISSION_REASONS {
+            let _ = f.admission_rejections.get_or_create(&vec![
+                ("model_name", model_name.to_string()),
+                ("reason", reason.to_string()),
+            ]);
+        }
+        f
+    }
+
+    fn register(&self, root: &mut Registry) {
+        root.register(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig",
+            self.cache_config_info.clone(),
+        );
+        root.register(
+            "vllm:admission_rejections",
+            "Number of admission attempts rejected by a queue limit, by reason",
+            self.admission_rejections.clone(),
+        );
+    }
+}
+
+/// The engine's state (running, waiting, KV usage) and running totals (tokens, preemptions,
+/// prefix-cache queries and hits, finished requests).
+#[derive(Debug)]
+struct EngineFamilies {
     running: Gauge,
     waiting: Gauge,
     kv_usage: Gauge<f64, AtomicU64>,
+    prefix_cache_queries: Counter,
+    prefix_cache_hits: Counter,
     preemptions: Counter,
     prompt_tokens: Counter,
     generation_tokens: Counter,
     success: Family<Labels, Counter>,
-    waiting_by_reason: Family<Labels, Gauge>,
-    sleep_state: Family<Labels, Gauge>,
-    prompt_tokens_by_source: Family<Labels, Counter>,
-    prompt_tokens_cached: Counter,
-    prefix_cache_queries: Counter,
-    prefix_cache_hits: Counter,
-    prompt_tokens_cached_by_source: Family<Labels, Counter>,
-    admission_rejections: Family<OwnedLabels, Counter>,
-    cache_config_info: Family<OwnedLabels, Gauge>,
-    est_flops: FloatCounter,
-    est_read_bytes: FloatCounter,
-    est_write_bytes: FloatCounter,
-    model_name: String,
+}
+
+impl EngineFamilies {
+    /// Like vLLM, every finished reason is exposed from the start, at zero.
+    fn new() -> EngineFamilies {
+        let f = EngineFamilies {
+            running: Gauge::default(),
+            waiting: Gauge::default(),
+            kv_usage: Gauge::default(),
+            prefix_cache_queries: Counter::default(),
+            prefix_cache_hits: Counter::default(),
+            preemptions: Counter::default(),
+            prompt_tokens: Counter::default(),
+            generation_tokens: Counter::default(),
+            success: Family::default(),
+        };
+        for reason in [
+            FinishReason::Stop,
+            FinishReason::Length,
+            FinishReason::Abort,
+        ] {
+            let _ = f
+                .success
+                .get_or_create(&vec![("finished_reason", reason.as_str())]);
+        }
+        f
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches",
+            self.running.clone(),
+        );
+        r.register(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed",
+            self.waiting.clone(),
+        );
+        r.register(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage",
+            self.kv_usage.clone(),
+        );
+        r.register(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens",
+            self.prefix_cache_queries.clone(),
+        );
+        r.register(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens",
+            self.prefix_cache_hits.clone(),
+        );
+        r.register(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine",
+            self.preemptions.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed",
+            self.prompt_tokens.clone(),
+        );
+        r.register(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed",
+            self.generation_tokens.clone(),
+        );
+        r.register(
+            "vllm:request_success",
+            "Count of successfully processed requests",
+            self.success.clone(),
+        );
+    }
+}
+
+/// Per-request latencies (engine seconds) and lengths, and tokens per iteration.
+#[derive(Debug)]
+struct RequestHistograms {
     ttft: Histogram,
     itl: Histogram,
     tpot: Histogram,
@@ -127,15 +250,241 @@ pub struct Metrics {
     max_tokens: Histogram,
     iteration_tokens: Histogram,
     preemptions_per_request: Histogram,
+}
+
+impl RequestHistograms {
+    /// vLLM's buckets; token counts in 1-2-5 steps up to `max_model_len`.
+    fn new(max_model_len: u32) -> RequestHistograms {
+        let tokens = one_two_five(max_model_len);
+        RequestHistograms {
+            ttft: histogram(TTFT_BUCKETS),
+            itl: histogram(ITL_BUCKETS),
+            tpot: histogram(ITL_BUCKETS),
+            e2e: histogram(REQUEST_LATENCY_BUCKETS),
+            queue: histogram(REQUEST_LATENCY_BUCKETS),
+            inference: histogram(REQUEST_LATENCY_BUCKETS),
+            prefill: histogram(REQUEST_LATENCY_BUCKETS),
+            decode: histogram(REQUEST_LATENCY_BUCKETS),
+            prompt_len: histogram(&tokens),
+            generation_len: histogram(&tokens),
+            max_tokens: histogram(&tokens),
+            iteration_tokens: histogram(&[
+                1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+                16384.0,
+            ]),
+            preemptions_per_request: histogram(&[0.0, 1.0, 2.0, 5.0, 10.0, 20.0]),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds",
+            self.ttft.clone(),
+        );
+        r.register(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds",
+            self.itl.clone(),
+        );
+        r.register(
+            "vllm:request_time_per_output_token_seconds",
+            "Histogram of time_per_output_token_seconds per request",
+            self.tpot.clone(),
+        );
+        r.register(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds",
+            self.e2e.clone(),
+        );
+        r.register(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request",
+            self.queue.clone(),
+        );
+        r.register(
+            "vllm:request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request",
+            self.inference.clone(),
+        );
+        r.register(
+            "vllm:request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request",
+            self.prefill.clone(),
+        );
+        r.register(
+            "vllm:request_decode_time_seconds",
+            "Histogram of time spent in DECODE phase for request",
+            self.decode.clone(),
+        );
+        r.register(
+            "vllm:request_prompt_tokens",
+            "Number of prefill tokens processed",
+            self.prompt_len.clone(),
+        );
+        r.register(
+            "vllm:request_generation_tokens",
+            "Number of generation tokens processed",
+            self.generation_len.clone(),
+        );
+        r.register(
+            "vllm:request_params_max_tokens",
+            "Histogram of the max_tokens request parameter",
+            self.max_tokens.clone(),
+        );
+        r.register(
+            "vllm:iteration_tokens_total",
+            "Histogram of number of tokens per engine_step",
+            self.iteration_tokens.clone(),
+        );
+        r.register(
+            "vllm:request_num_preemptions",
+            "Number of preemptions per request",
+            self.preemptions_per_request.clone(),
+        );
+    }
+}
+
+/// The labelled breakdowns: waiting requests by reason, the sleep state, prompt tokens by source
+/// and cached prompt tokens by cache tier.
+#[derive(Debug)]
+struct Breakdowns {
+    waiting_by_reason: Family<Labels, Gauge>,
+    sleep_state: Family<Labels, Gauge>,
+    prompt_tokens_by_source: Family<Labels, Counter>,
+    prompt_tokens_cached: Counter,
+    prompt_tokens_cached_by_source: Family<Labels, Counter>,
+}
+
+impl Breakdowns {
+    /// The labelled families vLLM creates at start-up, at their initial values. servesim's
+    /// waiting requests all wait for capacity (nothing defers them: no LoRA, no KV transfer);
+    /// with no prefix cache every prompt token is computed locally and none is cached.
+    fn new() -> Breakdowns {
+        let f = Breakdowns {
+            waiting_by_reason: Family::default(),
+            sleep_state: Family::default(),
+            prompt_tokens_by_source: Family::default(),
+            prompt_tokens_cached: Counter::default(),
+            prompt_tokens_cached_by_source: Family::default(),
+        };
+        for reason in [WAITING_CAPACITY, WAITING_DEFERRED] {
+            let _ = f.waiting_by_reason.get_or_create(&vec![("reason", reason)]);
+        }
+        for (state, value) in SLEEP_STATES {
+            f.sleep_state
+                .get_or_create(&vec![("sleep_state", state)])
+                .set(value);
+        }
+        for source in PROMPT_SOURCES {
+            let _ = f
+                .prompt_tokens_by_source
+                .get_or_create(&vec![("source", source)]);
+        }
+        for source in CACHE_HIT_SOURCES {
+            let _ = f
+                .prompt_tokens_cached_by_source
+                .get_or_create(&vec![("source", source)]);
+        }
+        f
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting",
+            self.waiting_by_reason.clone(),
+        );
+        r.register(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2",
+            self.sleep_state.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source",
+            self.prompt_tokens_by_source.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_cached",
+            "Number of cached prompt tokens (local + external)",
+            self.prompt_tokens_cached.clone(),
+        );
+        r.register(
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them",
+            self.prompt_tokens_cached_by_source.clone(),
+        );
+    }
+}
+
+/// The cost model's running estimates of FLOPs and bytes moved (vLLM's MFU/MBU counters).
+#[derive(Debug, Default)]
+struct CostEstimates {
+    flops: FloatCounter,
+    read_bytes: FloatCounter,
+    write_bytes: FloatCounter,
+}
+
+impl CostEstimates {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "vllm:estimated_flops_per_gpu",
+            "Estimated number of floating point operations per GPU (for Model Flops Utilization calculations)",
+            self.flops.clone(),
+        );
+        r.register(
+            "vllm:estimated_read_bytes_per_gpu",
+            "Estimated number of bytes read from memory per GPU (for Model Bandwidth Utilization calculations)",
+            self.read_bytes.clone(),
+        );
+        r.register(
+            "vllm:estimated_write_bytes_per_gpu",
+            "Estimated number of bytes written to memory per GPU (for Model Bandwidth Utilization calculations)",
+            self.write_bytes.clone(),
+        );
+    }
+}
+
+/// Histograms of what requests asked for: generation limits, `n`, and the KV computed in prefill.
+#[derive(Debug)]
+struct RequestParams {
     max_generation_tokens: Histogram,
-    params_n: Histogram,
+    n: Histogram,
     prefill_kv_computed: Histogram,
-    emission_lag: Histogram,
-    /// Fine-grained lag record for the benchmark's percentiles.
-    pub lag: LagRecorder,
-    /// How late the engine thread woke up to hand tokens over (the part of the lag that is the
-    /// driver's; the rest is the HTTP side).
-    pub wakeup_lag: LagRecorder,
+}
+
+impl RequestParams {
+    fn new(max_model_len: u32) -> RequestParams {
+        let tokens = one_two_five(max_model_len);
+        RequestParams {
+            max_generation_tokens: histogram(&tokens),
+            n: histogram(REQUEST_PARAMS_N_BUCKETS),
+            prefill_kv_computed: histogram(&tokens),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens",
+            self.max_generation_tokens.clone(),
+        );
+        r.register(
+            "vllm:request_params_n",
+            "Histogram of the n request parameter",
+            self.n.clone(),
+        );
+        r.register(
+            "vllm:request_prefill_kv_computed_tokens",
+            "Histogram of new KV tokens computed during prefill (excluding cached tokens)",
+            self.prefill_kv_computed.clone(),
+        );
+    }
+}
+
+fn histogram(buckets: &[f64]) -> Histogram {
+    Histogram::new(buckets.iter().copied())
 }
 
 impl Metrics {
@@ -143,283 +492,45 @@ impl Metrics {
     /// (`vllm:admission_rejections` carries only `model_name` and `vllm:cache_config_info` only
     /// `engine`, as in vLLM; the latter gets its series from [`Metrics::cache_config`].)
     pub fn new(model_name: &str, max_model_len: u32) -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            model_name: model_name.to_string(),
+            server: ServerFamilies::new(model_name),
+            engine: EngineFamilies::new(),
+            requests: RequestHistograms::new(max_model_len),
+            breakdowns: Breakdowns::new(),
+            cost: CostEstimates::default(),
+            params: RequestParams::new(max_model_len),
+            emission_lag: histogram(LAG_BUCKETS),
+        };
+        m.registry = m.registry();
+        m
+    }
+
+    /// The registry of every family: the server's at the root, the rest labelled `engine` and
+    /// `model_name`.
+    fn registry(&self) -> Registry {
+        let mut root = Registry::default();
+        self.server.register(&mut root);
         let labels = [
             (Cow::Borrowed("engine"), Cow::Borrowed("0")),
             (
                 Cow::Borrowed("model_name"),
-                Cow::Owned(model_name.to_string()),
+                Cow::Owned(self.model_name.clone()),
             ),
         ];
-        let mut root = Registry::default();
-        let h = |b: &[f64]| Histogram::new(b.iter().copied());
-        let tokens = one_two_five(max_model_len);
-        let m = Metrics {
-            running: Gauge::default(),
-            waiting: Gauge::default(),
-            kv_usage: Gauge::default(),
-            preemptions: Counter::default(),
-            prompt_tokens: Counter::default(),
-            generation_tokens: Counter::default(),
-            success: Family::default(),
-            waiting_by_reason: Family::default(),
-            sleep_state: Family::default(),
-            prompt_tokens_by_source: Family::default(),
-            prompt_tokens_cached: Counter::default(),
-            prefix_cache_queries: Counter::default(),
-            prefix_cache_hits: Counter::default(),
-            prompt_tokens_cached_by_source: Family::default(),
-            admission_rejections: Family::default(),
-            cache_config_info: Family::default(),
-            est_flops: FloatCounter::default(),
-            est_read_bytes: FloatCounter::default(),
-            est_write_bytes: FloatCounter::default(),
-            model_name: model_name.to_string(),
-            ttft: h(TTFT_BUCKETS),
-            itl: h(ITL_BUCKETS),
-            tpot: h(ITL_BUCKETS),
-            e2e: h(REQUEST_LATENCY_BUCKETS),
-            queue: h(REQUEST_LATENCY_BUCKETS),
-            inference: h(REQUEST_LATENCY_BUCKETS),
-            prefill: h(REQUEST_LATENCY_BUCKETS),
-            decode: h(REQUEST_LATENCY_BUCKETS),
-            prompt_len: h(&tokens),
-            generation_len: h(&tokens),
-            max_tokens: h(&tokens),
-            iteration_tokens: h(&[
-                1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
-                16384.0,
-            ]),
-            preemptions_per_request: h(&[0.0, 1.0, 2.0, 5.0, 10.0, 20.0]),
-            max_generation_tokens: h(&tokens),
-            params_n: h(REQUEST_PARAMS_N_BUCKETS),
-            prefill_kv_computed: h(&tokens),
-            emission_lag: h(LAG_BUCKETS),
-            lag: LagRecorder::default(),
-            wakeup_lag: LagRecorder::default(),
-            registry: Registry::default(),
-        };
-        root.register(
-            "vllm:cache_config_info",
-            "Information of the LLMEngine CacheConfig",
-            m.cache_config_info.clone(),
-        );
-        root.register(
-            "vllm:admission_rejections",
-            "Number of admission attempts rejected by a queue limit, by reason",
-            m.admission_rejections.clone(),
-        );
         let r = root.sub_registry_with_labels(labels.into_iter());
-        r.register(
-            "vllm:num_requests_running",
-            "Number of requests in model execution batches",
-            m.running.clone(),
-        );
-        r.register(
-            "vllm:num_requests_waiting",
-            "Number of requests waiting to be processed",
-            m.waiting.clone(),
-        );
-        r.register(
-            "vllm:kv_cache_usage_perc",
-            "KV-cache usage. 1 means 100 percent usage",
-            m.kv_usage.clone(),
-        );
-        r.register(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens",
-            m.prefix_cache_queries.clone(),
-        );
-        r.register(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens",
-            m.prefix_cache_hits.clone(),
-        );
-        r.register(
-            "vllm:num_preemptions",
-            "Cumulative number of preemption from the engine",
-            m.preemptions.clone(),
-        );
-        r.register(
-            "vllm:prompt_tokens",
-            "Number of prefill tokens processed",
-            m.prompt_tokens.clone(),
-        );
-        r.register(
-            "vllm:generation_tokens",
-            "Number of generation tokens processed",
-            m.generation_tokens.clone(),
-        );
-        r.register(
-            "vllm:request_success",
-            "Count of successfully processed requests",
-            m.success.clone(),
-        );
-        r.register(
-            "vllm:time_to_first_token_seconds",
-            "Histogram of time to first token in seconds",
-            m.ttft.clone(),
-        );
-        r.register(
-            "vllm:inter_token_latency_seconds",
-            "Histogram of inter-token latency in seconds",
-            m.itl.clone(),
-        );
-        r.register(
-            "vllm:request_time_per_output_token_seconds",
-            "Histogram of time_per_output_token_seconds per request",
-            m.tpot.clone(),
-        );
-        r.register(
-            "vllm:e2e_request_latency_seconds",
-            "Histogram of e2e request latency in seconds",
-            m.e2e.clone(),
-        );
-        r.register(
-            "vllm:request_queue_time_seconds",
-            "Histogram of time spent in WAITING phase for request",
-            m.queue.clone(),
-        );
-        r.register(
-            "vllm:request_inference_time_seconds",
-            "Histogram of time spent in RUNNING phase for request",
-            m.inference.clone(),
-        );
-        r.register(
-            "vllm:request_prefill_time_seconds",
-            "Histogram of time spent in PREFILL phase for request",
-            m.prefill.clone(),
-        );
-        r.register(
-            "vllm:request_decode_time_seconds",
-            "Histogram of time spent in DECODE phase for request",
-            m.decode.clone(),
-        );
-        r.register(
-            "vllm:request_prompt_tokens",
-            "Number of prefill tokens processed",
-            m.prompt_len.clone(),
-        );
-        r.register(
-            "vllm:request_generation_tokens",
-            "Number of generation tokens processed",
-            m.generation_len.clone(),
-        );
-        r.register(
-            "vllm:request_params_max_tokens",
-            "Histogram of the max_tokens request parameter",
-            m.max_tokens.clone(),
-        );
-        r.register(
-            "vllm:iteration_tokens_total",
-            "Histogram of number of tokens per engine_step",
-            m.iteration_tokens.clone(),
-        );
-        r.register(
-            "vllm:request_num_preemptions",
-            "Number of preemptions per request",
-            m.preemptions_per_request.clone(),
-        );
-        r.register(
-            "vllm:num_requests_waiting_by_reason",
-            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting",
-            m.waiting_by_reason.clone(),
-        );
-        r.register(
-            "vllm:engine_sleep_state",
-            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2",
-            m.sleep_state.clone(),
-        );
-        r.register(
-            "vllm:prompt_tokens_by_source",
-            "Number of prompt tokens by source",
-            m.prompt_tokens_by_source.clone(),
-        );
-        r.register(
-            "vllm:prompt_tokens_cached",
-            "Number of cached prompt tokens (local + external)",
-            m.prompt_tokens_cached.clone(),
-        );
-        r.register(
-            "vllm:prompt_tokens_cached_by_source",
-            "Prefix-cache hit tokens by the cache tier that supplied them",
-            m.prompt_tokens_cached_by_source.clone(),
-        );
-        r.register(
-            "vllm:estimated_flops_per_gpu",
-            "Estimated number of floating point operations per GPU (for Model Flops Utilization calculations)",
-            m.est_flops.clone(),
-        );
-        r.register(
-            "vllm:estimated_read_bytes_per_gpu",
-            "Estimated number of bytes read from memory per GPU (for Model Bandwidth Utilization calculations)",
-            m.est_read_bytes.clone(),
-        );
-        r.register(
-            "vllm:estimated_write_bytes_per_gpu",
-            "Estimated number of bytes written to memory per GPU (for Model Bandwidth Utilization calculations)",
-            m.est_write_bytes.clone(),
-        );
-        r.register(
-            "vllm:request_max_num_generation_tokens",
-            "Histogram of maximum number of requested generation tokens",
-            m.max_generation_tokens.clone(),
-        );
-        r.register(
-            "vllm:request_params_n",
-            "Histogram of the n request parameter",
-            m.params_n.clone(),
-        );
-        r.register(
-            "vllm:request_prefill_kv_computed_tokens",
-            "Histogram of new KV tokens computed during prefill (excluding cached tokens)",
-            m.prefill_kv_computed.clone(),
-        );
+        self.engine.register(r);
+        self.requests.register(r);
+        self.breakdowns.register(r);
+        self.cost.register(r);
+        self.params.register(r);
         r.register(
             "servesim:emission_lag_seconds",
             "Actual minus scheduled send time of streamed tokens (servesim)",
-            m.emission_lag.clone(),
+            self.emission_lag.clone(),
         );
-        // Like vLLM, every finished reason is exposed from the start, at zero.
-        for reason in [
-            FinishReason::Stop,
-            FinishReason::Length,
-            FinishReason::Abort,
-        ] {
-            let _ = m
-                .success
-                .get_or_create(&vec![("finished_reason", reason.as_str())]);
-        }
-        // The labelled families vLLM creates at start-up, at their initial values. servesim's
-        // waiting requests all wait for capacity (nothing defers them: no LoRA, no KV transfer);
-        // with no prefix cache every prompt token is computed locally and none is cached.
-        for reason in [WAITING_CAPACITY, WAITING_DEFERRED] {
-            let _ = m.waiting_by_reason.get_or_create(&vec![("reason", reason)]);
-        }
-        for (state, value) in SLEEP_STATES {
-            m.sleep_state
-                .get_or_create(&vec![("sleep_state", state)])
-                .set(value);
-        }
-        for source in PROMPT_SOURCES {
-            let _ = m
-                .prompt_tokens_by_source
-                .get_or_create(&vec![("source", source)]);
-        }
-        for source in CACHE_HIT_SOURCES {
-            let _ = m
-                .prompt_tokens_cached_by_source
-                .get_or_create(&vec![("source", source)]);
-        }
-        for reason in ADMISSION_REASONS {
-            let _ = m.admission_rejections.get_or_create(&vec![
-                ("model_name", m.model_name.clone()),
-                ("reason", reason.to_string()),
-            ]);
-        }
-        Metrics {
-            registry: root,
-            ..m
-        }
+        root
     }
 
     /// Expose `vllm:cache_config_info` (a gauge at 1 whose labels are vLLM's `CacheConfig` fields)
@@ -476,14 +587,15 @@ impl Metrics {
             ("_block_size_resolved", py_bool(true)),
             ("engine", "0".into()),
         ];
-        self.cache_config_info.clear();
-        self.cache_config_info.get_or_create(&labels).set(1);
+        self.server.cache_config_info.clear();
+        self.server.cache_config_info.get_or_create(&labels).set(1);
     }
 
     /// A request refused because the waiting queue is at its bound (`--max-waiting`, vLLM's
     /// `--max-num-queued-reqs`).
     pub fn admission_rejected(&self) {
-        self.admission_rejections
+        self.server
+            .admission_rejections
             .get_or_create(&vec![
                 ("model_name", self.model_name.clone()),
                 ("reason", ADMISSION_QUEUED_REQS.to_string()),
@@ -493,10 +605,11 @@ impl Metrics {
 
     /// Set the gauges and advance the counters to the engine's current figures.
     pub fn engine_stats(&self, s: &EngineStats) {
-        self.running.set(s.running as i64);
-        self.waiting.set(s.waiting as i64);
-        self.kv_usage.set(s.kv_usage);
-        self.waiting_by_reason
+        self.engine.running.set(s.running as i64);
+        self.engine.waiting.set(s.waiting as i64);
+        self.engine.kv_usage.set(s.kv_usage);
+        self.breakdowns
+            .waiting_by_reason
             .get_or_create(&vec![("reason", WAITING_CAPACITY)])
             .set(s.waiting as i64);
         // Counters only move forward; the engine's totals are monotone, so add the difference.
@@ -506,10 +619,11 @@ impl Metrics {
                 c.inc_by(total - now);
             }
         };
-        bump(&self.preemptions, s.preemptions_total);
-        bump(&self.prompt_tokens, s.prompt_tokens_total);
+        bump(&self.engine.preemptions, s.preemptions_total);
+        bump(&self.engine.prompt_tokens, s.prompt_tokens_total);
         let source = |name| {
-            self.prompt_tokens_by_source
+            self.breakdowns
+                .prompt_tokens_by_source
                 .get_or_create(&vec![("source", name)])
         };
         bump(
@@ -517,65 +631,77 @@ impl Metrics {
             s.prompt_tokens_total - s.prompt_tokens_cached_total,
         );
         bump(&source("local_cache_hit"), s.prompt_tokens_cached_total);
-        bump(&self.prompt_tokens_cached, s.prompt_tokens_cached_total);
-        bump(&self.prefix_cache_queries, s.prefix_cache_queries);
-        bump(&self.prefix_cache_hits, s.prefix_cache_hits);
+        bump(
+            &self.breakdowns.prompt_tokens_cached,
+            s.prompt_tokens_cached_total,
+        );
+        bump(&self.engine.prefix_cache_queries, s.prefix_cache_queries);
+        bump(&self.engine.prefix_cache_hits, s.prefix_cache_hits);
         bump(
             &self
+                .breakdowns
                 .prompt_tokens_cached_by_source
                 .get_or_create(&vec![("source", "device")]),
             s.prefix_cache_hits,
         );
-        bump(&self.generation_tokens, s.generation_tokens_total);
+        bump(&self.engine.generation_tokens, s.generation_tokens_total);
     }
 
     /// One iteration's computed tokens and its cost-model estimate of FLOPs, bytes read (weights
     /// and KV cache) and bytes written (the new tokens' K and V), all on servesim's single GPU.
     pub fn iteration(&self, tokens: u32, cost: &IterationCost) {
-        self.iteration_tokens.observe(f64::from(tokens));
-        self.est_flops.inc_by(cost.flops);
-        self.est_read_bytes.inc_by(cost.bytes);
-        self.est_write_bytes.inc_by(cost.written_bytes);
+        self.requests.iteration_tokens.observe(f64::from(tokens));
+        self.cost.flops.inc_by(cost.flops);
+        self.cost.read_bytes.inc_by(cost.bytes);
+        self.cost.write_bytes.inc_by(cost.written_bytes);
     }
 
     /// The gap between two tokens of one request (engine seconds).
     pub fn inter_token(&self, gap: f64) {
-        self.itl.observe(gap);
+        self.requests.itl.observe(gap);
     }
 
     /// A request's `max_tokens` as the engine got it.
     pub fn request_params(&self, max_tokens: u32) {
-        self.max_tokens.observe(f64::from(max_tokens));
+        self.requests.max_tokens.observe(f64::from(max_tokens));
     }
 
     /// A request that ended in the engine with its timings.
     pub fn finished(&self, f: &Finished) {
         self.count_finish(f.reason);
-        self.ttft.observe(f.first_token - f.arrival);
-        self.e2e.observe(f.end - f.arrival);
-        self.queue.observe(f.first_scheduled - f.arrival);
-        self.inference.observe(f.end - f.first_scheduled);
-        self.prefill.observe(f.first_token - f.first_scheduled);
-        self.decode.observe(f.end - f.first_token);
+        self.requests.ttft.observe(f.first_token - f.arrival);
+        self.requests.e2e.observe(f.end - f.arrival);
+        self.requests.queue.observe(f.first_scheduled - f.arrival);
+        self.requests.inference.observe(f.end - f.first_scheduled);
+        self.requests
+            .prefill
+            .observe(f.first_token - f.first_scheduled);
+        self.requests.decode.observe(f.end - f.first_token);
         if f.generated > 1 {
-            self.tpot
+            self.requests
+                .tpot
                 .observe((f.end - f.first_token) / f64::from(f.generated - 1));
         }
-        self.prompt_len.observe(f64::from(f.prompt_tokens));
-        self.max_generation_tokens.observe(f64::from(f.max_tokens));
+        self.requests.prompt_len.observe(f64::from(f.prompt_tokens));
+        self.params
+            .max_generation_tokens
+            .observe(f64::from(f.max_tokens));
         // n > 1 is refused, so every request asked for one choice.
-        self.params_n.observe(1.0);
+        self.params.n.observe(1.0);
         // Prefill computes the KV of the prompt tokens the prefix cache did not hold.
-        self.prefill_kv_computed
+        self.params
+            .prefill_kv_computed
             .observe(f64::from(f.prompt_tokens - f.cached_tokens));
-        self.generation_len.observe(f64::from(f.generated));
-        self.preemptions_per_request
+        self.requests.generation_len.observe(f64::from(f.generated));
+        self.requests
+            .preemptions_per_request
             .observe(f64::from(f.preemptions));
     }
 
     /// A request that left the engine for `reason` (aborts and server-side stops included).
     pub fn count_finish(&self, reason: FinishReason) {
-        self.success
+        self.engine
+            .success
             .get_or_create(&vec![("finished_reason", reason.as_str())])
             .inc();
     }
@@ -583,7 +709,6 @@ impl Metrics {
     /// How late one token left the server, seconds.
     pub fn emission_lag(&self, lag: f64) {
         self.emission_lag.observe(lag);
-        self.lag.record(lag);
     }
 
     /// The Prometheus/OpenMetrics text of every metric.
@@ -632,66 +757,6 @@ fn openmetrics_to_prometheus(text: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Emission lags with 10 µs resolution up to 100 ms (beyond: one overflow bucket), lock-free, so the
-/// benchmark can read exact-enough percentiles.
-#[derive(Debug)]
-pub struct LagRecorder {
-    buckets: Box<[AtomicU64]>,
-}
-
-const LAG_RESOLUTION_S: f64 = 10e-6;
-const LAG_BUCKET_COUNT: usize = 10_001;
-
-impl Default for LagRecorder {
-    fn default() -> Self {
-        LagRecorder {
-            buckets: (0..LAG_BUCKET_COUNT).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-}
-
-impl LagRecorder {
-    /// Record one lag (negative lags, tokens sent early, count as zero).
-    pub fn record(&self, lag: f64) {
-        let i = ((lag.max(0.0) / LAG_RESOLUTION_S) as usize).min(LAG_BUCKET_COUNT - 1);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Number of recorded lags.
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    /// The `q` quantile (0..1) in seconds, the upper edge of its bucket; `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some((i + 1) as f64 * LAG_RESOLUTION_S);
-            }
-        }
-        None
-    }
-
-    /// Forget everything recorded so far (between benchmark phases).
-    pub fn reset(&self) {
-        for b in self.buckets.iter() {
-            b.store(0, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -860,18 +925,5 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle}: {text}");
         }
-    }
-
-    #[test]
-    fn lag_quantiles() {
-        let r = LagRecorder::default();
-        assert_eq!(r.quantile(0.5), None);
-        for i in 0..100 {
-            r.record(f64::from(i) * 1e-4);
-        }
-        let p50 = r.quantile(0.5).expect("recorded");
-        assert!((p50 - 0.0049).abs() < 2e-5, "{p50}");
-        r.record(10.0);
-        assert_eq!(r.count(), 101);
     }
 }

@@ -17,24 +17,25 @@ use subtle::ConstantTimeEq;
 use super::api::{self, ApiBody, ApiJson, DetokenizeRequest, Endpoint, TokenizeRequest, Validated};
 use super::driver::Sink;
 use super::sse::{self, SseSender, SseStream};
-use super::stream::{self, AbortGuard, Answer, Envelope, Generation, GenerationSetup};
+use super::stream::{self, AbortGuard, Envelope, Generation, GenerationSetup, OutputProcessor};
 use super::{
     ApiError, AppState, InjectedError, MAX_BODY_BYTES, VLLM_VERSION, driver, faults, text, unix_now,
 };
-use servesim_sim::engine::AdmissionError;
+use servesim_sim::engine_core::AdmissionError;
 use servesim_sim::frontend::Frontend;
 use servesim_sim::request::EngineRequest;
 
-/// What the client side of a request is made with, besides the request.
-struct ClientOptions {
+/// What the recipient of a request's tokens is made with, besides the request.
+struct RecipientOptions {
     /// The cut fault fires halfway through the answer.
     cut: bool,
     /// Unix time of the answer (its events' `created`).
     created: u64,
 }
 
-/// The client side of an admitted request.
-enum Client {
+/// Who receives an admitted request's tokens (the engine sends them through the matching
+/// [`Sink`]): a stream the lane's dispatcher writes, or a whole answer the handler collects.
+enum Recipient {
     Stream(Arc<SseStream>),
     Whole(Box<Generation>),
 }
@@ -56,16 +57,16 @@ impl AppState {
         }
     }
 
-    /// The client's side of an admitted request, and where the engine sends its tokens: a stream
+    /// The recipient of an admitted request's tokens, and where the engine sends them: a stream
     /// whose events the lane's dispatcher formats (see [`sse`]) or a channel the handler waits on.
-    fn client_side(
+    fn recipient(
         &self,
         endpoint: Endpoint,
         v: &Validated,
         key: u64,
         request: &EngineRequest,
-        options: ClientOptions,
-    ) -> (Client, Sink, String) {
+        options: RecipientOptions,
+    ) -> (Recipient, Sink, String) {
         let s = &self.0;
         let seed = v
             .seed
@@ -76,6 +77,7 @@ impl AppState {
             stop: v.stop.clone(),
             cut_after: options.cut.then(|| (request.outcome().0 / 2).max(1)),
             metrics: Arc::clone(&s.metrics),
+            lag_probe: Arc::clone(&s.lag_probe),
             prompt_tokens: request.prompt_tokens,
             prompt_tokens_details: s.config.prompt_tokens_details,
         };
@@ -92,22 +94,23 @@ impl AppState {
                 &s.fingerprint,
                 v.include_usage,
             );
-            let stream = SseStream::new(Answer::new(setup), envelope);
+            let stream = SseStream::new(OutputProcessor::new(setup), envelope);
             let sink = Sink::Stream(SseSender::new(Arc::clone(&stream)));
-            (Client::Stream(stream), sink, id)
+            (Recipient::Stream(stream), sink, id)
         } else {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             (
-                Client::Whole(Box::new(Generation::new(rx, setup))),
+                Recipient::Whole(Box::new(Generation::new(rx, setup))),
                 Sink::Channel(tx),
                 id,
             )
         }
     }
 
-    /// Run a validated request: faults, token counting, admission checks, then the engine.
-    /// `received` is the engine time the request's body was in: the modelled input latency counts
-    /// from there, so the server's own parsing and tokenising is part of it, not added to it.
+    /// Run a validated request: faults, the `max_tokens` bound, then one turn of the API server
+    /// (counting, admission, submission) and the answer. `received` is the engine time the
+    /// request's body was in: the modelled input latency counts from there, so the server's own
+    /// parsing and tokenising is part of it, not added to it.
     async fn generate(
         &self,
         endpoint: Endpoint,
@@ -115,102 +118,118 @@ impl AppState {
         headers: &HeaderMap,
         received: f64,
     ) -> Result<Response, ApiError> {
-        let s = &self.0;
+        let plan = self.fault_plan(headers)?;
+        let max_model_len = self.0.derived.max_model_len;
+        check_max_tokens(v.max_tokens, max_model_len)?;
+        let turn = Turn {
+            endpoint,
+            arrival: received + self.0.driver.config().input_latency_s,
+            spike_s: plan.spike_s,
+            // The lane this handler runs on (the blocking thread of the turn is on none).
+            lane: super::lanes::current(),
+            options: RecipientOptions {
+                cut: plan.cut,
+                created: unix_now(),
+            },
+        };
+        let created = turn.options.created;
+        // Off the async workers: counting a prompt of megabytes takes a while, and the other
+        // connections (streams, /metrics, /health) go on meanwhile.
+        let (recipient, id) = {
+            let state = self.clone();
+            tokio::task::spawn_blocking(move || state.take_turn(&v, turn))
+                .await
+                .map_err(|_| ApiError::EngineGone)??
+        };
+        match recipient {
+            Recipient::Stream(stream) => Ok(sse_response(stream)),
+            Recipient::Whole(generation) => {
+                self.whole_answer(endpoint, &id, created, *generation).await
+            }
+        }
+    }
+
+    /// The fault plan of a request (dice, or the fault its header forces); an injected error is
+    /// returned as the request's error.
+    fn fault_plan(&self, headers: &HeaderMap) -> Result<faults::FaultPlan, ApiError> {
         let forced = headers
             .get(faults::FAULT_HEADER)
             .and_then(|h| h.to_str().ok());
-        let plan = s.faults.plan(forced).map_err(|m| ApiError::BadRequest {
-            message: m,
-            param: Some(faults::FAULT_HEADER.into()),
-        })?;
-        let max_model_len = s.derived.max_model_len;
+        let plan = self
+            .0
+            .faults
+            .plan(forced)
+            .map_err(|m| ApiError::BadRequest {
+                message: m,
+                param: Some(faults::FAULT_HEADER.into()),
+            })?;
+        let max_model_len = self.0.derived.max_model_len;
         match plan.error {
-            Some(InjectedError::Status(status)) => return Err(ApiError::Injected { status }),
+            Some(InjectedError::Status(status)) => Err(ApiError::Injected { status }),
             Some(InjectedError::ContextLength) => {
-                return Err(self.context_error(AdmissionError::ContextLength {
+                Err(self.context_error(AdmissionError::ContextLength {
                     max_model_len,
                     total: u64::from(max_model_len) + 1,
                     prompt: max_model_len,
                     max_tokens: 1,
-                }));
+                }))
             }
-            None => {}
+            None => Ok(plan),
         }
+    }
 
-        if let Some(m) = v.max_tokens
-            && m > max_model_len
-        {
-            return Err(ApiError::bad_param(
-                "max_tokens",
-                format!(
-                    "max_tokens={m} cannot be greater than max_model_len={max_model_len}. Please request fewer output tokens. (parameter=max_tokens, value={m})"
-                ),
-            ));
-        }
-        let latency = s.driver.config().input_latency_s;
-        // The lane this handler runs on (the blocking thread below is on none).
-        let lane = super::lanes::current();
-        let (spike_s, cut) = (plan.spike_s, plan.cut);
-        let created = unix_now();
-        // The API server handles requests in turn, as the virtual-time runner does: one turn counts
-        // the prompt, draws the answer's length, paces the arrival and submits it, so that lengths
-        // are drawn in the order requests reach the engine (in two turns, two HTTP threads
-        // interleaved them, and which answer got an iteration alone became a matter of luck). Off
-        // the async workers: counting a prompt of megabytes takes a while, and the other
-        // connections (streams, /metrics, /health) go on meanwhile.
-        let (client, id) = {
-            let state = self.clone();
-            let v = v.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut frontend = state.frontend();
-                let prompt_tokens = frontend.prompt_tokens(&v.prompt);
-                let max_tokens =
-                    context_limit(&v.prompt, prompt_tokens, v.max_tokens, max_model_len)?;
-                let request = frontend.prepare(&v.spec(max_tokens));
-                let s = &state.0;
-                s.limits
-                    .validate(&request)
-                    .map_err(|e| state.context_error(e))?;
-                let admission = s.driver.admit(s.config.max_waiting).map_err(|waiting| {
-                    s.metrics.admission_rejected();
-                    ApiError::QueueFull {
-                        waiting,
-                        limit: s.config.max_waiting.unwrap_or(waiting),
-                    }
-                })?;
-                // A refused request does not take a turn: it never reaches the engine.
-                let key = s.next_key.fetch_add(1, Ordering::Relaxed);
-                let (client, sink, id) =
-                    state.client_side(endpoint, &v, key, &request, ClientOptions { cut, created });
-                let paced = frontend.pace(received + latency);
-                let submitted = admission.submit(driver::Submission {
-                    key,
-                    request,
-                    arrival: paced + spike_s,
-                    events: sink,
-                    lane,
-                });
-                if submitted {
-                    Ok((client, id))
-                } else {
-                    Err(ApiError::EngineGone)
-                }
-            })
-            .await
-            .map_err(|_| ApiError::EngineGone)??
-        };
-        let model = s.config.served_model_name.as_str();
-        let generation = match client {
-            Client::Whole(generation) => *generation,
-            Client::Stream(stream) => {
-                let mut response = Response::new(sse::body(stream));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream; charset=utf-8"),
-                );
-                return Ok(response);
+    /// One turn of the API server. Requests are handled in turn, as the virtual-time runner does:
+    /// one turn counts the prompt, draws the answer's length, paces the arrival and submits it,
+    /// so that lengths are drawn in the order requests reach the engine (in two turns, two HTTP
+    /// threads interleaved them, and which answer got an iteration alone became a matter of
+    /// luck). Blocking: it holds the frontend's lock while it counts.
+    fn take_turn(&self, v: &Validated, turn: Turn) -> Result<(Recipient, String), ApiError> {
+        let s = &self.0;
+        let mut frontend = self.frontend();
+        let prompt_tokens = frontend.prompt_tokens(&v.prompt);
+        let max_tokens = context_limit(
+            &v.prompt,
+            prompt_tokens,
+            v.max_tokens,
+            s.derived.max_model_len,
+        )?;
+        let request = frontend.prepare(&v.spec(max_tokens));
+        s.limits
+            .validate(&request)
+            .map_err(|e| self.context_error(e))?;
+        let admission = s.driver.admit(s.config.max_waiting).map_err(|waiting| {
+            s.metrics.admission_rejected();
+            ApiError::QueueFull {
+                waiting,
+                limit: s.config.max_waiting.unwrap_or(waiting),
             }
-        };
+        })?;
+        // A refused request does not take a turn: it never reaches the engine.
+        let key = s.next_key.fetch_add(1, Ordering::Relaxed);
+        let (recipient, sink, id) = self.recipient(turn.endpoint, v, key, &request, turn.options);
+        let paced = frontend.pace(turn.arrival);
+        let submitted = admission.submit(driver::Submission {
+            key,
+            request,
+            arrival: paced + turn.spike_s,
+            events: sink,
+            lane: turn.lane,
+        });
+        if submitted {
+            Ok((recipient, id))
+        } else {
+            Err(ApiError::EngineGone)
+        }
+    }
+
+    /// A non-streaming answer: the whole text once the engine has finished, as vLLM writes it.
+    async fn whole_answer(
+        &self,
+        endpoint: Endpoint,
+        id: &str,
+        created: u64,
+        generation: Generation,
+    ) -> Result<Response, ApiError> {
         let Some((content, finish)) = generation.collect().await? else {
             // The cut fault on a non-streaming answer: drop the connection without an answer.
             let body = Body::from_stream(futures_util::stream::once(async {
@@ -218,65 +237,131 @@ impl AppState {
             }));
             return Ok(Response::new(body));
         };
+        let head = AnswerHead {
+            id,
+            created,
+            model: &self.0.config.served_model_name,
+            fingerprint: &self.0.fingerprint,
+        };
         let body = match endpoint {
-            Endpoint::Chat => serde_json::to_vec(&api::ChatCompletion {
-                id: &id,
-                object: "chat.completion",
-                created,
-                model,
-                choices: [api::ChatChoice {
-                    index: 0,
-                    message: api::AssistantMessage {
-                        role: "assistant",
-                        content: &content,
-                        refusal: None,
-                        annotations: None,
-                        audio: None,
-                        function_call: None,
-                        reasoning: None,
-                    },
-                    logprobs: None,
-                    finish_reason: finish.reason.as_str(),
-                    stop_reason: finish.stop.as_deref(),
-                    token_ids: None,
-                    routed_experts: None,
-                }],
-                service_tier: None,
-                system_fingerprint: &s.fingerprint,
-                usage: api::AnswerUsage::chat(finish.usage),
-                prompt_logprobs: None,
-                prompt_token_ids: None,
-                prompt_text: None,
-                kv_transfer_params: None,
-                ec_transfer_params: None,
-                metrics: None,
-            }),
-            Endpoint::Completions => serde_json::to_vec(&api::TextCompletion {
-                id: &id,
-                object: "text_completion",
-                created,
-                model,
-                choices: [api::TextChoice {
-                    index: 0,
-                    text: &content,
-                    logprobs: None,
-                    finish_reason: finish.reason.as_str(),
-                    stop_reason: finish.stop.as_deref(),
-                    token_ids: None,
-                    prompt_logprobs: None,
-                    prompt_token_ids: None,
-                    routed_experts: None,
-                }],
-                service_tier: None,
-                system_fingerprint: &s.fingerprint,
-                usage: finish.usage.into(),
-                kv_transfer_params: None,
-                ec_transfer_params: None,
-                metrics: None,
-            }),
+            Endpoint::Chat => serde_json::to_vec(&chat_completion(&head, &content, &finish)),
+            Endpoint::Completions => serde_json::to_vec(&text_completion(&head, &content, &finish)),
         };
         let body = body.map_err(|_| ApiError::EngineGone)?;
         Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+/// How the turn of an admitted request goes, decided before it is taken.
+struct Turn {
+    endpoint: Endpoint,
+    /// Engine time the request reaches the engine, before pacing and the spike fault.
+    arrival: f64,
+    /// The spike fault's extra seconds.
+    spike_s: f64,
+    lane: usize,
+    options: RecipientOptions,
+}
+
+/// 400 for a `max_tokens` above the context, before the prompt is counted (vLLM's message).
+fn check_max_tokens(max_tokens: Option<u32>, max_model_len: u32) -> Result<(), ApiError> {
+    match max_tokens {
+        Some(m) if m > max_model_len => Err(ApiError::bad_param(
+            "max_tokens",
+            format!(
+                "max_tokens={m} cannot be greater than max_model_len={max_model_len}. Please request fewer output tokens. (parameter=max_tokens, value={m})"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A streaming answer: its events come from the lane's dispatcher (see [`sse`]).
+fn sse_response(stream: Arc<SseStream>) -> Response {
+    let mut response = Response::new(sse::body(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    response
+}
+
+/// What every non-streaming answer starts with.
+struct AnswerHead<'a> {
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    fingerprint: &'a str,
+}
+
+/// A chat answer's body (nulls included, as vLLM 0.32 writes it).
+fn chat_completion<'a>(
+    head: &AnswerHead<'a>,
+    content: &'a str,
+    finish: &'a stream::Finish,
+) -> api::ChatCompletion<'a> {
+    api::ChatCompletion {
+        id: head.id,
+        object: "chat.completion",
+        created: head.created,
+        model: head.model,
+        choices: [api::ChatChoice {
+            index: 0,
+            message: api::AssistantMessage {
+                role: "assistant",
+                content,
+                refusal: None,
+                annotations: None,
+                audio: None,
+                function_call: None,
+                reasoning: None,
+            },
+            logprobs: None,
+            finish_reason: finish.reason.as_str(),
+            stop_reason: finish.stop.as_deref(),
+            token_ids: None,
+            routed_experts: None,
+        }],
+        service_tier: None,
+        system_fingerprint: head.fingerprint,
+        usage: api::AnswerUsage::chat(finish.usage),
+        prompt_logprobs: None,
+        prompt_token_ids: None,
+        prompt_text: None,
+        kv_transfer_params: None,
+        ec_transfer_params: None,
+        metrics: None,
+    }
+}
+
+/// A completions answer's body (nulls included, as vLLM 0.32 writes it).
+fn text_completion<'a>(
+    head: &AnswerHead<'a>,
+    content: &'a str,
+    finish: &'a stream::Finish,
+) -> api::TextCompletion<'a> {
+    api::TextCompletion {
+        id: head.id,
+        object: "text_completion",
+        created: head.created,
+        model: head.model,
+        choices: [api::TextChoice {
+            index: 0,
+            text: content,
+            logprobs: None,
+            finish_reason: finish.reason.as_str(),
+            stop_reason: finish.stop.as_deref(),
+            token_ids: None,
+            prompt_logprobs: None,
+            prompt_token_ids: None,
+            routed_experts: None,
+        }],
+        service_tier: None,
+        system_fingerprint: head.fingerprint,
+        usage: finish.usage.into(),
+        kv_transfer_params: None,
+        ec_transfer_params: None,
+        metrics: None,
     }
 }
 

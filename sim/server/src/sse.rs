@@ -3,7 +3,7 @@
 //!
 //! The engine thread gives each lane its share of an iteration's tokens just before they are due
 //! (see [`super::driver`]); the lane's dispatcher runs each token through its request's
-//! [`Answer`] (text, stop strings, the cut fault), appends the event to the stream's queue and
+//! [`OutputProcessor`] (text, stop strings, the cut fault), appends the event to the stream's queue and
 //! wakes the connection's task, which takes the queue as one body frame for hyper to write. A
 //! body dropped before its end (the client went away, hyper ended the connection) takes the
 //! request out of the engine at once; the engine stopping before the last token breaks the body.
@@ -17,11 +17,11 @@ use tokio::sync::Notify;
 
 use super::api::Endpoint;
 use super::event::TokenEvent;
-use super::stream::{Answer, Envelope, Piece, StreamCut};
+use super::stream::{AnswerStep, Envelope, OutputProcessor, StreamCut};
 
 /// How a stream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub enum StreamEnd {
     /// Tokens still to come.
     Open,
     /// The last event (and `[DONE]`) is queued: the body ends once the queue is out.
@@ -42,7 +42,7 @@ pub struct SseStream {
 
 #[derive(Debug)]
 struct Inner {
-    answer: Answer,
+    answer: OutputProcessor,
     envelope: Envelope,
     /// No event queued yet (a chat stream's first one carries the role).
     first: bool,
@@ -50,12 +50,12 @@ struct Inner {
     pending: Vec<u8>,
     /// When each token queued in `pending` was due (its emission lag is taken when hyper gets it).
     dues: Vec<Instant>,
-    end: End,
+    end: StreamEnd,
 }
 
 impl SseStream {
     /// A stream for `answer`'s events.
-    pub fn new(answer: Answer, envelope: Envelope) -> Arc<SseStream> {
+    pub fn new(answer: OutputProcessor, envelope: Envelope) -> Arc<SseStream> {
         Arc::new(SseStream {
             inner: Mutex::new(Inner {
                 answer,
@@ -63,7 +63,7 @@ impl SseStream {
                 first: true,
                 pending: Vec::new(),
                 dues: Vec::new(),
-                end: End::Open,
+                end: StreamEnd::Open,
             }),
             notify: Notify::new(),
         })
@@ -84,12 +84,12 @@ impl SseStream {
         };
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if inner.end != End::Open {
+        if inner.end != StreamEnd::Open {
             return;
         }
         scratch.clear();
         match inner.answer.on_event(Some(event)) {
-            Ok(Some(Piece::Token { text, finish })) => {
+            Ok(Some(AnswerStep::Token { text, finish })) => {
                 if inner.first && inner.envelope.endpoint == Endpoint::Chat {
                     inner.envelope.role_event(scratch);
                 }
@@ -98,14 +98,14 @@ impl SseStream {
                 match finish {
                     Some(f) => {
                         inner.envelope.tail(scratch, f.usage);
-                        inner.end = End::Done;
+                        inner.end = StreamEnd::Done;
                     }
                     None => {
                         // The cut fault ends the stream right after this token, and the request
                         // leaves the engine as when a client goes away.
                         if inner.answer.cut_now() {
                             inner.answer.abandon();
-                            inner.end = End::Broken;
+                            inner.end = StreamEnd::Broken;
                         }
                     }
                 }
@@ -113,9 +113,9 @@ impl SseStream {
                 inner.dues.extend(due);
             }
             // After the end (nothing), or a cut (handled after the token before it).
-            Ok(Some(Piece::Cut) | None) => return,
+            Ok(Some(AnswerStep::Cut) | None) => return,
             // Refused by the engine: the stream has started, so it can only break.
-            Err(_) => inner.end = End::Broken,
+            Err(_) => inner.end = StreamEnd::Broken,
         }
         drop(guard);
         self.notify.notify_one();
@@ -124,11 +124,11 @@ impl SseStream {
     /// The client went away: the request leaves the engine at once (its KV blocks are freed).
     pub fn abandon(&self) {
         let mut inner = self.lock();
-        if inner.end == End::Open {
+        if inner.end == StreamEnd::Open {
             inner.answer.abandon();
             inner.pending.clear();
             inner.dues.clear();
-            inner.end = End::Broken;
+            inner.end = StreamEnd::Broken;
         }
     }
 
@@ -141,8 +141,8 @@ impl SseStream {
     /// The engine's side let go of the stream before its last token: the engine stopped.
     fn engine_gone(&self) {
         let mut inner = self.lock();
-        if inner.end == End::Open {
-            inner.end = End::Broken;
+        if inner.end == StreamEnd::Open {
+            inner.end = StreamEnd::Broken;
             drop(inner);
             self.notify.notify_one();
         }
@@ -150,13 +150,14 @@ impl SseStream {
 
     /// Take the queued bytes, and how the stream stands; the emission lag of the tokens taken is
     /// recorded now (hyper writes them as soon as the body's frame is back).
-    fn take(&self) -> (Vec<u8>, End) {
+    fn take(&self) -> (Vec<u8>, StreamEnd) {
         let mut inner = self.lock();
         if !inner.dues.is_empty() {
             let now = Instant::now();
-            let metrics = inner.answer.metrics();
             for due in &inner.dues {
-                metrics.emission_lag(now.saturating_duration_since(*due).as_secs_f64());
+                inner
+                    .answer
+                    .emission_lag(now.saturating_duration_since(*due).as_secs_f64());
             }
             inner.dues.clear();
         }
@@ -201,9 +202,9 @@ pub fn body(stream: Arc<SseStream>) -> Body {
                 return Some((Ok(Bytes::from(bytes)), Some(reader)));
             }
             match end {
-                End::Done => return None,
-                End::Broken => return Some((Err(StreamCut::engine_gone()), None)),
-                End::Open => reader.0.changed().await,
+                StreamEnd::Done => return None,
+                StreamEnd::Broken => return Some((Err(StreamCut::engine_gone()), None)),
+                StreamEnd::Open => reader.0.changed().await,
             }
         }
     });
@@ -228,16 +229,17 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::stream::{AbortGuard, GenerationSetup};
     use crate::text::{AnswerText, TextMode};
-    use servesim_sim::engine::Finished;
+    use servesim_sim::engine_core::Finished;
     use servesim_sim::request::FinishReason;
 
     fn stream(driver: &DriverHandle, cut_after: Option<u32>) -> Arc<SseStream> {
-        let answer = Answer::new(GenerationSetup {
+        let answer = OutputProcessor::new(GenerationSetup {
             guard: AbortGuard::new(driver.clone(), 1),
             text: AnswerText::new(TextMode::Echo, 0, Arc::from("one two three four")),
             stop: vec![],
             cut_after,
             metrics: Arc::new(Metrics::new("local", 100)),
+            lag_probe: Arc::default(),
             prompt_tokens: 3,
             prompt_tokens_details: false,
         });
@@ -271,7 +273,7 @@ mod tests {
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);
         let (bytes, end) = s.take();
-        assert_eq!(end, End::Open);
+        assert_eq!(end, StreamEnd::Open);
         let text = String::from_utf8(bytes).expect("utf-8");
         assert!(
             text.starts_with("data: {") && text.ends_with("\n\n"),
@@ -280,13 +282,13 @@ mod tests {
         assert!(text.contains("\"text\":\"one\""), "{text}");
         s.deliver(token(2, true), &mut scratch);
         let (bytes, end) = s.take();
-        assert_eq!(end, End::Done);
+        assert_eq!(end, StreamEnd::Done);
         let text = String::from_utf8(bytes).expect("utf-8");
         assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
         // Nothing after the end.
         s.deliver(token(3, false), &mut scratch);
-        assert_eq!(s.take(), (Vec::new(), End::Done));
+        assert_eq!(s.take(), (Vec::new(), StreamEnd::Done));
         driver.stop();
     }
 
@@ -296,10 +298,10 @@ mod tests {
         let s = stream(&driver, Some(2));
         let mut scratch = String::new();
         s.deliver(token(1, false), &mut scratch);
-        assert_eq!(s.take().1, End::Open);
+        assert_eq!(s.take().1, StreamEnd::Open);
         s.deliver(token(2, false), &mut scratch);
         let (bytes, end) = s.take();
-        assert_eq!(end, End::Broken);
+        assert_eq!(end, StreamEnd::Broken);
         let text = String::from_utf8(bytes).expect("utf-8");
         assert!(
             text.contains("\"text\":\" two\"") && !text.contains("[DONE]"),
@@ -310,15 +312,15 @@ mod tests {
         let sender = SseSender::new(Arc::clone(&s));
         let copy = sender.clone();
         drop(sender);
-        assert_eq!(s.take().1, End::Open, "a clone still holds it");
+        assert_eq!(s.take().1, StreamEnd::Open, "a clone still holds it");
         drop(copy);
-        assert_eq!(s.take().1, End::Broken);
+        assert_eq!(s.take().1, StreamEnd::Broken);
         // ...but not a finished one.
         let s = stream(&driver, None);
         let sender = SseSender::new(Arc::clone(&s));
         sender.stream().deliver(token(1, true), &mut scratch);
         drop(sender);
-        assert_eq!(s.take().1, End::Done);
+        assert_eq!(s.take().1, StreamEnd::Done);
         driver.stop();
     }
 }

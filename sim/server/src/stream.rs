@@ -10,9 +10,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::api::{Endpoint, Usage};
 use super::driver::{DriverHandle, TokenEvent};
 use super::errors::ApiError;
+use super::lag_probe::LagProbe;
 use super::metrics::Metrics;
 use super::text::AnswerText;
-use servesim_sim::engine::AdmissionError;
+use servesim_sim::engine_core::AdmissionError;
 use servesim_sim::request::FinishReason;
 
 /// Takes the request out of the engine when dropped unless it finished there: a client that
@@ -45,7 +46,7 @@ impl Drop for AbortGuard {
 
 /// One step of an answer as the client sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Piece {
+pub enum AnswerStep {
     /// A token's text; `finish` on the last one.
     Token {
         text: String,
@@ -64,16 +65,17 @@ pub struct Finish {
     pub usage: Usage,
 }
 
-/// The client side of one request, whatever carries its tokens: text, stop strings, the cut fault
-/// and the abort guard, turning the engine's events into [`Piece`]s one at a time (no waiting, so
+/// The client side of one request, whatever carries its tokens (vLLM's output processor for one
+/// request): text, stop strings, the cut fault and the abort guard, turning the engine's events into [`AnswerStep`]s one at a time (no waiting, so
 /// the lane's dispatcher can run it for a stream as well as a task for a channel).
 #[derive(Debug)]
-pub struct Answer {
+pub struct OutputProcessor {
     guard: AbortGuard,
     text: AnswerText,
     stop: Vec<String>,
     cut_after: Option<u32>,
     metrics: Arc<Metrics>,
+    lag_probe: Arc<LagProbe>,
     prompt_tokens: u32,
     prompt_tokens_details: bool,
     /// Text so far (for stop strings and the non-streaming answer).
@@ -91,20 +93,23 @@ pub struct GenerationSetup {
     /// Cut the connection after this many tokens (the `cut` fault).
     pub cut_after: Option<u32>,
     pub metrics: Arc<Metrics>,
+    /// The benchmark's lag records (see [`LagProbe`]).
+    pub lag_probe: Arc<LagProbe>,
     pub prompt_tokens: u32,
     /// Report the prompt tokens read from the prefix cache in `usage`
     /// (`--enable-prompt-tokens-details`).
     pub prompt_tokens_details: bool,
 }
 
-impl Answer {
-    pub fn new(setup: GenerationSetup) -> Answer {
-        Answer {
+impl OutputProcessor {
+    pub fn new(setup: GenerationSetup) -> OutputProcessor {
+        OutputProcessor {
             guard: setup.guard,
             text: setup.text,
             stop: setup.stop,
             cut_after: setup.cut_after,
             metrics: setup.metrics,
+            lag_probe: setup.lag_probe,
             prompt_tokens: setup.prompt_tokens,
             prompt_tokens_details: setup.prompt_tokens_details,
             out: String::new(),
@@ -127,9 +132,11 @@ impl Answer {
         false
     }
 
-    /// The metrics the answer reports to (emission lag).
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// How late one of the answer's tokens left the server, seconds: the `/metrics` histogram
+    /// and the benchmark's record.
+    pub fn emission_lag(&self, lag: f64) {
+        self.metrics.emission_lag(lag);
+        self.lag_probe.emission.record(lag);
     }
 
     /// Take the request out of the engine now, unless it has finished there (the client is gone).
@@ -142,7 +149,7 @@ impl Answer {
 
     /// The piece one engine event makes (`event` `None`: the engine stopped). An engine rejection
     /// is a 400; an event after the end is ignored (`Ok(None)`).
-    pub fn on_event(&mut self, event: Option<TokenEvent>) -> Result<Option<Piece>, ApiError> {
+    pub fn on_event(&mut self, event: Option<TokenEvent>) -> Result<Option<AnswerStep>, ApiError> {
         if self.done {
             return Ok(None);
         }
@@ -173,7 +180,7 @@ impl Answer {
                         self.guard.reason = None;
                     }
                     let text = self.out.get(before..).unwrap_or_default().to_string();
-                    return Ok(Some(Piece::Token {
+                    return Ok(Some(AnswerStep::Token {
                         text,
                         finish: Some(Finish {
                             reason: FinishReason::Stop,
@@ -193,7 +200,7 @@ impl Answer {
                             .with_cached(self.prompt_tokens_details.then_some(f.cached_tokens)),
                     }
                 });
-                Ok(Some(Piece::Token { text, finish }))
+                Ok(Some(AnswerStep::Token { text, finish }))
             }
         }
     }
@@ -225,30 +232,29 @@ impl Answer {
 #[derive(Debug)]
 pub struct Generation {
     rx: UnboundedReceiver<TokenEvent>,
-    answer: Answer,
+    answer: OutputProcessor,
 }
 
 impl Generation {
     pub fn new(rx: UnboundedReceiver<TokenEvent>, setup: GenerationSetup) -> Generation {
         Generation {
             rx,
-            answer: Answer::new(setup),
+            answer: OutputProcessor::new(setup),
         }
     }
 
     /// The next piece; `Ok(None)` after the last one. An engine rejection is a 400; a channel that
     /// closes early means the engine stopped (shutdown).
-    pub async fn next(&mut self) -> Result<Option<Piece>, ApiError> {
+    pub async fn next(&mut self) -> Result<Option<AnswerStep>, ApiError> {
         if self.answer.is_done() {
             return Ok(None);
         }
         if self.answer.cut_now() {
-            return Ok(Some(Piece::Cut));
+            return Ok(Some(AnswerStep::Cut));
         }
         let event = self.rx.recv().await;
         if let Some(TokenEvent::Token { due, .. }) = &event {
             self.answer
-                .metrics
                 .emission_lag(Instant::now().saturating_duration_since(*due).as_secs_f64());
         }
         self.answer.on_event(event)
@@ -258,11 +264,11 @@ impl Generation {
     pub async fn collect(mut self) -> Result<Option<(String, Finish)>, ApiError> {
         loop {
             match self.next().await? {
-                Some(Piece::Token {
+                Some(AnswerStep::Token {
                     finish: Some(f), ..
                 }) => return Ok(Some((std::mem::take(&mut self.answer.out), f))),
-                Some(Piece::Token { .. }) => {}
-                Some(Piece::Cut) | None => return Ok(None),
+                Some(AnswerStep::Token { .. }) => {}
+                Some(AnswerStep::Cut) | None => return Ok(None),
             }
         }
     }
@@ -543,6 +549,7 @@ mod tests {
                 stop: vec!["ee f".into()],
                 cut_after: None,
                 metrics: Arc::new(Metrics::new("local", 100)),
+                lag_probe: Arc::default(),
                 prompt_tokens: 3,
                 prompt_tokens_details: false,
             },

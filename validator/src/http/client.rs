@@ -87,14 +87,14 @@ pub struct ChatClient {
 
 /// A level's clock: seconds since the level started, from a monotonic clock.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub struct LevelClock {
     start: Instant,
 }
 
-impl Clock {
+impl LevelClock {
     /// A clock whose zero is now.
-    pub fn start() -> Clock {
-        Clock {
+    pub fn start() -> LevelClock {
+        LevelClock {
             start: Instant::now(),
         }
     }
@@ -238,7 +238,7 @@ impl ChatClient {
     pub async fn exchange(
         &self,
         req: &Prepared,
-        clock: &Clock,
+        clock: &LevelClock,
         record: &mut RequestRecord,
         keep_times: bool,
     ) {
@@ -279,7 +279,7 @@ impl ChatClient {
     async fn stream(
         &self,
         req: &Prepared,
-        clock: &Clock,
+        clock: &LevelClock,
         record: &mut RequestRecord,
         keep_times: bool,
     ) -> Result<Ending, RequestError> {

@@ -15,12 +15,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use servesim_sim::{LevelPlan, LevelRun};
 use tokio::sync::{mpsc, watch};
 
-pub use client::{ChatClient, ClientConfig, ClientError, Clock};
+pub use client::{ChatClient, ClientConfig, ClientError, LevelClock};
 
 use crate::load::{CappedTarget, StopHandle};
 use crate::records::RecordLog;
 use crate::suite::{Target, TargetError};
-use run::{PreparedPlan, Shared, run_plan, specs};
+use run::{LevelSender, PreparedPlan, run_plan, specs};
 
 /// Message of the [`TargetError`] returned once a run has been stopped.
 pub const INTERRUPTED: &str = "interrupted";
@@ -169,9 +169,9 @@ impl CappedTarget for HttpTarget {
         let pb = self.progress_bar(specs(plan).count());
         let log = self.log.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let shared = Shared {
+        let shared = LevelSender {
             client: Arc::clone(&self.client),
-            clock: Clock::start(),
+            clock: LevelClock::start(),
             keep_times: self.keep_event_times || plan.record_event_times,
             stop: self.stop.0.subscribe(),
             done: tx,

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use servesim_sim::{LevelPlan, LevelRun, Origin, RequestRecord, RequestSpec};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::client::{ChatClient, Clock, Prepared};
+use super::client::{ChatClient, LevelClock, Prepared};
 
-/// What every request task of a level shares.
+/// What every request task of a level shares to send its request and report its record: the
+/// client, the level's clock, the stop signal and the channel of finished records.
 #[derive(Clone)]
-pub(crate) struct Shared {
+pub(crate) struct LevelSender {
     pub client: Arc<ChatClient>,
-    pub clock: Clock,
+    pub clock: LevelClock,
     pub keep_times: bool,
     pub stop: watch::Receiver<bool>,
     pub done: mpsc::UnboundedSender<RequestRecord>,
@@ -32,7 +33,7 @@ pub(crate) struct PreparedPlan {
     pub arrivals: Vec<Prepared>,
 }
 
-impl Shared {
+impl LevelSender {
     /// Send one request and report its record; its end time, or `None` when the run was stopped
     /// meanwhile (the unfinished request is dropped, not recorded).
     async fn run_one(
@@ -60,7 +61,7 @@ impl Shared {
 
 /// Run `plan` to completion (or until stopped); `on_record` sees each record as it finishes.
 pub(crate) async fn run_plan(
-    shared: Shared,
+    shared: LevelSender,
     plan: &LevelPlan,
     cap: Option<usize>,
     prepared: PreparedPlan,
@@ -173,7 +174,7 @@ impl Foreground {
 
 /// The open-loop dispatcher: each arrival at its time, in its own task.
 async fn dispatch(
-    shared: Shared,
+    shared: LevelSender,
     times: Vec<f64>,
     reqs: Vec<Prepared>,
     cap: Option<usize>,

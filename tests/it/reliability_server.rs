@@ -3,15 +3,13 @@
 //! a bounded queue, and a bounded soak at the knee with RSS and file descriptors watched. The real
 //! binary on a loopback port; requests are written as raw bytes (so that malformed ones really
 //! are malformed on the wire); every wait polls a condition with a deadline. Sizes and durations
-//! are printed (`cargo test --test reliability_server -- --nocapture`) for the README.
-
-mod support;
+//! are printed (`cargo test --test it reliability_server -- --nocapture`) for the README.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::{ServerProcess, open_fds, rss_kib};
 use serde_json::{Value, json};
-use support::{ServerProcess, open_fds, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,7 +30,7 @@ fn addr_of(base: &str) -> String {
 
 /// What came back on a raw connection.
 #[derive(Debug)]
-struct Answer {
+struct WireResponse {
     /// Everything the server sent.
     raw: Vec<u8>,
     status: Option<u16>,
@@ -46,7 +44,7 @@ struct Answer {
 /// Write `request` (ignoring write errors: the server may answer and close before reading it
 /// all) while reading the answer until the server closes the connection or `limit` passes. With
 /// `hold`, the connection is kept open after writing (a client that stopped sending).
-async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> Answer {
+async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> WireResponse {
     let start = Instant::now();
     let stream = TcpStream::connect(addr).await.expect("the server accepts");
     let (mut rd, mut wr) = stream.into_split();
@@ -86,7 +84,7 @@ async fn exchange(addr: &str, request: Vec<u8>, limit: Duration) -> Answer {
     } else {
         body
     };
-    Answer {
+    WireResponse {
         raw,
         status,
         head,
@@ -137,7 +135,7 @@ fn statuses(mut raw: &[u8]) -> Vec<u16> {
 /// frames them as RFC 9112 says): every request is answered with `status`, or the server rejects
 /// the framing with a 400; either way it closes the connection then, and nothing behind a
 /// rejection (or behind the requests) is answered: no request vanishes, none is smuggled in.
-fn check_framing(name: &str, case: &Value, answer: &Answer) {
+fn check_framing(name: &str, case: &Value, answer: &WireResponse) {
     let requests = case["requests"].as_u64().expect("requests") as usize;
     let want = case["status"].as_u64().expect("a status") as u16;
     let got = statuses(&answer.raw);

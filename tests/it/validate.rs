@@ -1,9 +1,7 @@
 //! End-to-end tests of `servesim validate` and `servesim compare` on recordings (no GPU, no server).
 
-mod support;
-
+use crate::support::{servesim, stdout_ok};
 use serde_json::Value;
-use support::{servesim, stdout_ok};
 
 fn fixture(path: &str) -> String {
     format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
@@ -253,7 +251,7 @@ fn compare_two_saved_runs() {
 /// (`baseline_against_serve_agrees_with_simulate_within_5_percent`, ignored by default).
 #[test]
 fn validating_the_fake_server_as_if_it_were_real() {
-    let server = support::ServerProcess::start(&["--profile", "h100-qwen2.5-7b"]);
+    let server = crate::support::ServerProcess::start(&["--profile", "h100-qwen2.5-7b"]);
     let dir = out_dir("fake");
     let drills = [
         "--drill",

@@ -1,10 +1,8 @@
 //! End-to-end tests of the CLI: profiles, simulate (drills and trace replay), demo. They run the real
 //! binary and read its output as a user would.
 
-mod support;
-
+use crate::support::{ROW_STAT_COLUMNS, servesim, stdout_ok};
 use serde_json::Value;
-use support::{ROW_STAT_COLUMNS, servesim, stdout_ok};
 
 fn fixture(path: &str) -> String {
     let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));

@@ -10,12 +10,10 @@
 //!
 //! Every read is bounded by [`READ_LIMIT`]; nothing waits on a sleep.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ServerProcess, sse_data};
 use serde_json::Value;
-use support::{ServerProcess, sse_data};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,7 +32,7 @@ const STREAMING_CHAT: &str = r#"{"model":"local","messages":[{"role":"user","con
 
 /// One answer read off the wire.
 #[derive(Debug)]
-struct Answer {
+struct WireResponse {
     /// The status line, e.g. `HTTP/1.1 200 OK`.
     status_line: String,
     status: u16,
@@ -44,7 +42,7 @@ struct Answer {
     body: Vec<u8>,
 }
 
-impl Answer {
+impl WireResponse {
     /// The value of header `name` (lower case), if present (the first, if several).
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -136,7 +134,7 @@ impl Conn {
     }
 
     /// Read the next answer's head (status line and headers) and consume it.
-    async fn read_head(&mut self) -> Answer {
+    async fn read_head(&mut self) -> WireResponse {
         let end = loop {
             if let Some(at) = find(&self.buf, b"\r\n\r\n") {
                 break at;
@@ -168,7 +166,7 @@ impl Conn {
                 (name.trim().to_ascii_lowercase(), value.trim().to_string())
             })
             .collect();
-        Answer {
+        WireResponse {
             status_line,
             status,
             headers,
@@ -179,7 +177,7 @@ impl Conn {
     /// Read the next whole answer: its head, then the body its framing says (none for an answer
     /// to HEAD, `head_only`); bytes after it stay for the next answer. Checks that a final answer
     /// has a `date` header, and that a chunked answer has no `content-length`.
-    async fn read_answer(&mut self, head_only: bool) -> Answer {
+    async fn read_answer(&mut self, head_only: bool) -> WireResponse {
         let mut answer = self.read_head().await;
         // Interim (1xx) answers are a bare status line.
         assert!(
@@ -292,7 +290,7 @@ fn post(path: &str, body: &str) -> String {
 }
 
 /// Checks a non-streaming completion answer of 2 tokens; its usage.
-fn check_completion(answer: &Answer) -> Value {
+fn check_completion(answer: &WireResponse) -> Value {
     assert_eq!(answer.status, 200, "{answer:?}");
     let cmpl = answer.json();
     assert_eq!(cmpl["object"], "text_completion", "{cmpl}");
@@ -301,13 +299,13 @@ fn check_completion(answer: &Answer) -> Value {
 }
 
 /// Checks a `GET /version` answer.
-fn check_version(answer: &Answer) {
+fn check_version(answer: &WireResponse) {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert!(answer.json()["version"].is_string(), "{answer:?}");
 }
 
 /// Checks a streaming chat answer of 3 tokens: chunked SSE events ending with `[DONE]`.
-fn check_chat_stream(answer: &Answer) {
+fn check_chat_stream(answer: &WireResponse) {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(
         answer.header("transfer-encoding"),

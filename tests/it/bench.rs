@@ -2,18 +2,16 @@
 //! `simulate`, every drill over loopback HTTP against a scripted server, a misbehaving server with
 //! exact error counts, timeouts, refused connections, open loop, and clean interruption.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{BenchRun, ROW_STAT_COLUMNS, stdout_ok};
 use serde_json::Value;
 use servesim_sim::{ClientGroup, LevelPlan, RequestSpec};
 use servesim_validator::http::{ClientConfig, HttpTarget, INTERRUPTED};
 use servesim_validator::mock::{Reply, ScriptedServer, StreamReply};
 use servesim_validator::suite::Target;
-use support::{BenchRun, ROW_STAT_COLUMNS, stdout_ok};
 
 /// Upper bound for waits on the scripted server (never reached when things work).
 const LIMIT: Duration = Duration::from_secs(30);
@@ -545,7 +543,7 @@ fn a_run_where_nothing_succeeds_fails_and_still_writes_its_files() {
     assert_eq!(jsonl(&dir.join("requests.jsonl")).len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
     // A URL given to --target (which takes sim[:PROFILE]) points at --url.
-    let out = support::servesim(&["bench", "--target", &url, "--drill", "baseline"]);
+    let out = crate::support::servesim(&["bench", "--target", &url, "--drill", "baseline"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!("give --url {url}")),
@@ -759,7 +757,7 @@ fn every_drill_runs_against_servesim_serve_over_loopback() {
         "decode",
         "batching",
     ] {
-        let server = support::ServerProcess::start(&["--time-scale", "0.1"]);
+        let server = crate::support::ServerProcess::start(&["--time-scale", "0.1"]);
         let bench = drills(json(
             &BenchRun::url(&server.base)
                 .drill(drill)
@@ -799,14 +797,14 @@ fn every_drill_runs_against_servesim_serve_over_loopback() {
 /// `SERVESIM_AGREEMENT_SCALE` (default 1: real time, ~28 s); the bench's times are divided by the
 /// scale and its throughput multiplied by it before comparing.
 #[test]
-#[ignore = "a timing acceptance check on the wall clock (~30 s): run on demand with `cargo test --release --test bench -- --ignored`"]
+#[ignore = "a timing acceptance check on the wall clock (~30 s): run on demand with `cargo test --release --test it baseline_against_serve -- --ignored`"]
 fn baseline_against_serve_agrees_with_simulate_within_5_percent() {
     let scale: f64 = std::env::var("SERVESIM_AGREEMENT_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let scale_arg = scale.to_string();
-    let server = support::ServerProcess::start(&["--time-scale", &scale_arg]);
+    let server = crate::support::ServerProcess::start(&["--time-scale", &scale_arg]);
     let bench = json(
         &BenchRun::url(&server.base)
             .drill("baseline")
@@ -877,7 +875,7 @@ fn workload_multi_turn_runs_against_servesim_serve_with_think_time() {
         (true, "--enable-prefix-caching"),
         (false, "--no-enable-prefix-caching"),
     ] {
-        let server = support::ServerProcess::start(&["--time-scale", "0.1", flag]);
+        let server = crate::support::ServerProcess::start(&["--time-scale", "0.1", flag]);
         let started = std::time::Instant::now();
         let v = json(
             &BenchRun::url(&server.base)
@@ -908,7 +906,7 @@ fn workload_multi_turn_runs_against_servesim_serve_with_think_time() {
 /// the hit rate.
 #[test]
 fn workload_table_has_the_summary_and_hit_rate() {
-    let server = support::ServerProcess::start(&["--time-scale", "0.1"]);
+    let server = crate::support::ServerProcess::start(&["--time-scale", "0.1"]);
     let out = BenchRun::url(&server.base)
         .quiet()
         .extra(&[

@@ -2,13 +2,11 @@
 //! client and a real OpenAI client library. Servers run with a small `--time-scale` so that the
 //! simulated GPU is fast; every wait is on a condition with a deadline.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::ServerProcess;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::ServerProcess;
 
 /// Simulated GPU 20× faster than real: a 128-token answer streams in ~0.15 s.
 const FAST: &[&str] = &["--time-scale", "0.05"];
@@ -60,7 +58,7 @@ fn chat_body(max_tokens: u32, stream: bool) -> Value {
 
 /// Read a whole SSE body into its `data:` payloads.
 async fn sse_events(resp: reqwest::Response) -> Vec<String> {
-    support::sse_data(&resp.text().await.expect("a complete stream"))
+    crate::support::sse_data(&resp.text().await.expect("a complete stream"))
 }
 
 async fn metrics(base: &str) -> String {

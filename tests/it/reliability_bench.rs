@@ -2,18 +2,16 @@
 //! one level (errors with and without `Retry-After`, resets before and during the answer, a stall
 //! past the timeout, garbage instead of SSE, refused connections) is classified, the level runs
 //! to its end and the counts are exact; and a run killed with SIGKILL keeps every finished record
-//! on disk as valid JSON Lines. (`tests/bench.rs` covers the rest: 500s, clean closes, drops,
+//! on disk as valid JSON Lines. (`tests/it/bench.rs` covers the rest: 500s, clean closes, drops,
 //! hangs, refused connections alone, SIGINT.)
-
-mod support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::BenchRun;
 use serde_json::Value;
 use servesim_validator::mock::{Reply, ScriptedServer, StreamReply};
-use support::BenchRun;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -1,7 +1,7 @@
 //! The `async-openai` crate (crates.io, unmodified) with the same code against any vLLM-compatible server: the real
 //! vLLM peer and `servesim serve`. `tests/peers/run.sh` runs it against both:
 //!
-//!   SERVESIM_PEER_URL=http://127.0.0.1:8000/v1 cargo test --test peer_async_openai -- --ignored
+//!   SERVESIM_PEER_URL=http://127.0.0.1:8000/v1 cargo test --test it peer_async_openai -- --ignored
 //!
 //! Ignored by default, so a plain `cargo test` stays green without a server; run with `--ignored` but without
 //! `SERVESIM_PEER_URL` it says it skipped and passes. The server must serve the model `local`.

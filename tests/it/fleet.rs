@@ -1,9 +1,7 @@
 //! End-to-end tests of `simulate`'s fleets and open-loop load: the real binary, read as a user would.
 
-mod support;
-
+use crate::support::{servesim, stdout_ok};
 use serde_json::Value;
-use support::{servesim, stdout_ok};
 
 fn json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout_ok(args)).expect("valid JSON on stdout")
