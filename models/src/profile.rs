@@ -337,6 +337,34 @@ impl Profile {
         (entry_names(GPUS), entry_names(LLMS))
     }
 
+    /// The warnings vLLM logs for this layout, word for word, where they change what is modelled:
+    /// FP8 on a card without FP8 tensor cores runs weight-only through Marlin
+    /// (vllm/model_executor/layers/quantization/utils/marlin_utils_fp8.py), and more than two
+    /// PCIe-only GPUs all-reduce through NCCL instead of vLLM's custom kernel
+    /// (vllm/distributed/device_communicators/custom_all_reduce.py).
+    pub fn vllm_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.engine.quantization == Some(crate::engine::Quantization::Fp8)
+            && self.gpu.fp8_tensor_flops.is_none()
+        {
+            out.push(
+                "Your GPU does not have native support for FP8 computation but FP8 quantization \
+                 is being used. Weight-only FP8 compression will be used leveraging the Marlin \
+                 kernel. This may degrade performance for compute-heavy workloads."
+                    .to_string(),
+            );
+        }
+        if self.engine.tensor_parallel_size > 2 && self.gpu.interconnect.kind.starts_with("PCIe") {
+            out.push(
+                "Custom allreduce is disabled because it's not supported on more than two \
+                 PCIe-only GPUs. To silence this warning, specify disable_custom_all_reduce=True \
+                 explicitly."
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// The cost model of this GPU, model and engine.
     pub fn cost_model(&self) -> CostModel {
         CostModel::new(&self.gpu, &self.model, &self.engine)

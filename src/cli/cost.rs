@@ -110,6 +110,9 @@ pub fn cost(args: CostArgs) -> Result<()> {
     args.engine.apply(&mut profile)?;
     // Refuse what vLLM would refuse (a TP that does not divide the heads, weights that do not fit).
     profile.derive()?;
+    for w in profile.vllm_warnings() {
+        eprintln!("servesim: vLLM would warn: {w}");
+    }
     if let Some(path) = &args.silicon {
         let table = read_table(path)?;
         let c = table.compare(&profile, &profile.gpu);
@@ -321,6 +324,8 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
                     "host"
                 } else if q.attention_s > q.weights_s + q.gemm_s {
                     "attention"
+                } else if q.allreduce_s > q.weights_s + q.gemm_s {
+                    "all-reduce"
                 } else if q.gemm_s > 0.14 * q.weights_s {
                     // Past the ridge: at equal compute and weight time the smooth maximum adds
                     // 2^(1/k) − 1 ≈ 14 % (k ≈ 5).

@@ -149,6 +149,9 @@ fn show(name: &str, json: bool) -> Result<()> {
         "all-reduce per layer     {:.1} µs (two all-reduces of one token's activations)",
         d.allreduce_per_layer_s * 1e6
     );
+    for w in p.vllm_warnings() {
+        println!("vLLM warns               {w}");
+    }
     Ok(())
 }
 
