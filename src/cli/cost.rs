@@ -198,8 +198,9 @@ fn breakdown(profile: &Profile, c: &IterationCost) -> String {
     let e = &profile.engine;
     let _ = writeln!(
         out,
-        "# one iteration on {} (tensor parallel {}, quantization {}, KV cache {}; per-GPU terms)",
+        "# one iteration on {} ({}; tensor parallel {}, quantization {}, KV cache {}; per-GPU terms)",
         profile.name,
+        profile.model.hf_id,
         e.tensor_parallel_size,
         e.quantization.map_or("none", |q| q.as_str()),
         e.kv_cache_dtype.as_str()
@@ -310,8 +311,8 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
             let mut out = String::new();
             let _ = writeln!(
                 out,
-                "# decode steps on {} (max_num_seqs {max}); C counts the new token",
-                profile.name
+                "# decode steps on {} ({}, tensor parallel {}; max_num_seqs {max}); C counts the new token",
+                profile.name, profile.model.hf_id, profile.engine.tensor_parallel_size
             );
             let _ = writeln!(
                 out,
