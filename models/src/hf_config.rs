@@ -3,7 +3,34 @@
 
 use serde_json::{Map, Value};
 
+use crate::engine::Quantization;
 use crate::llm::{LlmSpec, TokenizerKind};
+
+/// The quantisation a checkpoint's config.json declares (`quantization_config.quant_method`), which
+/// vLLM applies without `--quantization`: `Ok(None)` for an unquantised checkpoint, an error naming
+/// a method servesim does not model.
+pub fn hf_quantization(text: &str, origin: &str) -> Result<Option<Quantization>, HfConfigError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| HfConfigError::Json {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    let method = value
+        .get("quantization_config")
+        .and_then(|q| q.get("quant_method"))
+        .and_then(Value::as_str);
+    match method {
+        None => Ok(None),
+        Some("fp8") => Ok(Some(Quantization::Fp8)),
+        Some("awq") => Ok(Some(Quantization::Awq)),
+        Some("gptq") => Ok(Some(Quantization::Gptq)),
+        Some(other) => Err(HfConfigError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "quantization_config.quant_method '{other}' is not modelled (servesim models fp8, awq and gptq)"
+            ),
+        }),
+    }
+}
 
 /// Why a config.json could not become a model.
 #[derive(Debug, thiserror::Error)]

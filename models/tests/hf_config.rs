@@ -104,3 +104,24 @@ fn an_unsupported_architecture_is_refused_naming_what_it_lacks() {
     assert!(LlmSpec::from_hf_config("[1, 2]", "list.json").is_err());
     assert!(LlmSpec::from_hf_config("{", "broken.json").is_err());
 }
+
+#[test]
+fn a_quantised_checkpoint_declares_its_method() {
+    use servesim_models::Quantization;
+    use servesim_models::hf_config::hf_quantization;
+    let awq = r#"{"model_type": "qwen2", "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}"#;
+    assert_eq!(
+        hf_quantization(awq, "awq.json").ok(),
+        Some(Some(Quantization::Awq))
+    );
+    assert_eq!(
+        hf_quantization(&fixture("llama-3.1-70b-instruct.json"), "llama").ok(),
+        Some(None)
+    );
+    let other = r#"{"quantization_config": {"quant_method": "bitsandbytes"}}"#;
+    let err = hf_quantization(other, "bnb.json")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("'bitsandbytes' is not modelled"), "{err}");
+}

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use servesim_models::hf_config::hf_quantization;
 use servesim_models::{KvCacheDtype, LlmSpec, Profile, Quantization};
 
 /// `--quantization` values servesim models, as vLLM spells them.
@@ -46,6 +47,14 @@ pub struct EngineFlags {
     pub hf_config: Option<std::path::PathBuf>,
 }
 
+fn quantization(q: QuantizationArg) -> Quantization {
+    match q {
+        QuantizationArg::Fp8 => Quantization::Fp8,
+        QuantizationArg::Awq => Quantization::Awq,
+        QuantizationArg::Gptq => Quantization::Gptq,
+    }
+}
+
 impl EngineFlags {
     /// Apply the flags given to `profile`'s model and engine; an unreadable or unsupported
     /// `--hf-config` is an error. Callers re-derive the profile, which refuses what vLLM refuses.
@@ -53,17 +62,28 @@ impl EngineFlags {
         if let Some(path) = &self.hf_config {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read --hf-config {}: {e}", path.display()))?;
-            profile.model = LlmSpec::from_hf_config(&text, &path.display().to_string())?;
+            let origin = path.display().to_string();
+            profile.model = LlmSpec::from_hf_config(&text, &origin)?;
+            // A quantised checkpoint brings its method, as vLLM reads it from the config.
+            let declared = hf_quantization(&text, &origin)?;
+            if let (Some(d), Some(asked)) = (declared, self.quantization) {
+                let asked = quantization(asked);
+                if d != asked {
+                    // vLLM's ModelConfig._verify_quantization, word for word.
+                    anyhow::bail!(
+                        "Quantization method specified in the model config ({}) does not match the quantization method specified in the `quantization` argument ({}).",
+                        d.as_str(),
+                        asked.as_str()
+                    );
+                }
+            }
+            profile.engine.quantization = declared.or(profile.engine.quantization);
         }
         if let Some(tp) = self.tensor_parallel_size {
             profile.engine.tensor_parallel_size = tp;
         }
         if let Some(q) = self.quantization {
-            profile.engine.quantization = Some(match q {
-                QuantizationArg::Fp8 => Quantization::Fp8,
-                QuantizationArg::Awq => Quantization::Awq,
-                QuantizationArg::Gptq => Quantization::Gptq,
-            });
+            profile.engine.quantization = Some(quantization(q));
         }
         if let Some(k) = self.kv_cache_dtype {
             profile.engine.kv_cache_dtype = match k {
