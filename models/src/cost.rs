@@ -21,15 +21,26 @@
 //! - **logits**: the LM head, a GEMM over every sampled sequence, as above;
 //! - **sampler**: vLLM's sampler kernels, a few passes over each sampled sequence's fp32 logits.
 //!
+//! - **all-reduce**: with tensor parallelism over TP GPUs every term above is one GPU's share (1/TP
+//!   of the heads, MLP and vocabulary), and each layer all-reduces its activations twice (after the
+//!   attention output and the MLP down projections) over the GPU's interconnect, plus one all-gather
+//!   of the sampled logits; vLLM does not overlap these with compute.
+//!
+//! A mixture-of-experts layer streams only the experts the step's tokens touch (the expected
+//! number of distinct experts for B tokens under top-k routing) and computes top-k experts per
+//! token. Quantised weights shrink the streamed bytes (FP8 one byte, INT4 about half a byte) and
+//! change the GEMM rate: FP8 tensor cores where the card has them, the bf16 rate with a
+//! dequantisation surcharge for weight-only kernels (AWQ/GPTQ, FP8 on Ampere through Marlin).
+//!
 //! Host time is the engine's CPU work per step (schedule, prepare inputs, process outputs) plus a
 //! share per scheduled sequence. With async scheduling the host prepares step n+1 while the GPU runs
 //! step n, so the step lasts `max(gpu, host)`; without it, `gpu + host`.
 
 use serde::Serialize;
 
-use crate::engine::EngineConfig;
-use crate::gpu::GpuSpec;
-use crate::llm::LlmSpec;
+use crate::engine::{EngineConfig, Quantization};
+use crate::gpu::{GpuSpec, Interconnect};
+use crate::llm::{LlmSpec, expected_experts};
 
 /// Passes over the fp32 logits that vLLM V1's sampler makes for a request with a temperature and
 /// no top-p/top-k (vllm/v1/sample/sampler.py): the fp32 cast, the temperature divide, softmax's
@@ -38,6 +49,13 @@ const SAMPLER_PASSES: f64 = 8.0;
 
 /// Passes of the silicon probe's greedy argmax over the same logits.
 const ARGMAX_PASSES: f64 = 1.0;
+
+/// How much dearer a weight-only quantised GEMM (INT4 AWQ/GPTQ, FP8 through Marlin on Ampere) is
+/// than a bf16 one once compute bound: the kernel dequantises every weight tile it loads before the
+/// bf16 MMA. Marlin (Frantar et al., 2024, arXiv:2408.11743) keeps near-ideal speed-ups to batch
+/// 16-32 and falls to around bf16 speed at large batches; 1.2 is an engineering estimate of the
+/// remaining surcharge, not fitted to silicon.
+pub const WEIGHT_ONLY_COMPUTE_FACTOR: f64 = 1.2;
 
 /// Part of one prompt processed in an iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +93,9 @@ pub struct CostParts {
     pub logits_s: f64,
     /// Sampler kernels over the sampled sequences' logits.
     pub sampler_s: f64,
+    /// Tensor parallelism's collectives: two all-reduces of the activations per layer and the
+    /// all-gather of the sampled logits (zero on one GPU).
+    pub allreduce_s: f64,
     /// Host time the GPU waits for (all of it without async scheduling; the excess over the GPU
     /// time with it).
     pub host_exposed_s: f64,
@@ -83,11 +104,17 @@ pub struct CostParts {
 /// What an iteration costs, with the parts that make it up.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct IterationCost {
-    /// Bytes the iteration moves through device memory: every streamed weight plus the KV cache it
-    /// touches (attended context and the new tokens' own K and V).
+    /// Bytes the iteration moves through one GPU's memory: every streamed weight plus the KV cache
+    /// it touches (attended context and the new tokens' own K and V). With tensor parallelism each
+    /// GPU moves this much.
     pub bytes: f64,
-    /// KV-cache bytes written: the K and V of every token computed (prefill chunk and decode).
+    /// Weight bytes one GPU streams: its share of the layers (for a MoE, of the experts touched)
+    /// and of the LM head when the step samples.
+    pub weight_bytes: f64,
+    /// KV-cache bytes written on one GPU: the K and V of every token computed (prefill chunk and
+    /// decode).
     pub written_bytes: f64,
+    /// FLOPs on one GPU.
     pub flops: f64,
     /// Device time of the forward pass, logits and sampler.
     pub gpu_s: f64,
@@ -116,8 +143,21 @@ struct Gemm {
 /// The cost model's constants, precomputed from a profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostModel {
+    /// The layers' weights outside the experts (all of a dense model's), one GPU's share.
     layers: Gemm,
+    /// One expert over all layers, one GPU's share (zero for a dense model).
+    expert: Gemm,
+    num_experts: u32,
+    experts_per_token: u32,
     lm_head: Gemm,
+    /// FLOP/s of the layers' GEMMs (the quantised kernels' rate).
+    layer_flops: f64,
+    tensor_parallel: u32,
+    interconnect: Interconnect,
+    /// Bytes of one token's activations that each all-reduce carries (hidden × dtype).
+    allreduce_bytes_per_token: f64,
+    /// Bytes of one sampled sequence's logits that the all-gather carries (vocab × dtype).
+    gather_bytes_per_sample: f64,
     layer_count: f64,
     kv_bytes_per_token: f64,
     activation_bytes_per_token: f64,
@@ -141,22 +181,46 @@ impl CostModel {
     /// [`Profile::cost_model`](crate::Profile::cost_model)).
     pub fn new(g: &GpuSpec, m: &LlmSpec, e: &EngineConfig) -> CostModel {
         let dtype = f64::from(m.dtype_bytes);
+        let tp = e.tensor_parallel_size.max(1);
+        let shard = m.shard(tp);
+        let layer_bytes = e.layer_bytes_per_weight(m.dtype_bytes);
+        let flops = g.tensor_flops * g.flops_efficiency;
+        let layer_flops = match (e.quantization, g.fp8_tensor_flops) {
+            (None, _) => flops,
+            // W8A8 on FP8 tensor cores; the same achieved fraction as bf16 (the H200's 8192³ GEMM
+            // reached 1,342 TFLOP/s in FP8 and 666 in bf16: 2.0×).
+            (Some(Quantization::Fp8), Some(fp8)) => fp8 * g.flops_efficiency,
+            // Weight-only kernels: bf16 MMAs after dequantising each tile.
+            (Some(_), _) => flops / WEIGHT_ONLY_COMPUTE_FACTOR,
+        };
         CostModel {
             layers: Gemm {
-                weight_bytes: m.layer_params() as f64 * dtype,
-                flops_per_row: 2.0 * m.layer_params() as f64,
+                weight_bytes: shard.dense_params * layer_bytes,
+                flops_per_row: 2.0 * shard.dense_params,
             },
+            expert: Gemm {
+                weight_bytes: shard.expert_params * layer_bytes,
+                flops_per_row: 2.0 * shard.expert_params,
+            },
+            num_experts: m.num_experts,
+            experts_per_token: m.num_experts_per_tok,
             lm_head: Gemm {
-                weight_bytes: m.lm_head_params() as f64 * dtype,
-                flops_per_row: 2.0 * m.lm_head_params() as f64,
+                weight_bytes: shard.lm_head_params * dtype,
+                flops_per_row: 2.0 * shard.lm_head_params,
             },
+            layer_flops,
+            tensor_parallel: tp,
+            interconnect: g.interconnect.clone(),
+            allreduce_bytes_per_token: f64::from(m.hidden_size) * dtype,
+            gather_bytes_per_sample: f64::from(m.vocab_size) * dtype,
             layer_count: f64::from(m.num_layers),
-            kv_bytes_per_token: m.kv_bytes_per_token() as f64,
-            activation_bytes_per_token: m.activation_bytes_per_token() as f64,
-            attention_flops_per_pair: m.attention_flops_per_pair(),
+            kv_bytes_per_token: shard.kv_elements_per_token
+                * f64::from(e.kv_cache_dtype.bytes(m.dtype_bytes)),
+            activation_bytes_per_token: shard.activation_bytes_per_token,
+            attention_flops_per_pair: shard.attention_flops_per_pair,
             logit_bytes_per_sample: 4.0 * f64::from(m.vocab_size),
             bandwidth: g.memory_bandwidth_bps * g.bandwidth_efficiency,
-            flops: g.tensor_flops * g.flops_efficiency,
+            flops,
             tile_tokens: g.gemm_tile_tokens,
             exponent: g.overlap_exponent,
             attention_bandwidth: g.memory_bandwidth_bps * g.attention_bandwidth_efficiency,
@@ -167,6 +231,31 @@ impl CostModel {
             host_step_s: e.cpu_step_overhead_s,
             host_per_seq_s: e.host_per_seq_s,
         }
+    }
+
+    /// Seconds of one layer's two all-reduces for `tokens` tokens (zero on one GPU).
+    pub fn allreduce_per_layer_s(&self, tokens: f64) -> f64 {
+        2.0 * self.interconnect.all_reduce_s(
+            tokens * self.allreduce_bytes_per_token,
+            self.tensor_parallel,
+        )
+    }
+
+    /// The layers' GEMMs over `rows` token rows: (weight bytes streamed, weight floor, total).
+    /// A MoE streams the experts the rows touch and computes top-k experts per row; each expert's
+    /// GEMM pays its own tile quantisation.
+    fn layer_gemms(&self, rows: f64) -> (f64, f64, f64) {
+        if rows <= 0.0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let touched = expected_experts(self.num_experts, self.experts_per_token, rows);
+        let bytes = self.layers.weight_bytes + touched * self.expert.weight_bytes;
+        let floor = bytes / self.bandwidth;
+        let routed = f64::from(self.experts_per_token) * rows;
+        let compute = (self.layers.flops_per_row * (rows + self.tile_tokens)
+            + self.expert.flops_per_row * (routed + touched * self.tile_tokens))
+            / self.layer_flops;
+        (bytes, floor, smooth_max(floor, compute, self.exponent))
     }
 
     /// Seconds of a GEMM family over `rows` token rows: (weight floor, total).
@@ -211,12 +300,26 @@ impl CostModel {
         let pair = self.attention_flops_per_pair;
         let attention_s = self.attention(kv * decode_context, pair * decode_context)
             + self.attention(kv * prefill_read, pair * prefill_pairs);
-        let (weights_s, dense_s) = self.gemm(self.layers, tokens);
+        let (layer_bytes, weights_s, dense_s) = self.layer_gemms(tokens);
         let (_, logits_s) = self.gemm(self.lm_head, samples);
         let activations_s = tokens * self.activation_bytes_per_token / self.bandwidth;
         let sampler_s = samples * self.logit_bytes_per_sample * SAMPLER_PASSES / self.bandwidth;
         let layer_overhead_s = self.layer_count * self.layer_overhead_s + self.step_overhead_s;
-        let gpu_s = dense_s + attention_s + activations_s + layer_overhead_s + logits_s + sampler_s;
+        let gather_s = if samples > 0.0 {
+            self.interconnect
+                .all_gather_s(samples * self.gather_bytes_per_sample, self.tensor_parallel)
+        } else {
+            0.0
+        };
+        let allreduce_s = self.layer_count * self.allreduce_per_layer_s(tokens) + gather_s;
+        // Added last, so one GPU (allreduce_s = 0) gives bit-for-bit the single-GPU sum.
+        let gpu_s = dense_s
+            + attention_s
+            + activations_s
+            + layer_overhead_s
+            + logits_s
+            + sampler_s
+            + allreduce_s;
 
         let host_s = self.host_step_s + self.host_per_seq_s * seqs as f64;
         let total_s = if self.async_host {
@@ -229,14 +332,17 @@ impl CostModel {
         } else {
             0.0
         };
+        let routed = f64::from(self.experts_per_token) * tokens;
         IterationCost {
-            bytes: self.layers.weight_bytes
+            bytes: layer_bytes
                 + lm_bytes
                 + kv * (decode_context + prefill_read)
                 + tokens * self.activation_bytes_per_token
                 + samples * self.logit_bytes_per_sample * SAMPLER_PASSES,
+            weight_bytes: layer_bytes + lm_bytes,
             written_bytes: kv * tokens,
             flops: self.layers.flops_per_row * tokens
+                + self.expert.flops_per_row * routed
                 + self.lm_head.flops_per_row * samples
                 + pair * (decode_context + prefill_pairs),
             gpu_s,
@@ -249,6 +355,7 @@ impl CostModel {
                 layer_overhead_s,
                 logits_s,
                 sampler_s,
+                allreduce_s,
                 host_exposed_s: total_s - gpu_s,
             },
             total_s,

@@ -48,6 +48,62 @@ pub struct GpuSpec {
     /// Fixed GPU time per step outside the layers (embedding, final norm), seconds.
     #[serde(default)]
     pub step_overhead_s: f64,
+    /// Peak dense FP8 tensor-core FLOP/s (no sparsity) on cards with FP8 tensor cores (Ada,
+    /// Hopper); absent on cards without them, where vLLM runs FP8 checkpoints weight-only.
+    #[serde(default)]
+    pub fp8_tensor_flops: Option<f64>,
+    /// The link tensor-parallel all-reduces cross between GPUs of this kind.
+    #[serde(default)]
+    pub interconnect: Interconnect,
+}
+
+/// The GPU-to-GPU link as the all-reduce of tensor parallelism sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interconnect {
+    /// What the link is, for reports (`NVLink 4`, `PCIe Gen4 x16`).
+    pub kind: String,
+    /// Peak bandwidth per GPU per direction, bytes per second (half the data sheet's bidirectional
+    /// figure).
+    pub bandwidth_bps: f64,
+    /// Fraction of that bandwidth a large all-reduce sustains (NCCL's "bus bandwidth").
+    pub efficiency: f64,
+    /// Fixed time of one small all-reduce (launch, synchronisation, a hop), seconds.
+    pub latency_s: f64,
+}
+
+impl Default for Interconnect {
+    /// PCIe Gen4 x16 (32 GB/s per direction), the link of a GPU file that names none; the
+    /// fractions are those of the catalogue's PCIe cards (see `l40s.toml`).
+    fn default() -> Self {
+        Interconnect {
+            kind: "PCIe Gen4 x16".into(),
+            bandwidth_bps: 32e9,
+            efficiency: 0.7,
+            latency_s: 25e-6,
+        }
+    }
+}
+
+impl Interconnect {
+    /// Seconds of one all-reduce of `bytes` across `gpus` GPUs: the ring's 2(n−1)/n of the message
+    /// through each GPU's link at its achievable bandwidth, plus the fixed latency; zero on one GPU.
+    pub fn all_reduce_s(&self, bytes: f64, gpus: u32) -> f64 {
+        if gpus <= 1 {
+            return 0.0;
+        }
+        let n = f64::from(gpus);
+        self.latency_s + 2.0 * (n - 1.0) / n * bytes / (self.bandwidth_bps * self.efficiency)
+    }
+
+    /// Seconds of one all-gather that leaves `bytes` (the whole result) on every GPU.
+    pub fn all_gather_s(&self, bytes: f64, gpus: u32) -> f64 {
+        if gpus <= 1 {
+            return 0.0;
+        }
+        let n = f64::from(gpus);
+        self.latency_s + (n - 1.0) / n * bytes / (self.bandwidth_bps * self.efficiency)
+    }
 }
 
 // Defaults for GPU tables written before these terms existed: the H200 fit of

@@ -10,6 +10,7 @@
 pub mod cost;
 pub mod engine;
 pub mod gpu;
+pub mod hf_config;
 pub mod length;
 pub mod llm;
 pub mod profile;
@@ -17,9 +18,10 @@ pub mod silicon;
 pub mod tokenizer;
 
 pub use cost::{CostModel, CostParts, Iteration, IterationCost, PrefillChunk};
-pub use engine::{EngineConfig, PreemptionMode, SchedulingPolicy};
-pub use gpu::GpuSpec;
+pub use engine::{EngineConfig, KvCacheDtype, PreemptionMode, Quantization, SchedulingPolicy};
+pub use gpu::{GpuSpec, Interconnect};
+pub use hf_config::HfConfigError;
 pub use length::{AnswerLength, LengthModel, LengthRule};
-pub use llm::{LlmSpec, TokenizerKind};
+pub use llm::{LlmSpec, Shard, TokenizerKind};
 pub use profile::{DEFAULT_PROFILE, Derived, Profile, ProfileError};
 pub use tokenizer::PromptTokenizer;

@@ -12,7 +12,9 @@ pub enum TokenizerKind {
     O200kBase,
 }
 
-/// A dense decoder-only LLM (Llama/Qwen2/Mistral family: GQA attention, gated MLP).
+/// A decoder-only LLM of the Llama/Qwen2/Mistral family (GQA attention, gated MLP), dense or with a
+/// mixture-of-experts MLP (Mixtral, Qwen3-MoE: every layer routes each token to `num_experts_per_tok`
+/// of `num_experts` gated-MLP experts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmSpec {
@@ -45,6 +47,52 @@ pub struct LlmSpec {
     /// Multiplier from the BPE table's count to this model's own tokenizer's count (1.0 when they agree).
     #[serde(default = "one")]
     pub token_ratio: f64,
+    /// Routed experts per layer (config.json `num_local_experts` / `num_experts`); 0 for a dense model.
+    #[serde(default)]
+    pub num_experts: u32,
+    /// Experts each token is routed to (config.json `num_experts_per_tok`).
+    #[serde(default)]
+    pub num_experts_per_tok: u32,
+    /// Intermediate size of one expert's gated MLP (config.json `moe_intermediate_size`; Mixtral's
+    /// experts use `intermediate_size`).
+    #[serde(default)]
+    pub moe_intermediate_size: u32,
+}
+
+/// One GPU's share of a model under tensor parallelism, in parameters and bytes (f64: the shares are
+/// exact integers below 2⁵³, so TP = 1 reproduces the whole model's figures exactly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shard {
+    /// Transformer-layer parameters outside the experts (attention, norms, router, a dense MLP),
+    /// including K/V projections replicated where TP exceeds the KV heads.
+    pub dense_params: f64,
+    /// Parameters of one expert over all layers (zero for a dense model).
+    pub expert_params: f64,
+    /// LM-head parameters (the vocabulary is split across GPUs).
+    pub lm_head_params: f64,
+    /// Embedding-table parameters held (vocab-parallel; zero extra when tied to the LM head).
+    pub embedding_params: f64,
+    /// KV heads each GPU holds (replicated when TP exceeds the model's KV heads, as vLLM does).
+    pub kv_heads: u32,
+    /// KV-cache elements per token on this GPU (K and V over all layers), to be multiplied by the
+    /// KV dtype's bytes.
+    pub kv_elements_per_token: f64,
+    /// Activation bytes per token through the layers outside attention (see
+    /// [`LlmSpec::activation_bytes_per_token`]); hidden-sized vectors are whole on every GPU.
+    pub activation_bytes_per_token: f64,
+    /// Attention FLOPs per (query, key) pair on this GPU.
+    pub attention_flops_per_pair: f64,
+}
+
+/// Expected distinct experts of `experts` that `tokens` tokens touch when each is routed to `top_k`
+/// of them uniformly at random: E·(1 − (1 − k/E)^B); zero for a dense model or no tokens.
+pub fn expected_experts(experts: u32, top_k: u32, tokens: f64) -> f64 {
+    if experts == 0 || tokens <= 0.0 {
+        return 0.0;
+    }
+    let e = f64::from(experts);
+    let k = f64::from(top_k).min(e);
+    e * (1.0 - (1.0 - k / e).powf(tokens))
 }
 
 fn five() -> u32 {
@@ -56,6 +104,86 @@ fn one() -> f64 {
 }
 
 impl LlmSpec {
+    /// Whether the MLP is a mixture of experts.
+    pub fn is_moe(&self) -> bool {
+        self.num_experts > 0
+    }
+
+    /// Parameters of one expert in one layer (gate, up and down projections).
+    pub fn expert_layer_params(&self) -> u64 {
+        3 * u64::from(self.hidden_size) * u64::from(self.moe_intermediate_size)
+    }
+
+    /// Parameters of every expert in every layer (zero for a dense model).
+    pub fn expert_params(&self) -> u64 {
+        u64::from(self.num_layers) * u64::from(self.num_experts) * self.expert_layer_params()
+    }
+
+    /// Parameters of the model a token actually passes through (all of a dense model's; for a MoE,
+    /// the top-k experts instead of all of them), embeddings included.
+    pub fn active_params(&self) -> u64 {
+        let routed = u64::from(self.num_layers)
+            * u64::from(self.num_experts_per_tok)
+            * self.expert_layer_params();
+        self.params.saturating_sub(self.expert_params()) + routed
+    }
+
+    /// Width of the MLP a token passes through: the intermediate size, or top-k expert widths.
+    pub fn active_ffn_width(&self) -> u64 {
+        if self.is_moe() {
+            u64::from(self.num_experts_per_tok) * u64::from(self.moe_intermediate_size)
+        } else {
+            u64::from(self.intermediate_size)
+        }
+    }
+
+    /// Expected distinct experts per layer that `tokens` tokens touch when each picks
+    /// `num_experts_per_tok` of `num_experts` (uniform routing): E·(1 − (1 − k/E)^B).
+    pub fn expected_experts(&self, tokens: f64) -> f64 {
+        expected_experts(self.num_experts, self.num_experts_per_tok, tokens)
+    }
+
+    /// KV heads each of `tp` GPUs holds: an equal share, or one replicated head when TP exceeds them
+    /// (vLLM's `QKVParallelLinear`).
+    pub fn kv_heads_per_gpu(&self, tp: u32) -> u32 {
+        (self.num_kv_heads / tp.max(1)).max(1)
+    }
+
+    /// One GPU's share of the model under `tp`-way tensor parallelism.
+    pub fn shard(&self, tp: u32) -> Shard {
+        let tp = tp.max(1);
+        let t = f64::from(tp);
+        let kv_proj = 2
+            * u64::from(self.num_layers)
+            * u64::from(self.hidden_size)
+            * u64::from(self.num_kv_heads)
+            * u64::from(self.head_dim);
+        let kv_heads = self.kv_heads_per_gpu(tp);
+        let kv_proj_here =
+            kv_proj as f64 * f64::from(kv_heads) * t / f64::from(self.num_kv_heads.max(1));
+        let split = self
+            .layer_params()
+            .saturating_sub(self.expert_params())
+            .saturating_sub(kv_proj);
+        let expert_one = u64::from(self.num_layers)
+            * self.expert_layer_params()
+            * u64::from(self.num_experts.min(1));
+        let tables = if self.tie_word_embeddings { 0 } else { 1 };
+        Shard {
+            dense_params: (split as f64 + kv_proj_here) / t,
+            expert_params: expert_one as f64 / t,
+            lm_head_params: self.lm_head_params() as f64 / t,
+            embedding_params: (tables * self.embedding_params()) as f64 / t,
+            kv_heads,
+            kv_elements_per_token: 2.0
+                * f64::from(self.num_layers)
+                * f64::from(kv_heads)
+                * f64::from(self.head_dim),
+            activation_bytes_per_token: self.activation_bytes(tp, kv_heads) as f64,
+            attention_flops_per_pair: self.attention_flops_per_pair() / t,
+        }
+    }
+
     /// Bytes of all weights held in GPU memory.
     pub fn weight_bytes(&self) -> u64 {
         self.params * u64::from(self.dtype_bytes)
@@ -95,11 +223,19 @@ impl LlmSpec {
     /// GEMM's input and output, the norms, rotary, SiLU·up and residual adds, read and written once
     /// (14 hidden-sized vectors, the Q/K/V outputs and their rotary pass, the attention output, and
     /// six intermediate-sized ones per layer).
+    /// For a MoE the intermediate vectors are the top-k experts' together.
     pub fn activation_bytes_per_token(&self) -> u64 {
+        self.activation_bytes(1, self.num_kv_heads)
+    }
+
+    /// [`Self::activation_bytes_per_token`] on one of `tp` GPUs holding `kv_heads` KV heads: the
+    /// hidden-sized vectors are whole on every GPU, the head- and intermediate-sized ones split.
+    fn activation_bytes(&self, tp: u32, kv_heads: u32) -> u64 {
+        let tp = u64::from(tp.max(1));
         let h = u64::from(self.hidden_size);
-        let i = u64::from(self.intermediate_size);
-        let q = u64::from(self.num_attention_heads) * u64::from(self.head_dim);
-        let kv = u64::from(self.num_kv_heads) * u64::from(self.head_dim);
+        let i = self.active_ffn_width() / tp;
+        let q = u64::from(self.num_attention_heads) * u64::from(self.head_dim) / tp;
+        let kv = u64::from(kv_heads) * u64::from(self.head_dim);
         let per_layer = 14 * h + (q + 2 * kv) + 2 * (q + kv) + q + 6 * i;
         u64::from(self.num_layers) * per_layer * u64::from(self.dtype_bytes)
     }

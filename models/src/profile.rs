@@ -82,6 +82,12 @@ const LLMS: &[&str] = &[
     include_str!("../catalogue/llms/qwen2.5-0.5b-instruct.toml"),
     include_str!("../catalogue/llms/llama-3.1-8b-instruct.toml"),
     include_str!("../catalogue/llms/mistral-7b-instruct-v0.3.toml"),
+    include_str!("../catalogue/llms/llama-3.1-70b-instruct.toml"),
+    include_str!("../catalogue/llms/qwen2.5-72b-instruct.toml"),
+    include_str!("../catalogue/llms/qwen2.5-14b-instruct.toml"),
+    include_str!("../catalogue/llms/qwen2.5-32b-instruct.toml"),
+    include_str!("../catalogue/llms/mixtral-8x7b-instruct-v0.1.toml"),
+    include_str!("../catalogue/llms/qwen3-30b-a3b.toml"),
 ];
 
 const PROFILES: &[&str] = &[
@@ -101,6 +107,19 @@ const PROFILES: &[&str] = &[
     include_str!("../catalogue/profiles/l40s-mistral-7b.toml"),
     include_str!("../catalogue/profiles/rtx4090-qwen2.5-7b.toml"),
     include_str!("../catalogue/profiles/rtx4090-llama3.1-8b.toml"),
+    include_str!("../catalogue/profiles/h100x2-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h100x4-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h100x8-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h200x2-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h200x4-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h200x8-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/l40sx4-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/a100-80gbx2-llama3.1-70b.toml"),
+    include_str!("../catalogue/profiles/h100x4-qwen2.5-72b.toml"),
+    include_str!("../catalogue/profiles/h100x2-mixtral-8x7b.toml"),
+    include_str!("../catalogue/profiles/h100x2-llama3.1-70b-fp8.toml"),
+    include_str!("../catalogue/profiles/h200-llama3.1-70b-fp8.toml"),
+    include_str!("../catalogue/profiles/l4-qwen2.5-7b-awq.toml"),
 ];
 
 const ENGINE_DEFAULTS: &str = include_str!("../catalogue/engine-vllm-v1.toml");
@@ -318,6 +337,34 @@ impl Profile {
         (entry_names(GPUS), entry_names(LLMS))
     }
 
+    /// The warnings vLLM logs for this layout, word for word, where they change what is modelled:
+    /// FP8 on a card without FP8 tensor cores runs weight-only through Marlin
+    /// (vllm/model_executor/layers/quantization/utils/marlin_utils_fp8.py), and more than two
+    /// PCIe-only GPUs all-reduce through NCCL instead of vLLM's custom kernel
+    /// (vllm/distributed/device_communicators/custom_all_reduce.py).
+    pub fn vllm_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.engine.quantization == Some(crate::engine::Quantization::Fp8)
+            && self.gpu.fp8_tensor_flops.is_none()
+        {
+            out.push(
+                "Your GPU does not have native support for FP8 computation but FP8 quantization \
+                 is being used. Weight-only FP8 compression will be used leveraging the Marlin \
+                 kernel. This may degrade performance for compute-heavy workloads."
+                    .to_string(),
+            );
+        }
+        if self.engine.tensor_parallel_size > 2 && self.gpu.interconnect.kind.starts_with("PCIe") {
+            out.push(
+                "Custom allreduce is disabled because it's not supported on more than two \
+                 PCIe-only GPUs. To silence this warning, specify disable_custom_all_reduce=True \
+                 explicitly."
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// The cost model of this GPU, model and engine.
     pub fn cost_model(&self) -> CostModel {
         CostModel::new(&self.gpu, &self.model, &self.engine)
@@ -341,31 +388,74 @@ impl Profile {
             ));
         }
         let m = &self.model;
-        let weight_bytes = m.weight_bytes();
-        let kv_bytes_per_token = m.kv_bytes_per_token();
+        let tp = e.tensor_parallel_size;
+        if tp == 0 || tp > 8 {
+            return Err(not_servable(format!(
+                "tensor_parallel_size {tp}: servesim models one node of 1 to 8 GPUs"
+            )));
+        }
+        // vLLM's ModelConfig.verify_with_parallel_config, word for word.
+        if !m.num_attention_heads.is_multiple_of(tp) {
+            return Err(not_servable(format!(
+                "Total number of attention heads ({}) must be divisible by tensor parallel size ({tp}).",
+                m.num_attention_heads
+            )));
+        }
+        // vLLM's QKVParallelLinear asserts that KV heads split evenly or replicate evenly.
+        let kv = m.num_kv_heads;
+        if (tp <= kv && !kv.is_multiple_of(tp)) || (tp > kv && !tp.is_multiple_of(kv)) {
+            return Err(not_servable(format!(
+                "Total number of KV heads ({kv}) and tensor parallel size ({tp}) must divide one another (vLLM's QKVParallelLinear asserts it)."
+            )));
+        }
+        let shard = m.shard(tp);
+        let dtype = u64::from(m.dtype_bytes);
+        let layer_bytes = e.layer_bytes_per_weight(m.dtype_bytes);
+        let weight_bytes_per_gpu =
+            ((shard.dense_params + f64::from(m.num_experts) * shard.expert_params) * layer_bytes
+                + (shard.lm_head_params + shard.embedding_params) * dtype as f64)
+                .round() as u64;
+        let weight_bytes = weight_bytes_per_gpu * u64::from(tp);
+        let kv_bytes_per_token_per_gpu =
+            shard.kv_elements_per_token as u64 * u64::from(e.kv_cache_dtype.bytes(m.dtype_bytes));
+        let kv_bytes_per_token = kv_bytes_per_token_per_gpu * u64::from(tp);
         // vLLM sizes the KV cache after a profiling forward pass at the full token budget: the peak
-        // activations are the widest per-token tensors (the gated MLP's gate+up output plus the
-        // residual stream and QKV) for every batched token, plus fp32 logits for every sequence.
-        let per_token_activation = u64::from(m.dtype_bytes)
-            * (2 * u64::from(m.intermediate_size) + 4 * u64::from(m.hidden_size));
+        // activations are the widest per-token tensors (the gated MLP's gate+up output, one GPU's
+        // share, plus the residual stream and QKV) for every batched token, plus fp32 logits for
+        // every sequence (gathered whole on the first GPU).
+        let per_token_activation =
+            dtype * (2 * m.active_ffn_width() / u64::from(tp) + 4 * u64::from(m.hidden_size));
         let activation_bytes = u64::from(e.max_num_batched_tokens) * per_token_activation
             + u64::from(e.max_num_seqs) * u64::from(m.vocab_size) * 4;
-        let budget = (self.gpu.memory_bytes as f64 * e.gpu_memory_utilization) as u64;
-        let reserved = weight_bytes + activation_bytes + e.runtime_reserve_bytes;
-        if budget <= reserved {
+        if weight_bytes_per_gpu >= self.gpu.memory_bytes {
             return Err(not_servable(format!(
-                "weights ({:.2} GiB) and activations do not fit in {:.2} GiB ({} × {})",
-                weight_bytes as f64 / GIB as f64,
+                "CUDA out of memory: the weights take {:.2} GiB per GPU and the GPU has {:.2} GiB \
+                 (vLLM fails loading the model with torch.OutOfMemoryError); raise \
+                 --tensor-parallel-size or quantise the weights",
+                weight_bytes_per_gpu as f64 / GIB as f64,
+                self.gpu.memory_bytes as f64 / GIB as f64,
+            )));
+        }
+        let budget = (self.gpu.memory_bytes as f64 * e.gpu_memory_utilization) as u64;
+        let reserved = weight_bytes_per_gpu + activation_bytes + e.runtime_reserve_bytes;
+        if budget <= reserved {
+            // vLLM V1's message (vllm/v1/core/kv_cache_utils.py), with the figures that led to it.
+            return Err(not_servable(format!(
+                "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` \
+                 when initializing the engine. (Weights {:.2} GiB and activations {:.2} GiB per GPU \
+                 leave nothing of {:.2} GiB = {} × {}.)",
+                weight_bytes_per_gpu as f64 / GIB as f64,
+                activation_bytes as f64 / GIB as f64,
                 budget as f64 / GIB as f64,
                 self.gpu.memory_bytes,
                 e.gpu_memory_utilization
             )));
         }
-        let kv_cache_bytes = budget - reserved;
-        let block_bytes = kv_bytes_per_token * u64::from(e.block_size);
+        let kv_cache_bytes_per_gpu = budget - reserved;
+        let block_bytes = kv_bytes_per_token_per_gpu * u64::from(e.block_size);
         let kv_blocks = e
             .num_gpu_blocks_override
-            .unwrap_or(kv_cache_bytes / block_bytes);
+            .unwrap_or(kv_cache_bytes_per_gpu / block_bytes);
         let kv_tokens = kv_blocks * u64::from(e.block_size);
         let max_model_len = e.max_model_len(m.max_context);
         // With an override vLLM checks the blocks it can hand out (all but the null block).
@@ -374,8 +464,16 @@ impl Profile {
             None => kv_tokens,
         };
         if u64::from(max_model_len) > room {
+            // vLLM V1's check_enough_kv_cache_memory (vllm/v1/core/kv_cache_utils.py), word for word.
+            let gib = |b: u64| b as f64 / GIB as f64;
             return Err(not_servable(format!(
-                "max_model_len {max_model_len} exceeds the KV cache capacity of {room} tokens; lower max_model_len"
+                "To serve at least one request with the model's max seq len ({max_model_len}), \
+                 ({:.2} GiB KV cache is needed, which is larger than the available KV cache memory \
+                 ({:.2} GiB). Based on the available memory, the estimated maximum model length is \
+                 {room}. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when \
+                 initializing the engine.",
+                gib(u64::from(max_model_len) * kv_bytes_per_token_per_gpu),
+                gib(room * kv_bytes_per_token_per_gpu),
             )));
         }
         let cost = self.cost_model();
@@ -384,14 +482,19 @@ impl Profile {
             decode_contexts: &[1],
         });
         Ok(Derived {
+            tensor_parallel_size: tp,
             weight_bytes,
+            weight_bytes_per_gpu,
             kv_bytes_per_token,
+            kv_bytes_per_token_per_gpu,
             activation_bytes,
-            kv_cache_bytes,
+            kv_cache_bytes: kv_cache_bytes_per_gpu * u64::from(tp),
+            kv_cache_bytes_per_gpu,
             kv_blocks,
             kv_tokens,
             max_model_len,
             single_decode_step_s: single.total_s,
+            allreduce_per_layer_s: cost.allreduce_per_layer_s(1.0),
         })
     }
 }
@@ -399,14 +502,22 @@ impl Profile {
 /// Figures that follow from a profile, as `servesim profiles show` prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Derived {
-    /// All weights held in GPU memory.
+    /// GPUs the model is sharded over.
+    pub tensor_parallel_size: u32,
+    /// All weights held in GPU memory, over every GPU (replicated KV projections counted on each).
     pub weight_bytes: u64,
-    /// KV-cache bytes per token (57,344 for Qwen2.5-7B in bf16).
+    /// Weights held on one GPU.
+    pub weight_bytes_per_gpu: u64,
+    /// KV-cache bytes per token over every GPU (57,344 for Qwen2.5-7B in bf16 on one GPU).
     pub kv_bytes_per_token: u64,
-    /// Peak activation memory vLLM's profiling run reserves.
+    /// KV-cache bytes per token on one GPU.
+    pub kv_bytes_per_token_per_gpu: u64,
+    /// Peak activation memory vLLM's profiling run reserves on each GPU.
     pub activation_bytes: u64,
-    /// Memory left for the KV cache.
+    /// Memory left for the KV cache, over every GPU.
     pub kv_cache_bytes: u64,
+    /// Memory left for the KV cache on one GPU.
+    pub kv_cache_bytes_per_gpu: u64,
     /// KV blocks of `block_size` tokens.
     pub kv_blocks: u64,
     /// KV capacity in tokens.
@@ -415,6 +526,8 @@ pub struct Derived {
     pub max_model_len: u32,
     /// Predicted duration of one decode iteration with a single short sequence.
     pub single_decode_step_s: f64,
+    /// One layer's two all-reduces of a single token's activations (zero on one GPU).
+    pub allreduce_per_layer_s: f64,
 }
 
 #[cfg(test)]
@@ -428,7 +541,9 @@ mod tests {
         assert_eq!(
             msg,
             "unknown model 'nosuch' in the catalogue; valid models: qwen2.5-7b-instruct, \
-             qwen2.5-0.5b-instruct, llama-3.1-8b-instruct, mistral-7b-instruct-v0.3"
+             qwen2.5-0.5b-instruct, llama-3.1-8b-instruct, mistral-7b-instruct-v0.3, \
+             llama-3.1-70b-instruct, qwen2.5-72b-instruct, qwen2.5-14b-instruct, \
+             qwen2.5-32b-instruct, mixtral-8x7b-instruct-v0.1, qwen3-30b-a3b"
         );
         let err = Profile::builtin("nosuch+qwen2.5-7b-instruct").map(|p| p.name);
         let msg = err.err().map(|e| e.to_string()).unwrap_or_default();

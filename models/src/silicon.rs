@@ -281,6 +281,9 @@ impl SiliconTable {
             message_overhead_tokens: 0,
             tokenizer: TokenizerKind::Cl100kBase,
             token_ratio: 1.0,
+            num_experts: 0,
+            num_experts_per_tok: 0,
+            moe_intermediate_size: 0,
         }
     }
 

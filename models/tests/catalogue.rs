@@ -71,3 +71,22 @@ fn default_profile_figures() {
         );
     }
 }
+
+/// Multi-GPU profiles are named `GPUxN-MODEL[-QUANT]` and shard over exactly N GPUs; a `-fp8`,
+/// `-awq` or `-gptq` suffix is the profile's quantisation.
+#[test]
+fn profile_names_say_their_gpu_count_and_quantisation() {
+    for name in Profile::builtin_names() {
+        let p = Profile::builtin(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // `h100x4-...`, `a100-80gbx2-...`: "x" and the count close the GPU part.
+        let gpus = (2..=8u32)
+            .find(|n| name.contains(&format!("x{n}-")))
+            .unwrap_or(1);
+        assert_eq!(p.engine.tensor_parallel_size, gpus, "{name}");
+        let quant = p.engine.quantization.map(|q| q.as_str());
+        let suffix = ["fp8", "awq", "gptq"]
+            .into_iter()
+            .find(|q| name.ends_with(&format!("-{q}")));
+        assert_eq!(quant, suffix, "{name}");
+    }
+}

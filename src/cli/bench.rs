@@ -148,7 +148,7 @@ fn choose(
                 _ => bail!("--target must be sim or sim:PROFILE, got '{spec}'"),
             };
             let mut profile = Profile::load(profile_name)?;
-            args.engine.apply(&mut profile);
+            args.engine.apply(&mut profile)?;
             profile.derive()?;
             let server = DrillServer::new(&profile, args.seed, start)?;
             Ok((Box::new(SimTarget::new(server, log)), profile.name))

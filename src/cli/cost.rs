@@ -38,6 +38,8 @@ pub struct CostArgs {
     silicon: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    #[command(flatten)]
+    engine: super::engine_flags::EngineFlags,
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +106,13 @@ fn parse_prefill(s: &str) -> Result<PrefillChunk> {
 }
 
 pub fn cost(args: CostArgs) -> Result<()> {
-    let profile = Profile::load(&args.profile)?;
+    let mut profile = Profile::load(&args.profile)?;
+    args.engine.apply(&mut profile)?;
+    // Refuse what vLLM would refuse (a TP that does not divide the heads, weights that do not fit).
+    profile.derive()?;
+    for w in profile.vllm_warnings() {
+        eprintln!("servesim: vLLM would warn: {w}");
+    }
     if let Some(path) = &args.silicon {
         let table = read_table(path)?;
         let c = table.compare(&profile, &profile.gpu);
@@ -187,7 +195,16 @@ fn ms(s: f64) -> String {
 fn breakdown(profile: &Profile, c: &IterationCost) -> String {
     let q = &c.parts;
     let mut out = String::new();
-    let _ = writeln!(out, "# one iteration on {}", profile.name);
+    let e = &profile.engine;
+    let _ = writeln!(
+        out,
+        "# one iteration on {} ({}; tensor parallel {}, quantization {}, KV cache {}; per-GPU terms)",
+        profile.name,
+        profile.model.hf_id,
+        e.tensor_parallel_size,
+        e.quantization.map_or("none", |q| q.as_str()),
+        e.kv_cache_dtype.as_str()
+    );
     for (name, v, why) in [
         (
             "weights",
@@ -215,6 +232,11 @@ fn breakdown(profile: &Profile, c: &IterationCost) -> String {
             "fixed kernel time per layer and step",
         ),
         ("logits", q.logits_s, "LM head over the sampled sequences"),
+        (
+            "all-reduce",
+            q.allreduce_s,
+            "tensor-parallel all-reduces and logits gather",
+        ),
         (
             "sampler",
             q.sampler_s,
@@ -289,8 +311,8 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
             let mut out = String::new();
             let _ = writeln!(
                 out,
-                "# decode steps on {} (max_num_seqs {max}); C counts the new token",
-                profile.name
+                "# decode steps on {} ({}, tensor parallel {}; max_num_seqs {max}); C counts the new token",
+                profile.name, profile.model.hf_id, profile.engine.tensor_parallel_size
             );
             let _ = writeln!(
                 out,
@@ -303,6 +325,8 @@ fn sweep(profile: &Profile, model: &CostModel, format: Format) -> Result<()> {
                     "host"
                 } else if q.attention_s > q.weights_s + q.gemm_s {
                     "attention"
+                } else if q.allreduce_s > q.weights_s + q.gemm_s {
+                    "all-reduce"
                 } else if q.gemm_s > 0.14 * q.weights_s {
                     // Past the ridge: at equal compute and weight time the smooth maximum adds
                     // 2^(1/k) − 1 ≈ 14 % (k ≈ 5).
@@ -445,6 +469,17 @@ fn gpu_toml(
         "# Kept from the base GPU (not separable from the per-layer time with one model)."
     );
     let _ = writeln!(t, "step_overhead_s = {}", g.step_overhead_s);
+    if let Some(fp8) = g.fp8_tensor_flops {
+        let _ = writeln!(t, "# Data sheet (kept from the base GPU).");
+        let _ = writeln!(t, "fp8_tensor_flops = {fp8:e}");
+    }
+    let link = &g.interconnect;
+    let _ = writeln!(t, "# The base GPU's link (see its catalogue file).");
+    let _ = writeln!(t, "[interconnect]");
+    let _ = writeln!(t, "kind = {:?}", link.kind);
+    let _ = writeln!(t, "bandwidth_bps = {:e}", link.bandwidth_bps);
+    let _ = writeln!(t, "efficiency = {}", link.efficiency);
+    let _ = writeln!(t, "latency_s = {:e}", link.latency_s);
     t
 }
 

@@ -80,6 +80,15 @@ fn show(name: &str, json: bool) -> Result<()> {
         m.head_dim,
         m.vocab_size
     );
+    if m.is_moe() {
+        println!(
+            "        mixture of experts: {} experts of intermediate {} per layer, {} per token ({:.2} B active params)",
+            m.num_experts,
+            m.moe_intermediate_size,
+            m.num_experts_per_tok,
+            m.active_params() as f64 / 1e9
+        );
+    }
     println!(
         "engine  max_num_seqs {}, max_num_batched_tokens {}, block_size {}, gpu_memory_utilization {}, chunked prefill {}, async scheduling {}, policy {}, preemption {}",
         e.max_num_seqs,
@@ -93,21 +102,39 @@ fn show(name: &str, json: bool) -> Result<()> {
             .as_str()
             .unwrap_or_default()
     );
+    let link = &g.interconnect;
+    println!(
+        "layout  tensor parallel {} over {} ({:.0} GB/s per direction, {:.0} % achievable, {:.0} µs per all-reduce); quantization {}; KV cache {}",
+        d.tensor_parallel_size,
+        link.kind,
+        link.bandwidth_bps / 1e9,
+        link.efficiency * 100.0,
+        link.latency_s * 1e6,
+        e.quantization.map_or("none", |q| q.as_str()),
+        e.kv_cache_dtype.as_str()
+    );
     println!();
     println!(
-        "weight bytes             {} ({:.2} GiB)",
+        "weight bytes             {} ({:.2} GiB); per GPU {} ({:.2} GiB)",
         group(d.weight_bytes),
-        d.weight_bytes as f64 / GIB
+        d.weight_bytes as f64 / GIB,
+        group(d.weight_bytes_per_gpu),
+        d.weight_bytes_per_gpu as f64 / GIB
     );
-    println!("KV bytes per token       {}", group(d.kv_bytes_per_token));
+    println!(
+        "KV bytes per token       {} ({} per GPU)",
+        group(d.kv_bytes_per_token),
+        group(d.kv_bytes_per_token_per_gpu)
+    );
     println!(
         "activation reserve       {:.2} GiB (+ {:.2} GiB runtime)",
         d.activation_bytes as f64 / GIB,
         e.runtime_reserve_bytes as f64 / GIB
     );
     println!(
-        "KV cache                 {:.2} GiB = {} tokens in {} blocks of {}",
+        "KV cache                 {:.2} GiB ({:.2} GiB per GPU) = {} tokens in {} blocks of {}",
         d.kv_cache_bytes as f64 / GIB,
+        d.kv_cache_bytes_per_gpu as f64 / GIB,
         group(d.kv_tokens),
         group(d.kv_blocks),
         e.block_size
@@ -118,6 +145,13 @@ fn show(name: &str, json: bool) -> Result<()> {
         d.single_decode_step_s * 1e3,
         1.0 / d.single_decode_step_s
     );
+    println!(
+        "all-reduce per layer     {:.1} µs (two all-reduces of one token's activations)",
+        d.allreduce_per_layer_s * 1e6
+    );
+    for w in p.vllm_warnings() {
+        println!("vLLM warns               {w}");
+    }
     Ok(())
 }
 

@@ -93,7 +93,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .try_init();
 
     let mut profile = Profile::load(&args.profile)?;
-    args.engine.apply(&mut profile);
+    args.engine.apply(&mut profile)?;
     let config = ServerConfig {
         profile,
         served_model_name: args.served_model_name,

@@ -215,7 +215,7 @@ fn load_profile(
     if let Some(policy) = policy {
         profile.engine.policy = policy;
     }
-    engine.apply(&mut profile);
+    engine.apply(&mut profile)?;
     profile.derive()?;
     Ok(profile)
 }

@@ -9,6 +9,11 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
 }
 
+/// Path of a Hugging Face config.json fixture.
+fn hf_config(name: &str) -> String {
+    format!("{}/fixtures/hf-config/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout_ok(args)).expect("valid JSON on stdout")
 }
@@ -73,13 +78,15 @@ fn a_profile_file_can_override_a_catalogue_entry() {
         "json",
     ]);
     assert!(out.status.success());
-    // A 7B model does not fit in 10 % of a 48 GB card: a clear error, not a panic.
+    // A 7B model does not fit in 10 % of a 48 GB card: vLLM's error, not a panic.
     let tiny = dir.join("tiny.toml");
     std::fs::write(&tiny, "name = \"tiny\"\ngpu = \"rtx-a6000\"\nmodel = \"qwen2.5-7b-instruct\"\n[engine]\ngpu_memory_utilization = 0.1\n")
         .expect("write profile");
     let out = servesim(&["simulate", "--profile", tiny.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("do not fit"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No available memory for the cache blocks")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -525,11 +532,13 @@ fn cost_prices_an_iteration_term_by_term() {
         "layer_overhead_s",
         "logits_s",
         "sampler_s",
+        "allreduce_s",
     ]
     .iter()
     .map(|k| parts[*k].as_f64().expect("part"))
     .sum();
     assert!((sum - gpu).abs() < 1e-9, "{v}");
+    assert_eq!(parts["allreduce_s"].as_f64(), Some(0.0), "one GPU: {v}");
     assert!(v["total_s"].as_f64() >= Some(gpu) && v["host_s"].as_f64() > Some(0.0));
     // A prefill chunk on top of cached context costs more than the same chunk alone.
     let alone = json(&["cost", "--prefill", "512", "--format", "json"]);
@@ -538,6 +547,85 @@ fn cost_prices_an_iteration_term_by_term() {
     let out = servesim(&["cost", "--decode", "8"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected BxC"));
+}
+
+#[test]
+fn tensor_parallel_quantised_and_hf_config_models_cost_and_refuse_like_vllm() {
+    let step = |extra: &[&str]| {
+        let mut args = vec!["cost", "--decode", "1x128", "--format", "json"];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    // The four-GPU profile: two all-reduces per layer, and a faster step than on two GPUs.
+    let four = step(&["--profile", "h200x4-llama3.1-70b"]);
+    let two = step(&[
+        "--profile",
+        "h200x4-llama3.1-70b",
+        "--tensor-parallel-size",
+        "2",
+    ]);
+    let ar = four["parts"]["allreduce_s"].as_f64().expect("allreduce_s");
+    assert!(ar > 0.0, "{four}");
+    assert!(
+        four["total_s"].as_f64() < two["total_s"].as_f64(),
+        "{four} {two}"
+    );
+    // FP8 weights read half the bytes per step; an fp8 KV cache is accepted.
+    let fp8 = step(&[
+        "--profile",
+        "h200x4-llama3.1-70b",
+        "--quantization",
+        "fp8",
+        "--kv-cache-dtype",
+        "fp8",
+    ]);
+    assert!(fp8["parts"]["weights_s"].as_f64() < four["parts"]["weights_s"].as_f64());
+    // The env twin of the flag.
+    let out = std::process::Command::new(support::servesim_bin())
+        .args([
+            "cost",
+            "--profile",
+            "h100x4-llama3.1-70b",
+            "--decode",
+            "1x128",
+        ])
+        .env("SERVESIM_TENSOR_PARALLEL_SIZE", "3")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "Total number of attention heads (64) must be divisible by tensor parallel size (3)."
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A model from a Hugging Face config on the profile's GPUs.
+    let moe = step(&[
+        "--profile",
+        "h100x2-mixtral-8x7b",
+        "--hf-config",
+        &hf_config("qwen3-30b-a3b.json"),
+    ]);
+    assert!(moe["parts"]["allreduce_s"].as_f64() > Some(0.0), "{moe}");
+    let out = servesim(&["profiles", "show", "h100x4-llama3.1-70b"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "per GPU",
+        "all-reduce per layer",
+        "tensor parallel 4 over NVLink 4",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let out = servesim(&[
+        "cost",
+        "--decode",
+        "1x1",
+        "--hf-config",
+        &hf_config("gpt2.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("it also lacks hidden_size"));
 }
 
 #[test]

@@ -548,7 +548,7 @@ impl Metrics {
             ("kv_cache_layout", none()),
             ("prefix_match_unit", none()),
             ("gpu_memory_utilization", py_float(e.gpu_memory_utilization)),
-            ("cache_dtype", "auto".into()),
+            ("cache_dtype", e.kv_cache_dtype.as_str().into()),
             ("is_attention_free", py_bool(false)),
             (
                 "num_gpu_blocks_override",
