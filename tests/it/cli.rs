@@ -581,7 +581,7 @@ fn tensor_parallel_quantised_and_hf_config_models_cost_and_refuse_like_vllm() {
     ]);
     assert!(fp8["parts"]["weights_s"].as_f64() < four["parts"]["weights_s"].as_f64());
     // The env twin of the flag.
-    let out = std::process::Command::new(support::servesim_bin())
+    let out = std::process::Command::new(crate::support::servesim_bin())
         .args([
             "cost",
             "--profile",
