@@ -241,17 +241,20 @@ fn uvicorn_filter(level: &str) -> &'static str {
 
 /// Build the configuration, start the server and run it until a signal.
 pub fn run(args: ServeArgs) -> Result<()> {
-    // RUST_LOG overrides; the default says what vLLM's start-up says, and no more.
+    // RUST_LOG overrides the default, which says what vLLM's start-up says and no more; the
+    // HTTP layer's own lines follow --uvicorn-log-level unless RUST_LOG names them.
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = if base.contains("uvicorn") {
+        base
+    } else {
+        format!("{base},uvicorn={}", uvicorn_filter(&args.uvicorn_log_level))
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(format!(
-                    "info,uvicorn={}",
-                    uvicorn_filter(&args.uvicorn_log_level)
-                ))
-            }),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
 
