@@ -21,10 +21,28 @@ pub struct HealthArgs {
     /// Seconds allowed for connecting and for the answer.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    /// Keep asking, every 50 ms, for up to this many seconds until the answer is 200 (a
+    /// Kubernetes init container waiting for the Service; 0: ask once).
+    #[arg(long, default_value_t = 0.0)]
+    pub wait: f64,
+}
+
+/// Check once, or until `--wait` runs out.
+pub fn run(args: HealthArgs) -> Result<()> {
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .context("--wait must be a number of seconds >= 0")?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match check(&args) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// GET the URL over HTTP/1.1 with `Connection: close` and require status 200.
-pub fn run(args: HealthArgs) -> Result<()> {
+fn check(args: &HealthArgs) -> Result<()> {
     let rest = args
         .url
         .strip_prefix("http://")

@@ -58,10 +58,99 @@ pub fn invoked_as_vllm(argv0: &OsString) -> bool {
         .is_some_and(|n| n == "vllm")
 }
 
+/// Whether argv[0] names a shell: the image links `/bin/sh` to the binary so that manifests written
+/// for vLLM's image (`command: ["/bin/sh", "-c"]`, `args: ["vllm serve ..."]`) run unchanged.
+fn invoked_as_shell(argv0: &OsString) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "sh" || n == "bash")
+}
+
+/// `sh -c 'COMMAND'`: COMMAND's words as a POSIX shell splits a simple command (blanks, quotes,
+/// backslashes, line continuations; a leading `exec` dropped). Anything else a shell would do
+/// (variables, pipes, lists, redirections, substitutions) is refused: there is no shell here.
+pub fn shell_words(argv: &[OsString]) -> Result<Vec<OsString>> {
+    let script = match argv.get(1..3) {
+        Some([c, script]) if c == "-c" => script.to_string_lossy().into_owned(),
+        _ => bail!(
+            "this image has no shell: /bin/sh is servesim, which runs only `sh -c 'vllm serve ...'`"
+        ),
+    };
+    let refuse = |c: char| -> Result<Vec<OsString>> {
+        bail!("sh -c: {c:?} needs a real shell; the servesim image runs one simple command")
+    };
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => bail!("sh -c: unterminated single quote"),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some('\n') => {}
+                            Some(e @ ('"' | '\\' | '$' | '`')) => w.push(e),
+                            Some(e) => {
+                                w.push('\\');
+                                w.push(e);
+                            }
+                            None => bail!("sh -c: unterminated double quote"),
+                        },
+                        Some(c @ ('$' | '`')) => return refuse(c),
+                        Some(c) => w.push(c),
+                        None => bail!("sh -c: unterminated double quote"),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') | None => {}
+                Some(e) => word.get_or_insert_with(String::new).push(e),
+            },
+            '$' | '`' | '|' | '&' | ';' | '<' | '>' | '(' | ')' => return refuse(c),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if let Some(w) = word.take() {
+        words.push(w);
+    }
+    if words.first().is_some_and(|w| w == "exec") {
+        words.remove(0);
+    }
+    let program = words.first().map(|w| OsString::from(w.as_str()));
+    match program {
+        Some(p) if invoked_as_vllm(&p) || p.to_string_lossy().ends_with("servesim") => {}
+        _ => bail!(
+            "sh -c: the servesim image runs `vllm serve ...` or `servesim ...`, not {script:?}"
+        ),
+    }
+    Ok(words.into_iter().map(OsString::from).collect())
+}
+
 /// Prepare `servesim`'s arguments for clap. Invoked as `vllm`, only `vllm serve ...` (and help and
 /// version) is answered. For `serve`, vLLM's spellings are normalised and every vLLM flag that
 /// `servesim serve` does not itself define is removed with its values and recorded as ignored.
 pub fn rewrite_args(argv: Vec<OsString>) -> Result<Rewritten> {
+    if argv.first().is_some_and(invoked_as_shell) {
+        return rewrite_args(shell_words(&argv)?);
+    }
     let mut argv = argv.into_iter();
     let argv0 = argv.next().unwrap_or_else(|| "servesim".into());
     let rest: Vec<OsString> = argv.collect();
@@ -481,6 +570,47 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn sh_dash_c_runs_the_command_of_vllms_manifests() {
+        let sh = |script: &str| {
+            shell_words(&["/bin/sh".into(), "-c".into(), script.into()]).map(|w| {
+                w.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            sh("vllm serve mistralai/Mistral-7B-Instruct-v0.3 --trust-remote-code \\\n  --max_num_batched_tokens 1024").ok(),
+            Some(vec![
+                "vllm".to_string(), "serve".into(), "mistralai/Mistral-7B-Instruct-v0.3".into(),
+                "--trust-remote-code".into(), "--max_num_batched_tokens".into(), "1024".into()
+            ])
+        );
+        assert_eq!(
+            sh(r#"exec vllm serve m --chat-template '{{ a b }}' --x "q \"u\" o""#).ok(),
+            Some(vec![
+                "vllm".to_string(),
+                "serve".into(),
+                "m".into(),
+                "--chat-template".into(),
+                "{{ a b }}".into(),
+                "--x".into(),
+                "q \"u\" o".into()
+            ])
+        );
+        for bad in [
+            "vllm serve $MODEL",
+            "vllm serve m | tee log",
+            "vllm serve m; sleep 1",
+            "python3 -m x",
+            "vllm 'open",
+        ] {
+            assert!(sh(bad).is_err(), "{bad}");
+        }
+        let r = rewrite(&["/bin/sh", "-c", "vllm serve m --enforce-eager --port 9"]);
+        assert_eq!(strs(&r), ["vllm", "serve", "m", "--port", "9"]);
     }
 
     #[test]
