@@ -86,7 +86,7 @@ pub struct BenchArgs {
     )]
     pub burstiness: f64,
     /// Open loop: cap requests in flight at the level's concurrency (vLLM's --max-concurrency).
-    #[arg(long, requires = "rate")]
+    #[arg(long, requires = "rate", env = "SERVESIM_RATE_CAP")]
     pub rate_cap: bool,
     /// Seed of the arrival times (and, with --target sim, of the answer lengths).
     #[arg(long, default_value_t = 0, env = "SERVESIM_SEED")]
@@ -95,7 +95,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 180.0, env = "SERVESIM_TIMEOUT")]
     pub timeout: f64,
     /// Do not ask for stream_options.include_usage (no token counts, no token TPOT).
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_NO_USAGE")]
     pub no_usage: bool,
     /// Client runtime threads (0 = one per core).
     #[arg(long, default_value_t = 0, env = "SERVESIM_THREADS")]

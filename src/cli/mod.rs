@@ -101,3 +101,56 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags without an environment twin: what one invocation writes or reads (a job-wide value
+    /// would send every command's output to one place), and the engine flags of
+    /// `engine_flags.rs` (issue 15's file; their twins belong there).
+    const NO_TWIN: &[&str] = &[
+        "out",
+        "format",
+        "quiet",
+        "trace",
+        "trace-block-tokens",
+        "real-from",
+        "target",
+        "workload",
+        "help",
+        "version",
+        "enable-prefix-caching",
+        "no-enable-prefix-caching",
+        "tensor-parallel-size",
+        "quantization",
+        "kv-cache-dtype",
+        "hf-config",
+    ];
+
+    /// Issue 14: every flag that CI sets has a twin named `SERVESIM_` + the flag in upper snake
+    /// case, the same in every command that has the flag.
+    #[test]
+    fn env_twins_follow_one_rule_in_every_command() {
+        let cli = Cli::command();
+        let mut twins = 0;
+        for sub in ["serve", "simulate", "demo", "bench", "validate"] {
+            let command = cli.find_subcommand(sub).expect("subcommand");
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                match arg.get_env() {
+                    Some(env) => {
+                        twins += 1;
+                        assert_eq!(
+                            env.to_string_lossy(),
+                            format!("SERVESIM_{}", long.to_uppercase().replace('-', "_")),
+                            "{sub} --{long}"
+                        );
+                    }
+                    None => assert!(NO_TWIN.contains(&long), "{sub} --{long} has no env twin"),
+                }
+            }
+        }
+        assert!(twins > 60, "only {twins} twins seen");
+    }
+}

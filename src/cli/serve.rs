@@ -74,10 +74,18 @@ pub struct ServeArgs {
           value_parser = |s: &str| super::vllm::positive_int("CacheConfig", "block_size", false, s))]
     pub block_size: Option<u32>,
     /// Split long prompts over iterations within --max-num-batched-tokens (vLLM V1's default).
-    #[arg(long, overrides_with = "no_enable_chunked_prefill")]
+    #[arg(
+        long,
+        overrides_with = "no_enable_chunked_prefill",
+        env = "SERVESIM_ENABLE_CHUNKED_PREFILL"
+    )]
     pub enable_chunked_prefill: bool,
     /// Schedule each prompt whole.
-    #[arg(long, overrides_with = "enable_chunked_prefill")]
+    #[arg(
+        long,
+        overrides_with = "enable_chunked_prefill",
+        env = "SERVESIM_NO_ENABLE_CHUNKED_PREFILL"
+    )]
     pub no_enable_chunked_prefill: bool,
     /// vLLM's --dtype. The catalogue's models are 16-bit (bf16): auto, bfloat16, half and float16
     /// simulate the same bytes; float/float32 are refused.
@@ -138,10 +146,18 @@ pub struct ServeArgs {
     pub engine: super::engine_flags::EngineFlags,
     /// Report `usage.prompt_tokens_details.cached_tokens` (prompt tokens read from the prefix cache)
     /// in answers, as vLLM does with this flag; without it `prompt_tokens_details` is null.
-    #[arg(long, overrides_with = "no_enable_prompt_tokens_details")]
+    #[arg(
+        long,
+        overrides_with = "no_enable_prompt_tokens_details",
+        env = "SERVESIM_ENABLE_PROMPT_TOKENS_DETAILS"
+    )]
     pub enable_prompt_tokens_details: bool,
     /// Leave `prompt_tokens_details` null (the default).
-    #[arg(long, overrides_with = "enable_prompt_tokens_details")]
+    #[arg(
+        long,
+        overrides_with = "enable_prompt_tokens_details",
+        env = "SERVESIM_NO_ENABLE_PROMPT_TOKENS_DETAILS"
+    )]
     pub no_enable_prompt_tokens_details: bool,
     /// The vLLM flags taken out before parsing (no effect on the simulation), for the start-up log.
     #[arg(skip)]
