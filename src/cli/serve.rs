@@ -14,6 +14,11 @@ use servesim_server::{self as server, AppState, FaultConfig, ServerConfig, TextM
 /// The vLLM flags that do not change the simulation are taken out before parsing (see
 /// [`super::vllm`]) and listed in the start-up log.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Every other flag of `vllm serve` (vLLM 0.32: --trust-remote-code, --download-dir, \
+--enforce-eager, -tp, -O3, ...) is accepted with its values and listed once in the start-up log as ignored.\n\
+Installed or linked as `vllm`, the binary answers `vllm serve ...`."
+)]
 pub struct ServeArgs {
     /// The model, as `vllm serve MODEL` takes it: a Hugging Face id (`Qwen/Qwen2.5-7B-Instruct`), a
     /// catalogue name, or a path ending in the id's name; served on --gpu with vLLM's defaults.
