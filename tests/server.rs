@@ -1185,17 +1185,22 @@ mod vllm_command_line {
         let fixed = ServerProcess::start(&[
             "Qwen/Qwen2.5-7B-Instruct",
             "--num-gpu-blocks-override",
-            "3000",
+            "1000",
             "--max-model-len",
             "auto",
         ]);
         let m2 = metrics(&fixed.base).await;
-        assert_eq!(cache_label(&m2, "num_gpu_blocks"), "3000");
-        // auto: the longest the cache holds (3000 blocks of 16 tokens), below the model's 32768.
-        let len = models(&fixed.base).await["data"][0]["max_model_len"]
-            .as_u64()
-            .expect("len");
-        assert!(len <= 3000 * 16 && len > 16_000, "{len}");
+        assert_eq!(cache_label(&m2, "num_gpu_blocks"), "1000");
+        // auto: the longest context the cache holds (1000 blocks of 16 tokens, less the null
+        // block), below the model's 32768.
+        assert_eq!(
+            models(&fixed.base).await["data"][0]["max_model_len"],
+            999 * 16
+        );
+        log_line(
+            &fixed,
+            "Auto-fit max_model_len: reduced from 32768 to 15984",
+        );
     }
 
     #[tokio::test]

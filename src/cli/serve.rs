@@ -239,11 +239,32 @@ fn apply_vllm_engine_flags(args: &ServeArgs, profile: &mut Profile) -> Result<()
         ),
         Some(super::vllm::MaxModelLen::Tokens(n)) => profile.engine.max_model_len = Some(n),
         Some(super::vllm::MaxModelLen::Auto) => {
-            // vLLM's auto: the model's context, or as many tokens as the KV cache holds if fewer.
-            profile.engine.max_model_len = None;
-            let kv_tokens = profile.derive().map(|d| d.kv_tokens).unwrap_or(0);
-            let fits = u32::try_from(kv_tokens).unwrap_or(u32::MAX);
-            profile.engine.max_model_len = Some(context.min(fits).max(1));
+            // vLLM's auto-fit: the longest context whose blocks fit the KV cache, at most the
+            // model's (derived here with a one-block length, which always fits the check).
+            let block = profile.engine.block_size;
+            profile.engine.max_model_len = Some(block);
+            let d = profile.derive()?;
+            let room = match profile.engine.num_gpu_blocks_override {
+                Some(n) => n.saturating_sub(1) * u64::from(block),
+                None => d.kv_tokens,
+            };
+            let fit = u32::try_from(room).unwrap_or(u32::MAX).min(context);
+            if fit == 0 {
+                bail!(
+                    "Cannot auto-fit max_model_len: not enough GPU memory available to serve even \
+                     a single token. Try increasing `gpu_memory_utilization`."
+                );
+            }
+            if fit < context {
+                tracing::info!(
+                    "Auto-fit max_model_len: reduced from {context} to {fit} to fit in available KV cache memory"
+                );
+            } else {
+                tracing::info!(
+                    "Auto-fit max_model_len: full model context length {context} fits in available KV cache memory"
+                );
+            }
+            profile.engine.max_model_len = Some(fit);
         }
     }
     Ok(())

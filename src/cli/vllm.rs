@@ -310,7 +310,7 @@ pub fn catalogue_model(model: &str) -> Result<String> {
     let (_, names) = Profile::catalogue_names();
     let mut ids = Vec::new();
     for name in &names {
-        let spec = Profile::builtin(&format!("{}+{name}", first_gpu()))?;
+        let spec = Profile::builtin(&format!("{LOOKUP_GPU}+{name}"))?;
         ids.push((name.clone(), spec.model.hf_id.clone()));
     }
     let wanted = model.trim_end_matches('/');
@@ -333,9 +333,7 @@ pub fn catalogue_model(model: &str) -> Result<String> {
 }
 
 /// A GPU every catalogue model fits on, to read the models' ids through `GPU+MODEL` profiles.
-fn first_gpu() -> &'static str {
-    "h200"
-}
+const LOOKUP_GPU: &str = "h200";
 
 /// vLLM's `human_readable_int`: `1k` = 1000, `1K` = 1024, `25.6k` = 25600, else a plain integer.
 pub fn human_readable_int(value: &str) -> Result<i64, String> {
