@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes src/cli/vllm_flags.rs, the table of every `vllm serve` flag, from `vllm serve --help=all`.
 
-Usage: VLLM_TARGET_DEVICE=cpu vllm serve --help=all > help.txt; python3 vllm_flags.py help.txt > src/cli/vllm_flags.rs
+Usage: COLUMNS=80 VLLM_TARGET_DEVICE=cpu vllm serve --help=all > help.txt; python3 vllm_flags.py help.txt > src/cli/vllm_flags.rs
+(the peers stage of .ci/run regenerates it from the peer's vLLM and fails on a difference)
 
 servesim serve accepts every flag of the vLLM version the peer runs: the ones that change the simulation
 are its own clap flags, the rest are recognised through this table (with how many values each takes)
@@ -44,6 +45,7 @@ print()
 print("use super::vllm::Arity;")
 print()
 print("/// Every `vllm serve` flag: its spelling, the canonical spelling it is an alias of, and its values.")
+print("#[rustfmt::skip]")
 print("pub const VLLM_SERVE_FLAGS: &[(&str, &str, Arity)] = &[")
 for name, target, arity in rows:
     print(f'    ("{name}", "{target}", Arity::{arity}),')
