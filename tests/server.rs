@@ -1209,12 +1209,13 @@ mod vllm_command_line {
             "Qwen/Qwen2.5-7B-Instruct",
             "--no-enable-chunked-prefill",
             "--no-enable-prefix-caching",
-            "--max-num-batched-tokens",
-            "32K",
+            "--max-model-len",
+            "30000",
         ]);
         let engine = log_line(&server, "max_num_seqs=");
         assert!(
-            engine.contains("max_num_batched_tokens=32768,")
+            // vLLM: without chunked prefill the budget grows to max_model_len.
+            engine.contains("max_num_batched_tokens=30000,")
                 && engine.contains("chunked_prefill=false")
                 && engine.contains("enable_prefix_caching=false"),
             "{engine}"
@@ -1378,6 +1379,27 @@ mod vllm_command_line {
             err.contains(
                 "User-specified max_model_len (40000) is greater than the derived max_model_len"
             ),
+            "{err}"
+        );
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            "4096",
+        ]);
+        assert!(
+            err.contains("max_num_batched_tokens (4096) is smaller than max_model_len (32768)."),
+            "{err}"
+        );
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--max-num-seqs",
+            "4096",
+        ]);
+        assert!(
+            err.contains("max_num_batched_tokens (2048) must be greater than or equal to max_num_seqs (4096)."),
             "{err}"
         );
         let err = refused(&["serve", "acme/Unknown-7B"]);

@@ -267,6 +267,29 @@ fn apply_vllm_engine_flags(args: &ServeArgs, profile: &mut Profile) -> Result<()
             profile.engine.max_model_len = Some(fit);
         }
     }
+    // vLLM's scheduler defaults and checks (EngineArgs, SchedulerConfig.verify_max_model_len):
+    // without chunked prefill the default token budget grows to max_model_len, so that every
+    // prompt fits one iteration; a budget given that is smaller is refused.
+    let len = profile.engine.max_model_len(context);
+    let e = &mut profile.engine;
+    if !e.chunked_prefill && args.max_num_batched_tokens.is_none() {
+        e.max_num_batched_tokens = e.max_num_batched_tokens.max(len);
+    }
+    if !e.chunked_prefill && e.max_num_batched_tokens < len {
+        bail!(
+            "max_num_batched_tokens ({}) is smaller than max_model_len ({len}). This effectively \
+             limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject \
+             longer sequences. Please increase max_num_batched_tokens or decrease max_model_len.",
+            e.max_num_batched_tokens
+        );
+    }
+    if e.max_num_batched_tokens < e.max_num_seqs {
+        bail!(
+            "max_num_batched_tokens ({}) must be greater than or equal to max_num_seqs ({}).",
+            e.max_num_batched_tokens,
+            e.max_num_seqs
+        );
+    }
     Ok(())
 }
 
