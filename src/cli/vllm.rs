@@ -611,6 +611,44 @@ mod tests {
         assert_eq!(strs(&r), ["vllm", "serve", "m", "--port", "9"]);
     }
 
+    proptest::proptest! {
+        /// Any words, single-quoted as a shell script would quote them, come back as they were.
+        #[test]
+        fn sh_dash_c_splits_quoted_words_back(words in proptest::collection::vec("[^\\x00]*", 0..6)) {
+            let quoted: Vec<String> =
+                words.iter().map(|w| format!("'{}'", w.replace('\'', r"'\''"))).collect();
+            let script = format!("vllm serve {}", quoted.join(" "));
+            let split = shell_words(&["sh".into(), "-c".into(), script.into()]).expect("split");
+            let split: Vec<String> = split.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            proptest::prop_assert_eq!(&split[..2], ["vllm", "serve"]);
+            proptest::prop_assert_eq!(&split[2..], &words[..]);
+        }
+
+        /// Taking vLLM's ignored flags out keeps every other argument, in order: servesim's own
+        /// flags and values around any number of ignored flags with their values.
+        #[test]
+        fn ignored_flags_leave_the_rest_in_order(
+            picks in proptest::collection::vec((0usize..6, 0usize..4), 0..12)
+        ) {
+            let ignored: [&[&str]; 6] = [
+                &["--trust-remote-code"], &["--download-dir", "/d"], &["--enforce-eager"],
+                &["--lora-modules", "a=b", "c=d"], &["--swap-space=4"], &["-O3"],
+            ];
+            let own: [&[&str]; 4] =
+                [&["--port", "9"], &["--seed", "1"], &["--max-num-seqs", "8"], &["--time-scale", "0.5"]];
+            let mut args = vec!["servesim", "serve", "m"];
+            let mut kept = vec!["servesim", "serve", "m"];
+            for (i, o) in &picks {
+                args.extend_from_slice(ignored[*i]);
+                args.extend_from_slice(own[*o]);
+                kept.extend_from_slice(own[*o]);
+            }
+            let r = rewrite(&args);
+            proptest::prop_assert_eq!(strs(&r), kept);
+            proptest::prop_assert!(r.ignored.len() <= 6);
+        }
+    }
+
     #[test]
     fn human_readable_ints_as_vllm_parses_them() {
         assert_eq!(human_readable_int("1k"), Ok(1000));
