@@ -1005,8 +1005,9 @@ mod vllm_command_line {
         assert_eq!(resp.status(), 404);
     }
 
-    /// vLLM's Kubernetes guide ("Deployment with GPUs", https://docs.vllm.ai/en/stable/deployment/k8s/)
-    /// runs this line under `/bin/sh -c`; servesim installed as `vllm` takes it unchanged.
+    /// vLLM's Kubernetes guide ("Deployment with GPUs", https://docs.vllm.ai/en/stable/deployment/k8s/;
+    /// the same line since v0.6's deploying_with_k8s) runs this line under `/bin/sh -c`; servesim
+    /// installed as `vllm` takes it unchanged, and so does servesim installed as `sh`.
     #[tokio::test]
     async fn a_command_line_from_vllms_docs_starts_servesim_as_vllm() {
         let line = "vllm serve mistralai/Mistral-7B-Instruct-v0.3 --trust-remote-code --enable-chunked-prefill --max_num_batched_tokens 1024";
@@ -1049,6 +1050,23 @@ mod vllm_command_line {
             .expect("runs");
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("answers `vllm serve ...` only"));
+        // The guide's manifest form, `command: ["/bin/sh", "-c"]` with the line as its argument:
+        // the image links /bin/sh to the binary, which splits the line as a shell would.
+        let sh = dir.join("sh");
+        std::os::unix::fs::symlink(support::servesim_bin(), &sh).expect("symlink");
+        let mut command = Command::new(&sh);
+        command
+            .args(["-c", &format!("{line} --host 127.0.0.1 --port 0")])
+            .env_remove("RUST_LOG");
+        let server = ServerProcess::spawn(command);
+        let list = models(&server.base).await;
+        assert_eq!(list["data"][0]["id"], "mistralai/Mistral-7B-Instruct-v0.3");
+        drop(server);
+        let out = Command::new(&sh)
+            .args(["-c", "vllm serve $MODEL"])
+            .output()
+            .expect("runs");
+        assert!(!out.status.success());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
