@@ -8,7 +8,7 @@ use servesim_server::api::{Endpoint, check_content_type, check_request};
 
 fuzz_target!(|data: &[u8]| {
     for endpoint in [Endpoint::Chat, Endpoint::Completions] {
-        match check_request(endpoint, data, "local") {
+        match check_request(endpoint, data, &["local"]) {
             Ok(v) => {
                 let _ = v.spec(v.max_tokens.unwrap_or(16));
             }

@@ -60,7 +60,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "url")]
     pub target: Option<String>,
     /// The `model` field of every request.
-    #[arg(long, default_value = "local")]
+    #[arg(long, default_value = "local", env = "SERVESIM_MODEL")]
     pub model: String,
     #[command(flatten)]
     pub drills: DrillArgs,
@@ -75,25 +75,30 @@ pub struct BenchArgs {
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Open loop: requests per second (inf = all at once) instead of drills.md's closed loop.
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_RATE")]
     pub rate: Option<f64>,
     /// Open loop: gamma shape of the gaps (1 = Poisson, < 1 burstier, > 1 more regular).
-    #[arg(long, default_value_t = 1.0, requires = "rate")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        requires = "rate",
+        env = "SERVESIM_BURSTINESS"
+    )]
     pub burstiness: f64,
     /// Open loop: cap requests in flight at the level's concurrency (vLLM's --max-concurrency).
-    #[arg(long, requires = "rate")]
+    #[arg(long, requires = "rate", env = "SERVESIM_RATE_CAP")]
     pub rate_cap: bool,
     /// Seed of the arrival times (and, with --target sim, of the answer lengths).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_SEED")]
     pub seed: u64,
     /// Client timeout per request, seconds.
-    #[arg(long, default_value_t = 180.0)]
+    #[arg(long, default_value_t = 180.0, env = "SERVESIM_TIMEOUT")]
     pub timeout: f64,
     /// Do not ask for stream_options.include_usage (no token counts, no token TPOT).
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_NO_USAGE")]
     pub no_usage: bool,
     /// Client runtime threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_THREADS")]
     pub threads: usize,
     /// No progress bar and no per-level lines on stderr.
     #[arg(long, short)]

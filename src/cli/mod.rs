@@ -4,15 +4,18 @@ mod bench;
 mod cost;
 mod engine_flags;
 mod fleet;
+mod health;
 mod profiles;
 mod serve;
 mod simulate;
 mod telemetry;
 mod validate;
+mod vllm;
+mod vllm_flags;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Simulate vLLM serving an LLM on a GPU, in virtual time or as a fake OpenAI server, and validate
 /// the simulation against real runs.
@@ -46,11 +49,38 @@ enum Command {
     Calibrate(cost::CalibrateArgs),
     /// Read the GPU through NVML: device facts, or a recording to keep as a fixture.
     Telemetry(telemetry::TelemetryArgs),
+    /// Exit 0 when a server's /health answers 200 (the container image's healthcheck: it has no curl).
+    Health(health::HealthArgs),
+}
+
+/// Parse the command line: vLLM's spellings first (see [`vllm::rewrite_args`]), then clap, which
+/// exits itself on `--help` and on a bad argument (status 2, as argparse).
+fn parse(argv: Vec<std::ffi::OsString>) -> anyhow::Result<Cli> {
+    let as_vllm = argv.first().is_some_and(vllm::invoked_as_vllm);
+    let rewritten = vllm::rewrite_args(argv)?;
+    let mut command = Cli::command();
+    if as_vllm {
+        command = command.name("vllm").bin_name("vllm");
+    }
+    let matches = command.get_matches_from(rewritten.args);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Serve(args), Some(("serve", m))) = (&mut cli.command, matches.subcommand()) {
+        args.ignored_vllm_flags = rewritten.ignored;
+        args.profile_on_command_line =
+            m.value_source("profile") == Some(clap::parser::ValueSource::CommandLine);
+    }
+    Ok(cli)
 }
 
 /// Parse arguments, run the command, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("servesim: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Profiles(args) => profiles::run(args),
         Command::Simulate(args) => simulate::run(args),
@@ -62,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Cost(args) => cost::cost(args),
         Command::Calibrate(args) => cost::calibrate_gpu(args),
         Command::Telemetry(args) => telemetry::run(args),
+        Command::Health(args) => health::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,5 +100,54 @@ pub fn main() -> ExitCode {
             eprintln!("servesim: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags without an environment twin: what one invocation writes or reads (a job-wide value
+    /// would send every command's output to one place), and the engine flags of
+    /// `engine_flags.rs` (issue 15's file; their twins belong there).
+    const NO_TWIN: &[&str] = &[
+        "out",
+        "format",
+        "quiet",
+        "trace",
+        "trace-block-tokens",
+        "real-from",
+        "target",
+        "workload",
+        "help",
+        "version",
+        "enable-prefix-caching",
+        "no-enable-prefix-caching",
+    ];
+
+    /// Issue 14: every flag that CI sets has a twin named `SERVESIM_` + the flag in upper snake
+    /// case, the same in every command that has the flag.
+    #[test]
+    fn env_twins_follow_one_rule_in_every_command() {
+        let cli = Cli::command();
+        let mut twins = 0;
+        for sub in ["serve", "simulate", "demo", "bench", "validate"] {
+            let command = cli.find_subcommand(sub).expect("subcommand");
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                match arg.get_env() {
+                    Some(env) => {
+                        twins += 1;
+                        assert_eq!(
+                            env.to_string_lossy(),
+                            format!("SERVESIM_{}", long.to_uppercase().replace('-', "_")),
+                            "{sub} --{long}"
+                        );
+                    }
+                    None => assert!(NO_TWIN.contains(&long), "{sub} --{long} has no env twin"),
+                }
+            }
+        }
+        assert!(twins > 60, "only {twins} twins seen");
     }
 }

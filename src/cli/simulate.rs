@@ -17,35 +17,35 @@ use servesim_validator::{
 #[derive(Debug, Args, Clone)]
 pub struct DrillArgs {
     /// baseline, saturation, overload, prefill, decode, batching, or all.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", env = "SERVESIM_DRILL")]
     pub drill: String,
     /// Concurrency levels (sweep drills) or the fixed concurrency (prefill, decode), comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "SERVESIM_CONCURRENCY")]
     pub concurrency: Option<Vec<usize>>,
     /// Requests per level (raised to at least the concurrency).
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_REQUESTS_PER_LEVEL")]
     pub requests_per_level: Option<usize>,
     /// max_tokens: the sweep for the decode drill, the fixed cap for the others.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "SERVESIM_MAX_TOKENS")]
     pub max_tokens: Option<Vec<u32>>,
     /// Approximate input lengths of the prefill drill, comma-separated; with `--arrival`, the
     /// input-length distribution (a number, or lognormal:mean=M,sd=S, normal:..., uniform:...).
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_INPUT_TOKENS")]
     pub input_tokens: Option<String>,
     /// A request meets the SLO when its TTFT is at most this (seconds).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, env = "SERVESIM_TTFT_SLO")]
     pub ttft_slo: f64,
     /// ... and its e2e latency at most this (seconds; 0 = no bound).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, env = "SERVESIM_E2E_SLO")]
     pub e2e_slo: f64,
     /// How the simulated server starts each drill (every drill gets a server of its own, so a
     /// drill gives the same rows alone or in a suite): cold (the profile's one-off warm-up hits its
     /// first requests), warm, or auto = the baseline drill cold, as the reference suite began, and
     /// the others warm.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "cold", "warm"])]
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cold", "warm"], env = "SERVESIM_START")]
     pub start: String,
     /// Overload sweep: gpu (conc 32..512, max_tokens 512, 64 requests) or cpu (conc 1..32, 12 requests).
-    #[arg(long, default_value = "gpu", value_parser = parse_tier)]
+    #[arg(long, default_value = "gpu", value_parser = parse_tier, env = "SERVESIM_TIER")]
     pub tier: Tier,
 }
 
@@ -121,13 +121,13 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub drills: DrillArgs,
     /// Seed of the answer-length draws.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_SEED")]
     pub seed: u64,
     /// table, json or csv.
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Override the scheduling policy: continuous, static or serial.
-    #[arg(long, value_parser = parse_policy)]
+    #[arg(long, value_parser = parse_policy, env = "SERVESIM_POLICY")]
     pub policy: Option<SchedulingPolicy>,
     /// Replay a request trace instead of drills: CSV (arrival_s, input_tokens, output_tokens;
     /// prompts known only by length) or Mooncake JSON Lines (.jsonl: timestamp in ms,
@@ -157,13 +157,13 @@ pub struct WorkloadArgs {
     #[arg(long, value_parser = ["multi-turn", "shared-prefix"])]
     pub workload: Option<String>,
     /// Workload: sessions (multi-turn) or users (shared-prefix).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, env = "SERVESIM_SESSIONS")]
     pub sessions: usize,
     /// Workload: turns per session (multi-turn) or requests per user (shared-prefix).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, env = "SERVESIM_TURNS")]
     pub turns: usize,
     /// Workload: seconds a user thinks between an answer and the next request.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, env = "SERVESIM_THINK")]
     pub think: f64,
 }
 
@@ -393,7 +393,7 @@ pub struct DemoArgs {
     /// Built-in profile name, GPU+MODEL, or a path to a .toml profile.
     #[arg(long, default_value = DEFAULT_PROFILE, env = "SERVESIM_PROFILE")]
     pub profile: String,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_SEED")]
     pub seed: u64,
 }
 

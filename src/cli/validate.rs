@@ -23,7 +23,7 @@ use super::simulate::DrillArgs;
 #[command(group(ArgGroup::new("real_side").required(true).args(["real", "real_from"])))]
 pub struct ValidateArgs {
     /// Base URL of the real server (vLLM on the GPU), e.g. http://127.0.0.1:8000.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SERVESIM_REAL")]
     pub real: Option<String>,
     /// Take the real run from a saved `bench` run instead (its --out directory or summary.json),
     /// or from `simulate --format json` output.
@@ -35,7 +35,7 @@ pub struct ValidateArgs {
     #[command(flatten)]
     pub drills: DrillArgs,
     /// The `model` field of real requests.
-    #[arg(long, default_value = "local")]
+    #[arg(long, default_value = "local", env = "SERVESIM_MODEL")]
     pub model: String,
     #[arg(long, env = "SERVESIM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -43,16 +43,16 @@ pub struct ValidateArgs {
     #[arg(long, default_value = "validate-out")]
     pub out: PathBuf,
     /// Do not sample the GPU with NVML.
-    #[arg(long)]
+    #[arg(long, env = "SERVESIM_NO_NVML")]
     pub no_nvml: bool,
     /// Which GPU NVML samples.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_GPU_INDEX")]
     pub gpu_index: u32,
     /// NVML samples per second.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, env = "SERVESIM_SAMPLE_HZ")]
     pub sample_hz: f64,
     /// Seed of the simulator's answer lengths.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "SERVESIM_SEED")]
     pub seed: u64,
 }
 

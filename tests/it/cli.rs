@@ -675,3 +675,56 @@ fn calibrate_writes_a_gpu_profile_that_loads_and_fits_the_table() {
     assert_eq!(v["rows"].as_array().map(Vec::len), Some(45));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14: a flag's environment twin does what the flag does, and the flag wins over it.
+#[test]
+fn env_twins_stand_in_for_flags() {
+    let by_flags = crate::support::stdout_ok(&[
+        "simulate",
+        "--drill",
+        "decode",
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "16,32",
+        "--seed",
+        "3",
+        "--format",
+        "json",
+    ]);
+    let by_env = std::process::Command::new(crate::support::servesim_bin())
+        .args(["simulate", "--format", "json"])
+        .env("SERVESIM_DRILL", "decode")
+        .env("SERVESIM_CONCURRENCY", "2")
+        .env("SERVESIM_MAX_TOKENS", "16,32")
+        .env("SERVESIM_SEED", "3")
+        .output()
+        .expect("runs");
+    assert!(by_env.status.success(), "{by_env:?}");
+    assert_eq!(String::from_utf8_lossy(&by_env.stdout), by_flags);
+    let flag_wins = std::process::Command::new(crate::support::servesim_bin())
+        .args([
+            "simulate",
+            "--format",
+            "json",
+            "--drill",
+            "decode",
+            "--concurrency",
+            "2",
+        ])
+        .args(["--max-tokens", "16,32", "--seed", "3"])
+        .env("SERVESIM_DRILL", "baseline")
+        .env("SERVESIM_SEED", "4")
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&flag_wins.stdout), by_flags);
+    // And the variable is read: another concurrency, another result.
+    let other = std::process::Command::new(crate::support::servesim_bin())
+        .args(["simulate", "--format", "json", "--drill", "decode"])
+        .args(["--max-tokens", "16,32", "--seed", "3"])
+        .env("SERVESIM_CONCURRENCY", "8")
+        .output()
+        .expect("runs");
+    assert!(other.status.success());
+    assert_ne!(String::from_utf8_lossy(&other.stdout), by_flags);
+}

@@ -907,3 +907,563 @@ async fn async_openai_talks_to_it_unmodified() {
     let err = client.chat().create(bad).await.expect_err("unknown model");
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
+
+/// `vllm serve`'s command line on `servesim serve` (issue 17): each flag's effect, or its notice.
+mod vllm_command_line {
+    use super::*;
+    use std::process::Command;
+
+    /// The chat body with `model` named.
+    fn chat_for(model: &str, max_tokens: u32) -> Value {
+        let mut body = chat_body(max_tokens, false);
+        body["model"] = json!(model);
+        body
+    }
+
+    async fn models(base: &str) -> Value {
+        json_of(get(&client(), base, "/v1/models").await).await
+    }
+
+    /// The one start-up line containing `needle` (panics when there is none or several).
+    fn log_line(server: &ServerProcess, needle: &str) -> String {
+        let lines: Vec<String> = server
+            .log()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect();
+        assert_eq!(lines.len(), 1, "{needle:?} in {:#?}", server.log());
+        lines[0].clone()
+    }
+
+    /// Stop the server with SIGTERM and return its whole log (up to its last line, "shut down").
+    fn stop(mut server: ServerProcess) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        assert!(server.wait_exit(SETTLE).is_some(), "the server exits");
+        // The reader thread may still be draining the pipe: wait for the last line.
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let log = server.log();
+            if log.iter().any(|l| l.ends_with(" shut down")) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no shut-down line: {log:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A label's value in `vllm:cache_config_info`.
+    fn cache_label(metrics: &str, label: &str) -> String {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("vllm:cache_config_info{"))
+            .expect("cache_config_info");
+        let at = line.find(&format!("{label}=\"")).expect("label") + label.len() + 2;
+        line[at..].split('"').next().unwrap_or_default().to_string()
+    }
+
+    /// `servesim ARGS` that must fail: its stderr.
+    fn refused(args: &[&str]) -> String {
+        let out = crate::support::servesim(args);
+        assert!(!out.status.success(), "servesim {args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[tokio::test]
+    async fn done_when_a_hugging_face_id_is_served_under_its_name() {
+        let server = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--max-num-seqs",
+            "64",
+            "--gpu-memory-utilization",
+            "0.8",
+        ]);
+        let list = models(&server.base).await;
+        assert_eq!(list["data"][0]["id"], "Qwen/Qwen2.5-7B-Instruct", "{list}");
+        assert_eq!(list["data"][0]["root"], "Qwen/Qwen2.5-7B-Instruct");
+        assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+        assert!(log_line(&server, "max_num_seqs=").contains("max_num_seqs=64,"));
+        let m = metrics(&server.base).await;
+        assert_eq!(cache_label(&m, "gpu_memory_utilization"), "0.8");
+        let chat = json_of(
+            post(
+                &server.base,
+                "/v1/chat/completions",
+                &chat_for("Qwen/Qwen2.5-7B-Instruct", 3),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(chat["model"], "Qwen/Qwen2.5-7B-Instruct", "{chat}");
+        // The old name is not served any more.
+        let resp = post(&server.base, "/v1/chat/completions", &chat_for("local", 3)).await;
+        assert_eq!(resp.status(), 404);
+    }
+
+    /// vLLM's Kubernetes guide ("Deployment with GPUs", https://docs.vllm.ai/en/stable/deployment/k8s/;
+    /// the same line since v0.6's deploying_with_k8s) runs this line under `/bin/sh -c`; servesim
+    /// installed as `vllm` takes it unchanged, and so does servesim installed as `sh`.
+    #[tokio::test]
+    async fn a_command_line_from_vllms_docs_starts_servesim_as_vllm() {
+        let line = "vllm serve mistralai/Mistral-7B-Instruct-v0.3 --trust-remote-code --enable-chunked-prefill --max_num_batched_tokens 1024";
+        let dir = std::env::temp_dir().join(format!("servesim-as-vllm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let link = dir.join("vllm");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(crate::support::servesim_bin(), &link).expect("symlink");
+        let mut command = Command::new(&link);
+        command
+            .args(line.split_whitespace().skip(1))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env_remove("RUST_LOG");
+        let server = ServerProcess::spawn(command);
+        let list = models(&server.base).await;
+        assert_eq!(list["data"][0]["id"], "mistralai/Mistral-7B-Instruct-v0.3");
+        let engine = log_line(&server, "max_num_seqs=");
+        assert!(
+            engine.contains("max_num_batched_tokens=1024,")
+                && engine.contains("chunked_prefill=true"),
+            "{engine}"
+        );
+        assert!(
+            log_line(&server, "accepted and ignored").ends_with(": --trust-remote-code"),
+            "{:#?}",
+            server.log()
+        );
+        let resp = post(
+            &server.base,
+            "/v1/chat/completions",
+            &chat_for("mistralai/Mistral-7B-Instruct-v0.3", 2),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        drop(server);
+        // As `vllm`, only `serve` is answered.
+        let out = Command::new(&link)
+            .args(["bench", "--url", "x"])
+            .output()
+            .expect("runs");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("answers `vllm serve ...` only"));
+        // The guide's manifest form, `command: ["/bin/sh", "-c"]` with the line as its argument:
+        // the image links /bin/sh to the binary, which splits the line as a shell would.
+        let sh = dir.join("sh");
+        std::os::unix::fs::symlink(crate::support::servesim_bin(), &sh).expect("symlink");
+        let mut command = Command::new(&sh);
+        command
+            .args(["-c", &format!("{line} --host 127.0.0.1 --port 0")])
+            .env_remove("RUST_LOG");
+        let server = ServerProcess::spawn(command);
+        let list = models(&server.base).await;
+        assert_eq!(list["data"][0]["id"], "mistralai/Mistral-7B-Instruct-v0.3");
+        drop(server);
+        let out = Command::new(&sh)
+            .args(["-c", "vllm serve $MODEL"])
+            .output()
+            .expect("runs");
+        assert!(!out.status.success());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn model_flag_several_served_names_and_several_keys() {
+        let server = ServerProcess::start(&[
+            "--model",
+            "qwen/qwen2.5-0.5b-instruct",
+            "--served-model-name",
+            "first",
+            "second",
+            "--api-key",
+            "k1",
+            "k2",
+        ]);
+        let c = client();
+        let list = c
+            .get(format!("{}/v1/models", server.base))
+            .bearer_auth("k2")
+            .send()
+            .await
+            .expect("models");
+        let list = json_of(list).await;
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["first", "second"]);
+        assert_eq!(list["data"][1]["root"], "Qwen/Qwen2.5-0.5B-Instruct");
+        for key in ["k1", "k2"] {
+            let chat = c
+                .post(format!("{}/v1/chat/completions", server.base))
+                .bearer_auth(key)
+                .json(&chat_for("second", 2))
+                .send()
+                .await
+                .expect("chat");
+            assert_eq!(chat.status(), 200);
+            // Answers carry the first name, as vLLM's do.
+            assert_eq!(json_of(chat).await["model"], "first");
+        }
+        let resp = c
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth("k3")
+            .json(&chat_for("first", 2))
+            .send()
+            .await
+            .expect("chat");
+        assert_eq!(resp.status(), 401);
+        let resp = c
+            .post(format!("{}/v1/chat/completions", server.base))
+            .bearer_auth("k1")
+            .json(&chat_for("third", 2))
+            .send()
+            .await
+            .expect("chat");
+        assert_eq!(resp.status(), 404);
+        let err = json_of(resp).await;
+        assert_eq!(
+            err["error"]["message"],
+            "The model `third` does not exist. Valid aliases: first, second."
+        );
+        // The metrics carry the first name.
+        let m = c
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(m.contains("model_name=\"first\""));
+        assert!(!m.contains("model_name=\"second\""));
+    }
+
+    #[tokio::test]
+    async fn max_num_seqs_bounds_the_running_batch() {
+        let mut args = vec!["Qwen/Qwen2.5-0.5B-Instruct", "--max-num-seqs", "2"];
+        args.extend_from_slice(FAST);
+        let server = ServerProcess::start(&args);
+        let base = server.base.clone();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let base = base.clone();
+            tasks.push(tokio::spawn(async move {
+                post(
+                    &base,
+                    "/v1/chat/completions",
+                    &chat_for("Qwen/Qwen2.5-0.5B-Instruct", 3000),
+                )
+                .await
+                .status()
+            }));
+        }
+        let m = wait_metrics(&base, SETTLE, |m| {
+            sample(m, "vllm:num_requests_waiting{") == Some(2.0)
+        })
+        .await;
+        assert_eq!(sample(&m, "vllm:num_requests_running{"), Some(2.0), "{m}");
+        drop(server);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_block_and_length_flags_size_the_cache() {
+        let blocks = |m: &str| -> u64 { cache_label(m, "num_gpu_blocks").parse().expect("blocks") };
+        let base = ServerProcess::start(&["Qwen/Qwen2.5-7B-Instruct"]);
+        let m0 = metrics(&base.base).await;
+        let less = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--gpu-memory-utilization",
+            "0.6",
+            "--block-size",
+            "32",
+            "--max-model-len",
+            "4k",
+        ]);
+        let m1 = metrics(&less.base).await;
+        assert_eq!(cache_label(&m1, "block_size"), "32");
+        assert_eq!(cache_label(&m1, "gpu_memory_utilization"), "0.6");
+        // Less memory and twice the block: well under half the blocks.
+        assert!(
+            blocks(&m1) * 2 < blocks(&m0),
+            "{} vs {}",
+            blocks(&m1),
+            blocks(&m0)
+        );
+        assert_eq!(models(&less.base).await["data"][0]["max_model_len"], 4000);
+        assert_eq!(models(&base.base).await["data"][0]["max_model_len"], 32768);
+        let fixed = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--num-gpu-blocks-override",
+            "1000",
+            "--max-model-len",
+            "auto",
+        ]);
+        let m2 = metrics(&fixed.base).await;
+        assert_eq!(cache_label(&m2, "num_gpu_blocks"), "1000");
+        // auto: the longest context the cache holds (1000 blocks of 16 tokens, less the null
+        // block), below the model's 32768.
+        assert_eq!(
+            models(&fixed.base).await["data"][0]["max_model_len"],
+            999 * 16
+        );
+        log_line(
+            &fixed,
+            "Auto-fit max_model_len: reduced from 32768 to 15984",
+        );
+    }
+
+    #[tokio::test]
+    async fn chunked_prefill_prefix_caching_and_prompt_token_details() {
+        let server = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--no-enable-chunked-prefill",
+            "--no-enable-prefix-caching",
+            "--max-model-len",
+            "30000",
+        ]);
+        let engine = log_line(&server, "max_num_seqs=");
+        assert!(
+            // vLLM: without chunked prefill the budget grows to max_model_len.
+            engine.contains("max_num_batched_tokens=30000,")
+                && engine.contains("chunked_prefill=false")
+                && engine.contains("enable_prefix_caching=false"),
+            "{engine}"
+        );
+        let on = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--enable-chunked-prefill",
+            "--enable-prefix-caching",
+            "--enable-prompt-tokens-details",
+            "--time-scale",
+            "0.05",
+        ]);
+        let engine = log_line(&on, "max_num_seqs=");
+        assert!(engine.contains("chunked_prefill=true"), "{engine}");
+        let body = chat_for("Qwen/Qwen2.5-7B-Instruct", 2);
+        let _ = json_of(post(&on.base, "/v1/chat/completions", &body).await).await;
+        let second = json_of(post(&on.base, "/v1/chat/completions", &body).await).await;
+        let cached = &second["usage"]["prompt_tokens_details"]["cached_tokens"];
+        assert!(cached.as_u64().is_some_and(|n| n > 0), "{second}");
+        let off = json_of(post(&server.base, "/v1/chat/completions", &body).await).await;
+        assert_eq!(off["usage"]["prompt_tokens_details"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn seed_decides_the_answer_text() {
+        let text = |s: &'static str| async move {
+            let server = ServerProcess::start(&[
+                "Qwen/Qwen2.5-0.5B-Instruct",
+                "--seed",
+                s,
+                "--time-scale",
+                "0.05",
+            ]);
+            let chat = json_of(
+                post(
+                    &server.base,
+                    "/v1/chat/completions",
+                    &chat_for("Qwen/Qwen2.5-0.5B-Instruct", 12),
+                )
+                .await,
+            )
+            .await;
+            chat["choices"][0]["message"]["content"]
+                .as_str()
+                .expect("content")
+                .to_string()
+        };
+        let a = text("7").await;
+        assert_eq!(a, text("7").await);
+        assert_ne!(a, text("8").await);
+    }
+
+    #[tokio::test]
+    async fn dtype_log_level_and_ignored_flags_are_noticed_once() {
+        let server = ServerProcess::start(&[
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--dtype",
+            "half",
+            "--uvicorn-log-level",
+            "warning",
+            "--trust-remote-code",
+            "--download-dir",
+            "/models",
+            "--tokenizer",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--revision",
+            "main",
+            "--disable-log-stats",
+            "--disable-log-requests",
+            "--swap-space",
+            "4",
+            "--enforce-eager",
+            "--max-logprobs",
+            "5",
+            "--chat-template",
+            "/t.jinja",
+            "--generation-config",
+            "vllm",
+            "--load-format",
+            "dummy",
+            "--trust-remote-code",
+        ]);
+        let ignored = log_line(&server, "accepted and ignored");
+        assert!(
+            ignored.ends_with(
+                ": --trust-remote-code, --download-dir, --tokenizer, --revision, --disable-log-stats, \
+                 --disable-log-requests, --swap-space, --enforce-eager, --max-logprobs, --chat-template, \
+                 --generation-config, --load-format"
+            ),
+            "{ignored}"
+        );
+        assert!(
+            log_line(&server, "gone from vLLM 0.32")
+                .contains("--disable-log-requests, --swap-space")
+        );
+        assert!(log_line(&server, "--dtype half").contains("unchanged"));
+        // --uvicorn-log-level warning silences the HTTP layer's info lines, not vLLM's own.
+        let quiet = stop(server);
+        assert!(
+            !quiet
+                .iter()
+                .any(|l| l.contains("Application startup complete."))
+        );
+        assert!(quiet.iter().any(|l| l.contains("listening on")));
+        let default = stop(ServerProcess::start(&[]));
+        assert!(
+            default
+                .iter()
+                .any(|l| l.contains("Application startup complete."))
+        );
+        assert!(
+            default
+                .iter()
+                .any(|l| l.contains("Uvicorn running on http://127.0.0.1:"))
+        );
+        assert!(!default.iter().any(|l| l.contains("accepted and ignored")));
+    }
+
+    #[test]
+    fn wrong_values_are_refused_in_vllms_words() {
+        for (args, words) in [
+            (
+                &["--dtype", "bogus"][..],
+                "invalid choice: 'bogus' (choose from 'auto', 'bfloat16', 'float', 'float16', 'float32', 'half')",
+            ),
+            (
+                &["--uvicorn-log-level", "loud"][..],
+                "invalid choice: 'loud' (choose from 'critical', 'debug', 'error', 'info', 'trace', 'warning')",
+            ),
+            (&["--max-num-seqs", "abc"][..], "invalid int value: 'abc'"),
+            (&["--port", "x"][..], "invalid int value: 'x'"),
+            (
+                &["--gpu-memory-utilization", "abc"][..],
+                "invalid float value: 'abc'",
+            ),
+            (
+                &["--gpu-memory-utilization", "1.5"][..],
+                "Input should be less than or equal to 1",
+            ),
+            (
+                &["--max-num-seqs", "0"][..],
+                "Input should be greater than or equal to 1",
+            ),
+            (
+                &["--max-num-batched-tokens", "1.5K"][..],
+                "Decimals are not allowed with binary suffixes like K.",
+            ),
+        ] {
+            let mut all = vec!["serve", "Qwen/Qwen2.5-7B-Instruct"];
+            all.extend_from_slice(args);
+            let err = refused(&all);
+            assert!(err.contains(words), "{args:?}: {err}");
+        }
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--max-model-len",
+            "40000",
+        ]);
+        assert!(
+            err.contains(
+                "User-specified max_model_len (40000) is greater than the derived max_model_len"
+            ),
+            "{err}"
+        );
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            "4096",
+        ]);
+        assert!(
+            err.contains("max_num_batched_tokens (4096) is smaller than max_model_len (32768)."),
+            "{err}"
+        );
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--max-num-seqs",
+            "4096",
+        ]);
+        assert!(
+            err.contains("max_num_batched_tokens (2048) must be greater than or equal to max_num_seqs (4096)."),
+            "{err}"
+        );
+        let err = refused(&["serve", "acme/Unknown-7B"]);
+        assert!(
+            err.contains("--hf-config") && err.contains("Qwen/Qwen2.5-7B-Instruct"),
+            "{err}"
+        );
+        let err = refused(&["serve", "Qwen/Qwen2.5-7B-Instruct", "--dtype", "float32"]);
+        assert!(err.contains("16-bit"), "{err}");
+        let err = refused(&[
+            "serve",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--profile",
+            "h200-qwen2.5-7b",
+        ]);
+        assert!(err.contains("not both"), "{err}");
+        // Not a vLLM flag: clap's own refusal.
+        let err = refused(&["serve", "--no-such-flag"]);
+        assert!(err.contains("--no-such-flag"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_gpu_comes_from_the_flag_or_the_environment_and_health_checks_it() {
+        let mut command = Command::new(crate::support::servesim_bin());
+        command
+            .args(["serve", "Qwen/Qwen2.5-7B-Instruct", "--port", "0"])
+            .env("SERVESIM_GPU", "h200")
+            .env("SERVESIM_MAX_NUM_SEQS", "48")
+            .env("SERVESIM_PROFILE", "l4-qwen2.5-0.5b");
+        let server = ServerProcess::spawn(command);
+        assert!(log_line(&server, "profile h200+qwen2.5-7b-instruct").contains("NVIDIA H200"));
+        assert!(log_line(&server, "max_num_seqs=").contains("max_num_seqs=48,"));
+        let health =
+            crate::support::servesim(&["health", "--url", &format!("{}/health", server.base)]);
+        assert!(health.status.success(), "{health:?}");
+        let flag = ServerProcess::start(&["Qwen/Qwen2.5-7B-Instruct", "--gpu", "l40s"]);
+        log_line(&flag, "profile l40s+qwen2.5-7b-instruct");
+        let url = format!("{}/health", flag.base);
+        drop(flag);
+        let down = crate::support::servesim(&["health", "--url", &url, "--timeout", "2"]);
+        assert!(!down.status.success());
+        // Without a model the profile (here from the environment) is served as `local`.
+        let mut command = Command::new(crate::support::servesim_bin());
+        command
+            .args(["serve", "--port", "0"])
+            .env("SERVESIM_PROFILE", "l4-qwen2.5-0.5b");
+        let profile = ServerProcess::spawn(command);
+        assert_eq!(models(&profile.base).await["data"][0]["id"], "local");
+        log_line(&profile, "profile l4-qwen2.5-0.5b");
+    }
+}

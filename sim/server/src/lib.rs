@@ -57,10 +57,13 @@ pub const VLLM_VERSION: &str = "0.32.0";
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub profile: Profile,
-    /// The model name clients must use (`--served-model-name`).
+    /// The model name clients must use (`--served-model-name`), in answers and metric labels.
     pub served_model_name: String,
-    /// Required bearer token on `/v1/*`, when set.
-    pub api_key: Option<String>,
+    /// Further names the server answers to (`--served-model-name A B C`: B and C), listed by
+    /// `/v1/models` after the first, as vLLM does.
+    pub served_model_aliases: Vec<String>,
+    /// Bearer tokens accepted on `/v1/*` (`--api-key`, one or more); none: no key required.
+    pub api_keys: Vec<String>,
     /// Wall seconds per simulated second (0.1: the GPU runs ten times faster than real).
     pub time_scale: f64,
     /// Seed of answer lengths, filler text and fault dice.
@@ -86,7 +89,8 @@ impl ServerConfig {
         ServerConfig {
             profile,
             served_model_name: "local".into(),
-            api_key: None,
+            served_model_aliases: Vec::new(),
+            api_keys: Vec::new(),
             time_scale: 1.0,
             seed: 0,
             max_waiting: None,
@@ -108,6 +112,8 @@ pub struct AppState(Arc<ServerState>);
 #[derive(Debug)]
 struct ServerState {
     config: ServerConfig,
+    /// The served name followed by its aliases: every name a request may give.
+    served_names: Vec<String>,
     derived: Derived,
     frontend: Mutex<Frontend>,
     /// An engine that never runs: [`Engine::validate`] on it applies the engine's own admission
@@ -189,6 +195,9 @@ impl AppState {
             started: unix_now(),
             fingerprint: format!("vllm-{VLLM_VERSION}-servesim"),
             lanes: lanes.to_vec(),
+            served_names: std::iter::once(config.served_model_name.clone())
+                .chain(config.served_model_aliases.iter().cloned())
+                .collect(),
             config,
         })))
     }

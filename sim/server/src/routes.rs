@@ -42,7 +42,7 @@ enum Recipient {
 
 impl AppState {
     fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
-        api::check_model(model, &self.0.config.served_model_name)
+        api::check_model(model, &self.0.served_names)
     }
 
     fn frontend(&self) -> std::sync::MutexGuard<'_, Frontend> {
@@ -412,7 +412,7 @@ async fn generation(
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     let received = state.0.driver.clock().now();
-    let v = api::check_request(endpoint, &body, &state.0.config.served_model_name)?;
+    let v = api::check_request(endpoint, &body, &state.0.served_names)?;
     state.generate(endpoint, v, &headers, received).await
 }
 
@@ -434,34 +434,37 @@ async fn completions(
 
 async fn models(State(state): State<AppState>) -> Response {
     let s = &state.0;
-    let name = &s.config.served_model_name;
-    axum::Json(json!({
-        "object": "list",
-        "data": [{
-            "id": name,
-            "object": "model",
-            "created": s.started,
-            "owned_by": "vllm",
-            "root": s.config.profile.model.hf_id,
-            "parent": null,
-            "max_model_len": s.derived.max_model_len,
-            "permission": [{
-                "id": format!("modelperm-{:016x}", text::splitmix(s.config.seed)),
-                "object": "model_permission",
+    // One card per served name, as vLLM lists each of `--served-model-name`'s names.
+    let cards: Vec<serde_json::Value> = s
+        .served_names
+        .iter()
+        .map(|name| {
+            json!({
+                "id": name,
+                "object": "model",
                 "created": s.started,
-                "allow_create_engine": false,
-                "allow_sampling": true,
-                "allow_logprobs": true,
-                "allow_search_indices": false,
-                "allow_view": true,
-                "allow_fine_tuning": false,
-                "organization": "*",
-                "group": null,
-                "is_blocking": false
-            }]
-        }]
-    }))
-    .into_response()
+                "owned_by": "vllm",
+                "root": s.config.profile.model.hf_id,
+                "parent": null,
+                "max_model_len": s.derived.max_model_len,
+                "permission": [{
+                    "id": format!("modelperm-{:016x}", text::splitmix(s.config.seed)),
+                    "object": "model_permission",
+                    "created": s.started,
+                    "allow_create_engine": false,
+                    "allow_sampling": true,
+                    "allow_logprobs": true,
+                    "allow_search_indices": false,
+                    "allow_view": true,
+                    "allow_fine_tuning": false,
+                    "organization": "*",
+                    "group": null,
+                    "is_blocking": false
+                }]
+            })
+        })
+        .collect();
+    axum::Json(json!({ "object": "list", "data": cards })).into_response()
 }
 
 async fn version() -> Response {
@@ -539,20 +542,25 @@ async fn prometheus(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `--api-key`: a bearer token on `/v1/*`, compared in constant time.
+/// `--api-key`: a bearer token on `/v1/*` (any of the keys given), compared in constant time.
 async fn require_key(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(key) = &state.0.config.api_key {
+    let keys = &state.0.config.api_keys;
+    if !keys.is_empty() {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+        // Every key is compared, so that the time taken does not say which one nearly matched.
+        let matched = keys.iter().fold(subtle::Choice::from(0), |m, k| {
+            m | given.as_bytes().ct_eq(k.as_bytes())
+        });
+        if !bool::from(matched) {
             return Err(ApiError::Unauthorized);
         }
     }
@@ -595,7 +603,7 @@ mod tests {
         let profile = Profile::load("a6000-qwen2.5-7b").expect("profile");
         let mut config = ServerConfig::new(profile);
         config.time_scale = 0.01;
-        config.api_key = Some("sk-test".into());
+        config.api_keys = vec!["sk-test".into()];
         AppState::new(config).expect("state")
     }
 

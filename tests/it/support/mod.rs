@@ -131,11 +131,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `servesim serve --port 0 ARGS` and wait (at most 30 s) for its "listening on" line.
     pub fn start(args: &[&str]) -> ServerProcess {
-        use std::io::BufRead;
-        let mut child = Command::new(servesim_bin())
+        let mut command = Command::new(servesim_bin());
+        command
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        ServerProcess::spawn(command)
+    }
+
+    /// Start a prepared command (another argv[0], other environment) that serves on a port it logs.
+    pub fn spawn(mut command: Command) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

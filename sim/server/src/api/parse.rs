@@ -111,7 +111,7 @@ mod tests {
     use crate::api::{DetokenizeRequest, Endpoint, check_request};
 
     fn param_of(endpoint: Endpoint, body: &str) -> Option<String> {
-        match check_request(endpoint, body.as_bytes(), "local") {
+        match check_request(endpoint, body.as_bytes(), &["local"]) {
             Err(ApiError::InvalidBody { param, .. } | ApiError::BadRequest { param, .. }) => param,
             other => panic!("{body}: {other:?}"),
         }

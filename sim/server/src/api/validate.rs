@@ -13,13 +13,13 @@ use crate::errors::ApiError;
 use servesim_sim::frontend::{Prompt, RequestSpec};
 
 /// The generation endpoints' parsing and validation as one pure function of the body: JSON into
-/// the endpoint's request, the model name against `served_model`, then every field check.
+/// the endpoint's request, the model name against the served names, then every field check.
 /// Everything input-dependent that happens before token counting and the engine's context check;
 /// the fuzz target (`fuzz/`) and the bad-request corpus test drive it. Never panics.
 pub fn check_request(
     endpoint: Endpoint,
     body: &[u8],
-    served_model: &str,
+    served_models: &[impl AsRef<str>],
 ) -> Result<Validated, ApiError> {
     let (model, validated) = match endpoint {
         Endpoint::Chat => {
@@ -31,16 +31,21 @@ pub fn check_request(
             (req.model.clone(), req.validate())
         }
     };
-    check_model(model.as_deref(), served_model)?;
+    check_model(model.as_deref(), served_models)?;
     validated
 }
 
-/// 404 unless `model` is absent or the served name.
-pub fn check_model(model: Option<&str>, served_model: &str) -> Result<(), ApiError> {
+/// 404 unless `model` is absent or one of the served names (`--served-model-name` may give several;
+/// vLLM answers to any of them and lists them all in the error).
+pub fn check_model(model: Option<&str>, served_models: &[impl AsRef<str>]) -> Result<(), ApiError> {
     match model {
-        Some(m) if m != served_model => Err(ApiError::ModelNotFound {
+        Some(m) if !served_models.iter().any(|s| s.as_ref() == m) => Err(ApiError::ModelNotFound {
             requested: clip(m, 200).to_string(),
-            served: served_model.to_string(),
+            served: served_models
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
         _ => Ok(()),
     }
@@ -378,7 +383,7 @@ mod tests {
         let err = check_request(
             Endpoint::Chat,
             br#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#,
-            "local",
+            &["local"],
         )
         .expect_err("model");
         assert_eq!(err.status(), 404);
@@ -386,7 +391,7 @@ mod tests {
             check_request(
                 Endpoint::Completions,
                 br#"{"model":"local","prompt":"hi"}"#,
-                "local"
+                &["local"]
             )
             .is_ok()
         );
@@ -438,7 +443,7 @@ mod tests {
         assert_eq!(bad(format!("{{{msgs},\"n\":2}}")).1.as_deref(), Some("n"));
         assert_eq!(bad(r#"{"messages":[]}"#.to_string()).1, None);
         let completion = |body: &str| {
-            check_request(Endpoint::Completions, body.as_bytes(), "local").expect_err(body)
+            check_request(Endpoint::Completions, body.as_bytes(), &["local"]).expect_err(body)
         };
         for body in [
             r#"{"model":"local"}"#,
@@ -468,7 +473,7 @@ mod tests {
 
         fn never_panics(body: &[u8]) {
             for endpoint in [Endpoint::Chat, Endpoint::Completions] {
-                if let Err(e) = check_request(endpoint, body, "local") {
+                if let Err(e) = check_request(endpoint, body, &["local"]) {
                     let status = e.status().as_u16();
                     assert!((400..500).contains(&status), "{status}: {e}");
                     assert!(!e.to_string().is_empty());
