@@ -232,8 +232,18 @@ fn card_defaults(gpu: &GpuSpec) -> (u32, u32) {
 }
 
 impl Profile {
-    /// Parse a profile from TOML text; `origin` names it in errors.
+    /// Parse a profile from TOML text; `origin` names it in errors. Refused, as vLLM would refuse
+    /// it, when it cannot be served (see [`Profile::derive`]).
     pub fn from_toml(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let profile = Profile::parse_toml(text, origin)?;
+        profile.derive()?;
+        Ok(profile)
+    }
+
+    /// Parse a profile from TOML text without checking that it can be served: for callers that
+    /// change it first (a 70B model on one GPU becomes servable with `--tensor-parallel-size`),
+    /// and must [`derive`](Profile::derive) it afterwards.
+    pub fn parse_toml(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         let mut top = parse_table(text, origin)?;
         let gpu: GpuSpec = from_table(
             resolve_entry(top.remove("gpu"), GPUS, "gpu", origin)?,
@@ -293,43 +303,79 @@ impl Profile {
             engine,
             length,
         };
-        profile.derive()?;
         Ok(profile)
     }
 
     /// A built-in profile by name, or `GPU+MODEL` (catalogue names, or a GPU file such as
     /// `my-gpu.toml+qwen2.5-7b-instruct`) with vLLM defaults for the card.
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
+        let profile = Profile::builtin_unchecked(name)?;
+        profile.derive()?;
+        Ok(profile)
+    }
+
+    /// [`builtin`](Profile::builtin) without the check that it can be served (see
+    /// [`parse_toml`](Profile::parse_toml)).
+    pub fn builtin_unchecked(name: &str) -> Result<Profile, ProfileError> {
         for text in PROFILES {
             let table = parse_table(text, "catalogue")?;
             if table.get("name").and_then(Value::as_str) == Some(name) {
-                return Profile::from_toml(text, name);
+                return Profile::parse_toml(text, name);
             }
         }
         if let Some((gpu, model)) = name.split_once('+') {
             let text = format!(
                 "name = {name:?}\ndescription = \"{gpu} + {model}, vLLM V1 defaults\"\ngpu = {gpu:?}\nmodel = {model:?}\n"
             );
-            return Profile::from_toml(&text, name);
+            return Profile::parse_toml(&text, name);
         }
         Err(ProfileError::UnknownProfile(name.to_string()))
     }
 
     /// A built-in name, a `GPU+MODEL` pair, or a path to a `.toml` file.
     pub fn load(spec: &str) -> Result<Profile, ProfileError> {
+        let profile = Profile::load_unchecked(spec)?;
+        profile.derive()?;
+        Ok(profile)
+    }
+
+    /// [`load`](Profile::load) without the check that it can be served, for callers that apply
+    /// command-line overrides (tensor parallelism, quantisation, memory) and then derive.
+    pub fn load_unchecked(spec: &str) -> Result<Profile, ProfileError> {
         if (spec.ends_with(".toml") && !spec.contains('+')) || Path::new(spec).is_file() {
             let text = std::fs::read_to_string(spec).map_err(|source| ProfileError::Read {
                 path: spec.to_string(),
                 source,
             })?;
-            return Profile::from_toml(&text, spec);
+            return Profile::parse_toml(&text, spec);
         }
-        Profile::builtin(spec)
+        Profile::builtin_unchecked(spec)
     }
 
     /// Names of the built-in profiles, in catalogue order.
     pub fn builtin_names() -> Vec<String> {
         entry_names(PROFILES)
+    }
+
+    /// The catalogue's models as (name, Hugging Face id), read without pairing them with a GPU
+    /// (a 70B model fits no single card, yet its id must still be found).
+    pub fn catalogue_hf_ids() -> Result<Vec<(String, String)>, ProfileError> {
+        LLMS.iter()
+            .map(|text| {
+                let table = parse_table(text, "catalogue")?;
+                let get = |key: &str| {
+                    table
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| ProfileError::Invalid {
+                            origin: "catalogue".into(),
+                            message: format!("a model entry lacks `{key}`"),
+                        })
+                };
+                Ok((get("name")?, get("hf_id")?))
+            })
+            .collect()
     }
 
     /// Names of the catalogue's GPUs and models, for `GPU+MODEL` profiles.

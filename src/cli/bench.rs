@@ -152,7 +152,7 @@ fn choose(
                 }
                 _ => bail!("--target must be sim or sim:PROFILE, got '{spec}'"),
             };
-            let mut profile = Profile::load(profile_name)?;
+            let mut profile = Profile::load_unchecked(profile_name)?;
             args.engine.apply(&mut profile)?;
             profile.derive()?;
             let server = DrillServer::new(&profile, args.seed, start)?;

@@ -106,7 +106,7 @@ fn parse_prefill(s: &str) -> Result<PrefillChunk> {
 }
 
 pub fn cost(args: CostArgs) -> Result<()> {
-    let mut profile = Profile::load(&args.profile)?;
+    let mut profile = Profile::load_unchecked(&args.profile)?;
     args.engine.apply(&mut profile)?;
     // Refuse what vLLM would refuse (a TP that does not divide the heads, weights that do not fit).
     profile.derive()?;

@@ -272,8 +272,14 @@ pub fn print_replicas(
         "router {} (admission {}, scrapes every {} s): {} refused",
         router.policy, router.admission, router.scrape_interval_s, router.rejected
     );
+    let w = rows
+        .iter()
+        .map(|r| r.report.profile.len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(22);
     println!(
-        "{:>7}  {:<22}{:>9}{:>8}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>8}",
+        "{:>7}  {:<w$}{:>9}{:>8}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>8}",
         "replica",
         "profile",
         "requests",
@@ -288,7 +294,7 @@ pub fn print_replicas(
     );
     for r in &rows {
         println!(
-            "{:>7}  {:<22}{:>9}{:>8}{:>10.4}{:>10.4}{:>10.4}{:>10.3}{:>11.1}{:>8.1}{:>8}",
+            "{:>7}  {:<w$}{:>9}{:>8}{:>10.4}{:>10.4}{:>10.4}{:>10.3}{:>11.1}{:>8.1}{:>8}",
             r.replica,
             r.report.profile,
             r.report.requests,

@@ -181,20 +181,20 @@ fn resolve_profile(args: &ServeArgs) -> Result<(Profile, Vec<String>)> {
         Some(model) if args.engine.hf_config.is_some() => {
             let name = super::vllm::catalogue_model(model)
                 .unwrap_or_else(|_| "qwen2.5-7b-instruct".to_string());
-            let mut profile = Profile::load(&format!("{}+{name}", args.gpu))?;
+            let mut profile = Profile::load_unchecked(&format!("{}+{name}", args.gpu))?;
             profile.name = format!("{}+{model}", args.gpu);
             (profile, model.clone())
         }
         Some(model) => {
             let name = super::vllm::catalogue_model(model)?;
             (
-                Profile::load(&format!("{}+{name}", args.gpu))?,
+                Profile::load_unchecked(&format!("{}+{name}", args.gpu))?,
                 model.clone(),
             )
         }
         None => {
             let spec = args.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
-            (Profile::load(spec)?, "local".to_string())
+            (Profile::load_unchecked(spec)?, "local".to_string())
         }
     };
     let names = if args.served_model_name.is_empty() {
@@ -299,6 +299,8 @@ fn apply_vllm_engine_flags(args: &ServeArgs, profile: &mut Profile) -> Result<()
             e.max_num_seqs
         );
     }
+    // Loaded unchecked so that the flags could make it servable: refuse it now if they did not.
+    profile.derive()?;
     Ok(())
 }
 

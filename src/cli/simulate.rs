@@ -211,7 +211,7 @@ fn load_profile(
     policy: Option<SchedulingPolicy>,
     engine: &super::engine_flags::EngineFlags,
 ) -> Result<Profile> {
-    let mut profile = Profile::load(spec)?;
+    let mut profile = Profile::load_unchecked(spec)?;
     if let Some(policy) = policy {
         profile.engine.policy = policy;
     }

@@ -307,12 +307,7 @@ fn serve_flags() -> HashSet<String> {
 /// (`qwen2.5-7b-instruct`), or a local path whose last component is the id's repository name
 /// (`/models/Qwen2.5-7B-Instruct`, as Kubernetes manifests mount models).
 pub fn catalogue_model(model: &str) -> Result<String> {
-    let (_, names) = Profile::catalogue_names();
-    let mut ids = Vec::new();
-    for name in &names {
-        let spec = Profile::builtin(&format!("{LOOKUP_GPU}+{name}"))?;
-        ids.push((name.clone(), spec.model.hf_id.clone()));
-    }
+    let ids = Profile::catalogue_hf_ids()?;
     let wanted = model.trim_end_matches('/');
     let last = wanted.rsplit('/').next().unwrap_or(wanted);
     for (name, id) in &ids {
@@ -331,9 +326,6 @@ pub fn catalogue_model(model: &str) -> Result<String> {
         known.join(", ")
     )
 }
-
-/// A GPU every catalogue model fits on, to read the models' ids through `GPU+MODEL` profiles.
-const LOOKUP_GPU: &str = "h200";
 
 /// vLLM's `human_readable_int`: `1k` = 1000, `1K` = 1024, `25.6k` = 25600, else a plain integer.
 pub fn human_readable_int(value: &str) -> Result<i64, String> {
@@ -540,15 +532,20 @@ mod tests {
             "-tp",
             "1",
         ]);
-        assert_eq!(strs(&r), ["servesim", "serve", "--bogus"]);
+        // -tp is vLLM's short spelling of a flag servesim models: spelled out, it reaches clap.
+        assert_eq!(
+            strs(&r),
+            [
+                "servesim",
+                "serve",
+                "--bogus",
+                "--tensor-parallel-size",
+                "1"
+            ]
+        );
         assert_eq!(
             r.ignored,
-            [
-                "--allowed-origins",
-                "--lora-modules",
-                "--enforce-eager",
-                "-tp"
-            ]
+            ["--allowed-origins", "--lora-modules", "--enforce-eager"]
         );
     }
 

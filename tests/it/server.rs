@@ -1003,6 +1003,85 @@ mod vllm_command_line {
         assert_eq!(resp.status(), 404);
     }
 
+    /// Issue 15's flags on vLLM's command line: `-tp`, `--kv-cache-dtype`, `--quantization` size the
+    /// engine (a 70B model over four H100s, its KV cache in fp8), vLLM's refusals hold, and
+    /// `--hf-config` serves a model outside the catalogue under its id.
+    #[tokio::test]
+    async fn parallelism_quantisation_and_hf_config_flags_change_the_engine() {
+        let blocks = |server: &ServerProcess| -> u64 {
+            let line = log_line(server, "# GPU blocks: ");
+            line.split("# GPU blocks: ")
+                .nth(1)
+                .and_then(|r| r.split(',').next())
+                .and_then(|n| n.trim().parse().ok())
+                .expect("block count")
+        };
+        let base = [
+            "meta-llama/Llama-3.1-70B-Instruct",
+            "--gpu",
+            "h100-sxm",
+            "--max-model-len",
+            "16k",
+        ];
+        let tp4 = ServerProcess::start(&[&base[..], &["-tp", "4"]].concat());
+        let m = metrics(&tp4.base).await;
+        assert_eq!(cache_label(&m, "cache_dtype"), "auto");
+        let list = models(&tp4.base).await;
+        assert_eq!(list["data"][0]["id"], "meta-llama/Llama-3.1-70B-Instruct");
+        let fp8 = ServerProcess::start(
+            &[
+                &base[..],
+                &["--tensor-parallel-size", "4", "--kv-cache-dtype", "fp8"],
+            ]
+            .concat(),
+        );
+        assert_eq!(cache_label(&metrics(&fp8.base).await, "cache_dtype"), "fp8");
+        // Half the bytes per token: twice the blocks in the same memory.
+        let (b16, b8) = (blocks(&tp4), blocks(&fp8));
+        assert!(b8 > b16 * 19 / 10 && b8 < b16 * 21 / 10, "{b16} vs {b8}");
+        let w8 =
+            ServerProcess::start(&[&base[..], &["-tp", "4", "--quantization", "fp8"]].concat());
+        // Weights halve: what they give back holds more KV.
+        assert!(blocks(&w8) > b16, "{} vs {b16}", blocks(&w8));
+
+        let err = refused(&["serve", base[0], "--gpu", "h100-sxm", "-tp", "3"]);
+        assert!(
+            err.contains("must be divisible by tensor parallel size (3)"),
+            "{err}"
+        );
+        let err = refused(&["serve", base[0], "--gpu", "h100-sxm"]);
+        assert!(err.contains("CUDA out of memory"), "{err}");
+
+        let config = format!(
+            "{}/fixtures/hf-config/qwen2.5-72b-instruct.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let hf = ServerProcess::start(&[
+            "my-org/My-72B",
+            "--gpu",
+            "h200",
+            "-tp",
+            "2",
+            "--max-model-len",
+            "8k",
+            "--hf-config",
+            &config,
+        ]);
+        let list = models(&hf.base).await;
+        assert_eq!(list["data"][0]["id"], "my-org/My-72B", "{list}");
+        let chat = json_of(
+            post(
+                &hf.base,
+                "/v1/chat/completions",
+                &chat_for("my-org/My-72B", 3),
+            )
+            .await,
+        )
+        .await;
+        let n = chat["usage"]["completion_tokens"].as_u64().expect("usage");
+        assert!((1..=3).contains(&n), "{chat}");
+    }
+
     /// vLLM's Kubernetes guide ("Deployment with GPUs", https://docs.vllm.ai/en/stable/deployment/k8s/;
     /// the same line since v0.6's deploying_with_k8s) runs this line under `/bin/sh -c`; servesim
     /// installed as `vllm` takes it unchanged, and so does servesim installed as `sh`.
