@@ -26,7 +26,7 @@ fn main() {
         requests = 0;
         for d in DrillKind::ALL {
             let res = run_drill(&mut server, d, &params, &profile.name, &mut |_, run| {
-                requests += run.records.len()
+                requests += run.records.len();
             })
             .expect("virtual target never fails");
             std::hint::black_box(res);

@@ -35,8 +35,8 @@ proptest! {
     ) {
         let cost = profile.cost_model();
         let base = cost.iteration(&Iteration { prefills: &prefills, decode_contexts: &decodes });
-        let mut p2 = prefills.clone();
-        let mut d2 = decodes.clone();
+        let mut p2 = prefills;
+        let mut d2 = decodes;
         match which {
             0 => d2.push(extra_context),
             1 if !d2.is_empty() => d2[0] += extra_context,

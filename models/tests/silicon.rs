@@ -42,7 +42,7 @@ fn calibrating_from_another_card_recovers_the_h200() {
     // Start from the A6000's terms on the H200's data sheet: the fit must find the H200's own.
     let h200 = Profile::builtin("h200-qwen2.5-7b").expect("profile");
     let a6000 = Profile::builtin("a6000-qwen2.5-7b").expect("profile");
-    let mut base = a6000.gpu.clone();
+    let mut base = a6000.gpu;
     base.memory_bandwidth_bps = h200.gpu.memory_bandwidth_bps;
     base.tensor_flops = h200.gpu.tensor_flops;
     let before = table.compare(&h200, &base);

@@ -268,7 +268,7 @@ fn quantisation_shrinks_weights_and_fp8_kv_halves_the_cache_per_token() {
     a100_fp8.engine.quantization = Some(Quantization::Fp8);
     assert!(gemm(&cost(&a100_fp8, &big, &[])) > gemm(&cost(&a100, &big, &[])));
     // An fp8 KV cache: one byte per element, so about twice the tokens.
-    let mut kv8 = bf16.clone();
+    let mut kv8 = bf16;
     kv8.engine.kv_cache_dtype = KvCacheDtype::Fp8;
     let k = kv8.derive().expect("fp8 kv");
     assert_eq!(2 * k.kv_bytes_per_token, b.kv_bytes_per_token);

@@ -180,9 +180,9 @@ fn redacted_command_line() -> Vec<String> {
         .collect()
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(workload) = &args.workload.workload {
-        return run_workload(&args, workload);
+        return run_workload(args, workload);
     }
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
@@ -205,7 +205,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map(|o| o.record_log().map(Arc::new))
         .transpose()?;
     // Each drill's simulated server starts cold or warm exactly as in `simulate` (`--start`).
-    let (mut target, label) = choose(&args, log.clone(), args.drills.start())?;
+    let (mut target, label) = choose(args, log.clone(), args.drills.start())?;
     let spec = BenchSpec {
         drills,
         params,

@@ -105,7 +105,7 @@ fn parse_prefill(s: &str) -> Result<PrefillChunk> {
     })
 }
 
-pub fn cost(args: CostArgs) -> Result<()> {
+pub fn cost(args: &CostArgs) -> Result<()> {
     let mut profile = Profile::load_unchecked(&args.profile)?;
     args.engine.apply(&mut profile)?;
     // Refuse what vLLM would refuse (a TP that does not divide the heads, weights that do not fit).
@@ -382,7 +382,7 @@ fn comparison_table(c: &Comparison) -> String {
     out
 }
 
-pub fn calibrate_gpu(args: CalibrateArgs) -> Result<()> {
+pub fn calibrate_gpu(args: &CalibrateArgs) -> Result<()> {
     let table = read_table(&args.silicon)?;
     // The engine does not enter GPU time; any catalogue model gives the profile its shape, and the
     // table's own decoder replaces it.

@@ -28,12 +28,12 @@ pub struct HealthArgs {
 }
 
 /// Check once, or until `--wait` runs out.
-pub fn run(args: HealthArgs) -> Result<()> {
+pub fn run(args: &HealthArgs) -> Result<()> {
     let wait = Duration::try_from_secs_f64(args.wait)
         .context("--wait must be a number of seconds >= 0")?;
     let deadline = std::time::Instant::now() + wait;
     loop {
-        match check(&args) {
+        match check(args) {
             Ok(()) => return Ok(()),
             Err(e) if std::time::Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),

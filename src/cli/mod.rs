@@ -83,16 +83,16 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Profiles(args) => profiles::run(args),
-        Command::Simulate(args) => simulate::run(args),
-        Command::Demo(args) => simulate::demo(args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Demo(args) => simulate::demo(&args),
         Command::Serve(args) => serve::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Validate(args) => validate::validate(args),
-        Command::Compare(args) => validate::compare_runs(args),
-        Command::Cost(args) => cost::cost(args),
-        Command::Calibrate(args) => cost::calibrate_gpu(args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Validate(args) => validate::validate(&args),
+        Command::Compare(args) => validate::compare_runs(&args),
+        Command::Cost(args) => cost::cost(&args),
+        Command::Calibrate(args) => cost::calibrate_gpu(&args),
         Command::Telemetry(args) => telemetry::run(args),
-        Command::Health(args) => health::run(args),
+        Command::Health(args) => health::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

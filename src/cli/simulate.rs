@@ -349,18 +349,18 @@ pub(crate) fn summary_text(rep: &servesim_validator::trace::TraceReport) -> Stri
     out
 }
 
-pub fn run(args: SimulateArgs) -> Result<()> {
+pub fn run(args: &SimulateArgs) -> Result<()> {
     let profile = load_profile(&args.profile, args.policy, &args.engine)?;
     if let Some(workload) = &args.workload.workload {
         let plan = args.workload.plan(workload)?;
-        return run_level(&args, &profile, &plan, "workload", workload);
+        return run_level(args, &profile, &plan, "workload", workload);
     }
     if let Some(arrival) = args.open_loop.arrival {
         let plan = args
             .open_loop
             .plan(arrival, args.drills.input_tokens.as_deref(), args.seed)?;
         let name = format!("{arrival} at {} req/s", args.open_loop.rate);
-        return run_level(&args, &profile, &plan, "open loop", &name);
+        return run_level(args, &profile, &plan, "open loop", &name);
     }
     if let Some(path) = &args.trace {
         let text =
@@ -373,7 +373,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         let name = std::path::Path::new(path)
             .file_name()
             .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-        return run_level(&args, &profile, &plan, "trace", &name);
+        return run_level(args, &profile, &plan, "trace", &name);
     }
     if args.fleet.is_fleet() {
         bail!(
@@ -397,7 +397,7 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-pub fn demo(args: DemoArgs) -> Result<()> {
+pub fn demo(args: &DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let profile = load_profile(&args.profile, None, &Default::default())?;
     let d = profile.derive()?;
@@ -415,7 +415,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     println!("{}", report::render(&results, Format::Table));
 
     // Warm, so that the one-off warm-up does not land inside phase A of the contrast.
-    let mut serial_profile = profile.clone();
+    let mut serial_profile = profile;
     serial_profile.engine.policy = SchedulingPolicy::Serial;
     let serial = simulate_drills(
         &serial_profile,

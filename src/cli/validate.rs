@@ -56,7 +56,7 @@ pub struct ValidateArgs {
     pub seed: u64,
 }
 
-pub fn validate(args: ValidateArgs) -> Result<()> {
+pub fn validate(args: &ValidateArgs) -> Result<()> {
     let profile = Profile::load(&args.profile)?;
     let drills = args.drills.drills()?;
     let params = args.drills.params()?;
@@ -164,7 +164,7 @@ pub struct CompareArgs {
     pub b: String,
 }
 
-pub fn compare_runs(args: CompareArgs) -> Result<()> {
+pub fn compare_runs(args: &CompareArgs) -> Result<()> {
     let a = Recording::load(&args.a)?;
     let b = Recording::load(&args.b)?;
     let c = compare(&a, &b);

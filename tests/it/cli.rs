@@ -679,7 +679,7 @@ fn calibrate_writes_a_gpu_profile_that_loads_and_fits_the_table() {
 /// Issue 14: a flag's environment twin does what the flag does, and the flag wins over it.
 #[test]
 fn env_twins_stand_in_for_flags() {
-    let by_flags = crate::support::stdout_ok(&[
+    let by_flags = stdout_ok(&[
         "simulate",
         "--drill",
         "decode",

@@ -26,6 +26,14 @@ pub struct SimTarget {
     log: Option<Arc<RecordLog>>,
 }
 
+impl std::fmt::Debug for SimTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTarget")
+            .field("logging", &self.log.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SimTarget {
     /// Wrap `server`; records go to `log` after each level.
     pub fn new(server: DrillServer, log: Option<Arc<RecordLog>>) -> SimTarget {

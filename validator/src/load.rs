@@ -90,6 +90,14 @@ pub struct OpenLoopTarget<'a> {
     rng: Xoshiro256PlusPlus,
 }
 
+impl std::fmt::Debug for OpenLoopTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenLoopTarget")
+            .field("load", &self.load)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> OpenLoopTarget<'a> {
     /// Wrap `inner`.
     pub fn new(inner: &'a mut dyn CappedTarget, load: OpenLoop) -> OpenLoopTarget<'a> {

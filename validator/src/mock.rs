@@ -99,6 +99,14 @@ pub struct ScriptedServer {
     thread: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for ScriptedServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ScriptedServer {
     /// Start on `127.0.0.1:0` in a thread of its own, answering request n with `script(n)`.
     pub fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> io::Result<Self> {

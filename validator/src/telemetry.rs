@@ -59,6 +59,14 @@ pub struct NvmlSource {
     index: u32,
 }
 
+impl std::fmt::Debug for NvmlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmlSource")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NvmlSource {
     /// Open NVML and check the device exists; an error (not a panic) without a driver.
     pub fn open(index: u32) -> Result<NvmlSource, TelemetryError> {
@@ -158,6 +166,7 @@ impl TelemetrySource for ReplaySource {
 }
 
 /// A background thread reading a source at a fixed interval until stopped.
+#[derive(Debug)]
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,

@@ -315,7 +315,7 @@ fn a_repeated_prompt_reads_all_but_its_last_block_from_the_cache() {
     engine.add_request(prompt(&longer), now).expect("admitted");
     let now = drain(&mut engine, now);
     assert_eq!(engine.stats().prefix_cache_hits, 96 + 80 + 96);
-    let mut other = ids.clone();
+    let mut other = ids;
     other[0] = 7;
     engine.add_request(prompt(&other), now).expect("admitted");
     drain(&mut engine, now);

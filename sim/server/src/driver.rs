@@ -796,7 +796,7 @@ mod tests {
         let driver =
             spawn(engine, config, metrics, Arc::default(), lanes.handles()).expect("thread starts");
         let mut frontend = Frontend::new(&profile, 3);
-        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let (seen_tx, seen_rx) = mpsc::channel();
         for (key, lane) in [(1u64, 0usize), (2, 1), (3, 7)] {
             let (tx, mut rx) = unbounded_channel();
             let seen = seen_tx.clone();

@@ -26,6 +26,7 @@ use servesim_sim::frontend::Frontend;
 use servesim_sim::request::EngineRequest;
 
 /// What the recipient of a request's tokens is made with, besides the request.
+#[derive(Debug, Clone, Copy)]
 struct RecipientOptions {
     /// The cut fault fires halfway through the answer.
     cut: bool,
@@ -50,7 +51,7 @@ impl AppState {
         self.0.frontend.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn context_error(&self, e: AdmissionError) -> ApiError {
+    fn context_error(&self, e: &AdmissionError) -> ApiError {
         ApiError::BadRequest {
             message: e.to_string(),
             param: None,
@@ -167,7 +168,7 @@ impl AppState {
         match plan.error {
             Some(InjectedError::Status(status)) => Err(ApiError::Injected { status }),
             Some(InjectedError::ContextLength) => {
-                Err(self.context_error(AdmissionError::ContextLength {
+                Err(self.context_error(&AdmissionError::ContextLength {
                     max_model_len,
                     total: u64::from(max_model_len) + 1,
                     prompt: max_model_len,
@@ -196,7 +197,7 @@ impl AppState {
         let request = frontend.prepare(&v.spec(max_tokens));
         s.limits
             .validate(&request)
-            .map_err(|e| self.context_error(e))?;
+            .map_err(|e| self.context_error(&e))?;
         let admission = s.driver.admit(s.config.max_waiting).map_err(|waiting| {
             s.metrics.admission_rejected();
             ApiError::QueueFull {
@@ -253,6 +254,7 @@ impl AppState {
 }
 
 /// How the turn of an admitted request goes, decided before it is taken.
+#[derive(Debug, Clone, Copy)]
 struct Turn {
     endpoint: Endpoint,
     /// Engine time the request reaches the engine, before pacing and the spike fault.

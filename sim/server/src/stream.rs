@@ -161,7 +161,7 @@ impl OutputProcessor {
             Some(TokenEvent::Rejected(e)) => {
                 self.done = true;
                 self.guard.reason = None;
-                Err(rejection(e))
+                Err(rejection(&e))
             }
             Some(TokenEvent::Token {
                 index, finished, ..
@@ -274,7 +274,7 @@ impl Generation {
     }
 }
 
-fn rejection(e: AdmissionError) -> ApiError {
+fn rejection(e: &AdmissionError) -> ApiError {
     ApiError::BadRequest {
         message: e.to_string(),
         param: None,

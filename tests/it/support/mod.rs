@@ -163,15 +163,12 @@ impl ServerProcess {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let base = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "servesim serve did not report its address: {:?}",
-                    log.lock().expect("log lock")
-                );
-            }
+        let Ok(base) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!(
+                "servesim serve did not report its address: {:?}",
+                log.lock().expect("log lock")
+            );
         };
         ServerProcess { child, base, log }
     }

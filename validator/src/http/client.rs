@@ -318,7 +318,7 @@ impl ChatClient {
             let at = clock.now();
             let chunk = chunk.map_err(|e| classify(&e, true))?;
             parser.feed(&chunk, &mut |line| {
-                seen.on_line(line, at, record, keep_times)
+                seen.on_line(line, at, record, keep_times);
             });
             if let Some(e) = seen.error.take() {
                 return Err(e);

@@ -44,6 +44,16 @@ pub struct HttpTarget {
     progress: bool,
 }
 
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTarget")
+            .field("keep_event_times", &self.keep_event_times)
+            .field("logging", &self.log.is_some())
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpTarget {
     /// A target for `config` whose requests run on `threads` runtime threads (0 = one per core).
     pub fn new(config: ClientConfig, threads: usize) -> Result<HttpTarget, HttpError> {

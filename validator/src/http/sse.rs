@@ -7,7 +7,7 @@
 //! used as keep-alives), blank lines and other fields (`event:`, `id:`, `retry:`) are skipped.
 
 /// One line of the stream that matters to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SseLine<'a> {
     /// A `data:` line's payload (one leading space removed, as SSE does).
     Data(&'a str),
@@ -110,7 +110,7 @@ mod tests {
             out.push(match l {
                 SseLine::Data(d) => d.to_string(),
                 SseLine::Done => "D".to_string(),
-            })
+            });
         };
         for c in chunks {
             p.feed(c, &mut push);

@@ -181,7 +181,7 @@ fn the_report_charts_and_csv_carry_the_h200_telemetry() {
         recording: baseline,
         facts: Some(r.facts.clone()),
         telemetry_note: None,
-        samples: r.samples.clone(),
+        samples: r.samples,
         levels,
     };
     let v = assemble(Environment::default(), real, sim);
