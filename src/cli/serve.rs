@@ -384,6 +384,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let state = AppState::with_lanes(config, &handles)?;
+        let shutdown = shutdown_signal();
         log_startup(&state);
         for note in &notes {
             tracing::info!("{note}");
@@ -394,7 +395,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tracing::info!(target: "uvicorn", "Waiting for application startup.");
         tracing::info!(target: "uvicorn", "Application startup complete.");
         tracing::info!(target: "uvicorn", "Uvicorn running on http://{addr} (Press CTRL+C to quit)");
-        server::serve(listener, state, shutdown_signal()).await?;
+        server::serve(listener, state, shutdown).await?;
         tracing::info!("shut down");
         Ok::<(), anyhow::Error>(())
     });
@@ -486,26 +487,40 @@ fn log_startup(state: &AppState) {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+fn shutdown_signal() -> impl Future<Output = ()> {
+    // The handlers are installed here, before the address is announced: a SIGTERM sent as soon as
+    // "listening on" is read must reach them, not the default action (which would kill the
+    // process without draining the streams or logging "shut down").
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        tracing::info!(
+            "shutdown signal received: no new connections; finishing the streams in flight"
+        );
     }
-    tracing::info!("shutdown signal received: no new connections; finishing the streams in flight");
 }

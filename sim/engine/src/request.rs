@@ -119,18 +119,38 @@ impl Request {
         made_up_token(self.salt, pos as u64)
     }
 
-    /// Extend [`block_hashes`](Self::block_hashes) over the full blocks of the known tokens.
+    /// Extend [`block_hashes`](Self::block_hashes) over the blocks another request could share:
+    /// the full blocks of the prompt's own token ids.
     ///
-    /// A block made only of made-up tokens can match no other request's (their ids are seeded by
-    /// this request), so it is hashed from the salt and its place instead of token by token:
-    /// the same equalities at a fraction of the cost, which counts because every generated token
-    /// falls in such a block.
+    /// A block holding a made-up token (a generated one, or any of a prompt known only by its
+    /// length) can match no other request's, since made-up ids are seeded by the request: such
+    /// blocks are hashed only when the request is preempted ([`hash_all`](Self::hash_all)), the
+    /// one time they can be found again, by the request itself. Every generated token falls in
+    /// such a block, so this keeps the per-token cost of prefix caching near zero.
     pub fn update_hashes(&mut self, block_size: u32, scratch: &mut Vec<u32>) {
         let bs = block_size.max(1) as usize;
-        let full = self.known_tokens() as usize / bs;
-        if full <= self.block_hashes.len() {
+        let known_ids = self.prompt_ids.as_ref().map_or(0, |ids| ids.len());
+        let shareable = (known_ids / bs).min(self.known_tokens() as usize / bs);
+        if self.block_hashes.len() >= shareable {
             return;
         }
+        let mut hashes = std::mem::take(&mut self.block_hashes);
+        extend_hashes(
+            &mut hashes,
+            block_size,
+            shareable,
+            |p| self.token_at(p),
+            scratch,
+        );
+        self.block_hashes = hashes;
+    }
+
+    /// Extend [`block_hashes`](Self::block_hashes) over every full block of the known tokens,
+    /// made-up ones included (from the salt and the place: unique to the request, like the tokens
+    /// they stand for): what a preempted request leaves in the cache for its own return.
+    pub fn hash_all(&mut self, block_size: u32, scratch: &mut Vec<u32>) {
+        let bs = block_size.max(1) as usize;
+        let full = self.known_tokens() as usize / bs;
         let known_ids = self.prompt_ids.as_ref().map_or(0, |ids| ids.len());
         // Blocks that hold at least one of the prompt's own ids are hashed token by token.
         let with_ids = known_ids.div_ceil(bs).min(full);

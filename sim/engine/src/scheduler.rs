@@ -116,6 +116,15 @@ impl Scheduler {
                 let Some(mut victim) = self.running.pop() else {
                     break;
                 };
+                if self.kv.caching() {
+                    // Its computed blocks stay in the cache, free, for its own return.
+                    victim.hash_all(self.kv.block_size(), &mut self.scratch);
+                    self.kv.commit_upto(
+                        &mut victim.lease,
+                        &victim.block_hashes,
+                        u64::from(victim.computed),
+                    );
+                }
                 victim.lease = self.kv.lease();
                 self.discarded_tokens_total += u64::from(victim.computed);
                 victim.computed = 0;
