@@ -29,7 +29,7 @@ const MAX_CLASS_REQUESTS: usize = 10_000_000;
 /// What went wrong reading a workload file; every message names the file, and the class or key.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("reading workload file {path}: {source}")]
+    #[error("reading workload file {path}")]
     Read {
         path: String,
         source: std::io::Error,
