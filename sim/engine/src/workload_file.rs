@@ -863,4 +863,99 @@ output_tokens = 10
             prompt(&chat.requests[0])[300..310]
         );
     }
+    #[test]
+    fn closed_loop_users_run_their_sessions_in_order() {
+        let text = r#"
+[[class]]
+name = "agents"
+arrival = "closed:users=2"
+requests = 12
+input_tokens = 30
+output_tokens = 5
+multi_turn = { turns = 3, think_s = 1.5 }
+"#;
+        let p = Workload::parse(text, "c.toml").expect("parses").plan(0);
+        // Four sessions of three turns, two per user; each user is one worker, so turns stay in order.
+        assert_eq!(p.plan.groups.len(), 2);
+        for g in &p.plan.groups {
+            assert_eq!((g.workers, g.requests.len(), g.think_s), (1, 6, 1.5));
+            let r: Vec<&[u32]> = g.requests.iter().map(prompt).collect();
+            for k in [1, 2, 4, 5] {
+                assert_eq!(
+                    &r[k][..r[k - 1].len()],
+                    r[k - 1],
+                    "turn {k} extends the last"
+                );
+            }
+            assert_ne!(r[3][..30], r[2][..30], "a new session starts afresh");
+            assert_eq!(r[3].len(), 30);
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A one-class file from its parts.
+    fn file(arrival: &str, count: usize, turns: Option<usize>, prefix: u32, start: f64) -> String {
+        let load = if arrival.starts_with("closed") {
+            format!("requests = {count}")
+        } else {
+            format!("rate = 3.0\nrequests = {count}")
+        };
+        let turns = turns.map_or(String::new(), |t| {
+            format!("multi_turn = {{ turns = {t}, think_s = 0.5 }}")
+        });
+        let prefix = if prefix > 0 {
+            format!("shared_prefix = {{ group = \"g\", tokens = {prefix} }}")
+        } else {
+            String::new()
+        };
+        format!(
+            "[[class]]\nname = \"c\"\narrival = \"{arrival}\"\n{load}\nstart_s = {start}\n\
+             input_tokens = \"uniform:min=1,max=50\"\noutput_tokens = \"lognormal:mean=20,sd=10\"\n\
+             {turns}\n{prefix}\n"
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the class, the plan sends whole sessions covering `requests` (at most one
+        /// session over), every request starts with the shared prefix, no request starts before
+        /// `start_s`, arrivals are in time order, and every group and arrival maps to the class.
+        #[test]
+        fn plans_send_whole_sessions_after_the_prefix(
+            arrival in prop::sample::select(vec!["poisson", "constant", "gamma:cv=3", "closed:users=1", "closed:users=4"]),
+            count in 1usize..60,
+            turns in prop::option::of(1usize..6),
+            prefix in prop::sample::select(vec![0u32, 1, 16, 100]),
+            start in 0.0f64..5.0,
+            seed in any::<u64>(),
+        ) {
+            let w = Workload::parse(&file(arrival, count, turns, prefix, start), "p.toml")
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let p = w.plan(seed);
+            let t = turns.unwrap_or(1);
+            let sent = p.plan.foreground_requests();
+            prop_assert_eq!(sent, count.div_ceil(t) * t);
+            prop_assert_eq!(p.group_class.len(), p.plan.groups.len());
+            prop_assert_eq!(p.arrival_class.len(), p.plan.arrivals.len());
+            prop_assert!(p.plan.arrivals.windows(2).all(|a| a[0].at <= a[1].at));
+            prop_assert!(p.plan.arrivals.iter().all(|a| a.at >= start));
+            prop_assert!(p.plan.groups.iter().all(|g| g.start >= start && !g.background));
+            let mut shared: Option<Vec<u32>> = None;
+            let all = p.plan.arrivals.iter().map(|a| &a.request)
+                .chain(p.plan.groups.iter().flat_map(|g| &g.requests));
+            for r in all {
+                let Prompt::Ids(ids) = &r.prompt else { return Err(TestCaseError::fail("not ids")) };
+                prop_assert!(ids.len() > prefix as usize);
+                let head = ids[..prefix as usize].to_vec();
+                prop_assert_eq!(shared.get_or_insert_with(|| head.clone()), &head);
+                prop_assert!(r.ignore_eos && r.max_tokens >= 1);
+            }
+        }
+    }
 }
