@@ -211,3 +211,55 @@ fn a_bad_file_fails_naming_the_file_and_the_key() {
         "{err}"
     );
 }
+
+/// `bench --workload FILE.toml` against `serve` sends the plan `simulate` runs (the same requests
+/// per class, drawn with the same seed) and reports the same classes.
+#[test]
+fn bench_sends_a_workload_file_to_a_real_server_and_reports_per_class() {
+    let path = file(
+        "bench",
+        r#"
+[[class]]
+name = "chat"
+arrival = "poisson"
+rate = 8.0
+requests = 12
+input_tokens = 60
+output_tokens = 12
+shared_prefix = { group = "sys", tokens = 300 }
+multi_turn = { turns = 3, think_s = 0.1 }
+slo = { ttft_p95 = 30 }
+
+[[class]]
+name = "batch"
+arrival = "closed:users=2"
+requests = 5
+input_tokens = 200
+output_tokens = 8
+"#,
+    );
+    let path = path.to_str().expect("utf-8 path");
+    let sim = simulate(std::path::Path::new(path), &[]);
+    let server = crate::support::ServerProcess::start(&["--time-scale", "0.1"]);
+    let v: Value = serde_json::from_str(
+        &crate::support::BenchRun::url(&server.base)
+            .json()
+            .quiet()
+            .extra(&["--workload", path])
+            .run_ok(),
+    )
+    .expect("bench JSON");
+    for name in ["chat", "batch"] {
+        assert_eq!(
+            class(&v, name)["requests"],
+            class(&sim, name)["requests"],
+            "{name}"
+        );
+        assert_eq!(class(&v, name)["errors"], 0, "{name}: {v}");
+    }
+    assert_eq!(class(&v, "batch")["requests"], 5);
+    assert_eq!(class(&v, "chat")["slo_met"], true, "{v}");
+    // The shared system prompt and each session's history hit the server's cache too.
+    let rate = v["prefix_cache_hit_rate"].as_f64();
+    assert!(rate.is_some_and(|r| r > 0.3), "hit rate {rate:?}: {v}");
+}
