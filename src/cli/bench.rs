@@ -18,7 +18,7 @@ use servesim_validator::suite::Target;
 use servesim_validator::trace::trace_report;
 use servesim_validator::{DrillServer, Start};
 
-use super::simulate::{DrillArgs, WorkloadArgs, summary_text};
+use super::simulate::{DrillArgs, WorkloadArgs, is_workload_file, summary_text, workload_file};
 
 /// Errors printed with their cause before the rest are only counted.
 const PRINTED_ERRORS: usize = 5;
@@ -302,7 +302,13 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
     if args.rate.is_some() {
         bail!("--workload runs closed-loop sessions; it takes no --rate");
     }
-    let plan = args.workload.plan(workload)?;
+    // A workload file's classes are reported per class, as `simulate --workload FILE` does.
+    let (plan, classes) = if is_workload_file(workload) {
+        let (w, p) = workload_file(workload, args.seed)?;
+        (p.plan.clone(), Some((w, p)))
+    } else {
+        (args.workload.plan(workload)?, None)
+    };
     let out = args.out.as_deref().map(OutputDir::create).transpose()?;
     let log = out
         .as_ref()
@@ -357,9 +363,12 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
             );
             o.insert("prefix_cache_hits".into(), cache.map(|c| c.hits).into());
         }
+        if let Some((w, p)) = &classes {
+            super::classes::report(w, p, &run, url, Some(&mut v))?;
+        }
         Ok(serde_json::to_string_pretty(&v)?)
     };
-    let table = || {
+    let table = || -> Result<String> {
         let mut t = format!(
             "# workload {workload} against {url}: {} requests ({} failed), {:.2} s\n",
             rep.requests, rep.errors, run.wall
@@ -376,15 +385,18 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
                 "prefix cache: hit rate unknown ({url}/metrics has no vllm:prefix_cache_* counters)\n"
             ),
         });
-        t
+        if let Some((w, p)) = &classes {
+            t.push_str(&super::classes::report(w, p, &run, url, None)?);
+        }
+        Ok(t)
     };
     match args.format {
         Format::Json => println!("{}", json_report()?),
-        Format::Table | Format::Csv => print!("{}", table()),
+        Format::Table | Format::Csv => print!("{}", table()?),
     }
     if let Some(out) = &out {
         out.write(records::SUMMARY_FILE, &(json_report()? + "\n"))?;
-        out.write(records::TABLE_FILE, &table())?;
+        out.write(records::TABLE_FILE, &table()?)?;
         if let Some(failure) = log.as_ref().and_then(|l| l.failure()) {
             bail!("could not write every record: {failure}");
         }

@@ -1,6 +1,7 @@
 //! Command-line edge: argument parsing and error reporting; the work happens in the library crates.
 
 mod bench;
+mod classes;
 mod cost;
 mod engine_flags;
 mod fleet;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile, SchedulingPolicy};
-use servesim_sim::{Fleet, LevelPlan};
+use servesim_sim::{Fleet, LevelPlan, Workload, WorkloadPlan};
 
 use super::fleet::{FleetArgs, OpenLoopArgs, fleet_stats, print_replicas};
 use servesim_validator::report::{self, Format};
@@ -153,8 +153,9 @@ pub struct SimulateArgs {
 #[derive(Debug, Args, Clone)]
 pub struct WorkloadArgs {
     /// Run a workload instead of drills: multi-turn (chat sessions, each turn's prompt the
-    /// conversation so far) or shared-prefix (users behind one system prompt).
-    #[arg(long, value_parser = ["multi-turn", "shared-prefix"])]
+    /// conversation so far), shared-prefix (users behind one system prompt), or a workload file
+    /// FILE.toml of client classes, reported per class with their SLOs (docs/workloads.md).
+    #[arg(long, value_parser = parse_workload)]
     pub workload: Option<String>,
     /// Workload: sessions (multi-turn) or users (shared-prefix).
     #[arg(long, default_value_t = 16, env = "SERVESIM_SESSIONS")]
@@ -167,8 +168,37 @@ pub struct WorkloadArgs {
     pub think: f64,
 }
 
+fn parse_workload(s: &str) -> Result<String, String> {
+    if matches!(s, "multi-turn" | "shared-prefix") || is_workload_file(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown workload '{s}' (multi-turn, shared-prefix, or a workload file FILE.toml)"
+        ))
+    }
+}
+
+/// Whether `--workload` names a workload file rather than a built-in workload.
+pub fn is_workload_file(name: &str) -> bool {
+    name.ends_with(".toml")
+}
+
+/// A workload file's classes and their plan, drawn with `seed`.
+pub fn workload_file(path: &str, seed: u64) -> Result<(Workload, WorkloadPlan)> {
+    let workload = Workload::load(std::path::Path::new(path))?;
+    let plan = workload.plan(seed);
+    Ok((workload, plan))
+}
+
+/// The name a run reports for a workload: a file's name without its folders, else the workload's.
+fn workload_label(name: &str) -> String {
+    std::path::Path::new(name)
+        .file_name()
+        .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 impl WorkloadArgs {
-    /// The load of workload `name` at these sizes.
+    /// The load of built-in workload `name` at these sizes.
     pub fn plan(&self, name: &str) -> Result<LevelPlan> {
         if self.sessions == 0 || self.turns == 0 || self.think.is_nan() || self.think < 0.0 {
             bail!("--sessions and --turns must be >= 1 and --think >= 0");
@@ -248,6 +278,7 @@ fn run_level(
     plan: &LevelPlan,
     kind: &str,
     name: &str,
+    classes: Option<&(Workload, WorkloadPlan)>,
 ) -> Result<()> {
     let profiles = args
         .fleet
@@ -264,7 +295,13 @@ fn run_level(
     let rep = trace_report(name, &label, &run.level);
     let stats = fleet_stats(&fleet);
     let caching = profiles.iter().all(|p| p.engine.enable_prefix_caching);
-    print_replay(kind, &rep, &stats, caching, args.format, |json| {
+    print_replay(kind, &rep, &stats, caching, args.format, |mut json| {
+        if let Some((workload, wplan)) = classes {
+            print!(
+                "{}",
+                super::classes::report(workload, wplan, &run.level, &label, json.as_deref_mut())?
+            );
+        }
         if args.fleet.is_fleet() {
             print_replicas(&fleet, &run, name, json, args.format)?;
         }
@@ -352,15 +389,27 @@ pub(crate) fn summary_text(rep: &servesim_validator::trace::TraceReport) -> Stri
 pub fn run(args: &SimulateArgs) -> Result<()> {
     let profile = load_profile(&args.profile, args.policy, &args.engine)?;
     if let Some(workload) = &args.workload.workload {
+        if is_workload_file(workload) {
+            let classes = workload_file(workload, args.seed)?;
+            let name = workload_label(workload);
+            return run_level(
+                args,
+                &profile,
+                &classes.1.plan,
+                "workload",
+                &name,
+                Some(&classes),
+            );
+        }
         let plan = args.workload.plan(workload)?;
-        return run_level(args, &profile, &plan, "workload", workload);
+        return run_level(args, &profile, &plan, "workload", workload, None);
     }
     if let Some(arrival) = args.open_loop.arrival {
         let plan = args
             .open_loop
             .plan(arrival, args.drills.input_tokens.as_deref(), args.seed)?;
         let name = format!("{arrival} at {} req/s", args.open_loop.rate);
-        return run_level(args, &profile, &plan, "open loop", &name);
+        return run_level(args, &profile, &plan, "open loop", &name, None);
     }
     if let Some(path) = &args.trace {
         let text =
@@ -373,7 +422,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         let name = std::path::Path::new(path)
             .file_name()
             .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-        return run_level(args, &profile, &plan, "trace", &name);
+        return run_level(args, &profile, &plan, "trace", &name, None);
     }
     if args.fleet.is_fleet() {
         bail!(

@@ -6,7 +6,7 @@
 //! open-loop load; `server`: the fake vLLM over HTTP;
 //! `http1`: HTTP/1.1 on raw sockets; `reliability_server`: bad requests, aborted streams, flood,
 //! soak; `bench` and `reliability_bench`: the load generator against scripted and real servers;
-//! `validate`: the validator end to end; `peer_async_openai`: the async-openai crate against a peer
+//! `validate`: the validator end to end; `workloads`: workload files of client classes; `peer_async_openai`: the async-openai crate against a peer
 //! (ignored without `SERVESIM_PEER_URL`).
 
 mod bench;
@@ -19,3 +19,4 @@ mod reliability_server;
 mod server;
 mod support;
 mod validate;
+mod workloads;

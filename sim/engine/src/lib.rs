@@ -6,7 +6,8 @@
 //! requests into engine requests (token counts, answer lengths). [`fleet::Fleet`] drives
 //! replicas, a [`router`] and clients on a simulated clock ([`runner::VirtualServer`] is a fleet of
 //! one); the HTTP server (crate `servesim-server`) drives the same core on the wall clock.
-//! [`workload`] holds the load plans and per-request records that every driver shares.
+//! [`workload`] holds the load plans and per-request records that every driver shares;
+//! [`workload_file`] reads TOML files of client classes into such a plan.
 
 pub mod engine_core;
 pub mod fleet;
@@ -18,6 +19,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod synthetic;
 pub mod workload;
+pub mod workload_file;
 
 pub use engine_core::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
 pub use fleet::{Fleet, FleetRun, Replica};
@@ -26,8 +28,9 @@ pub use kv_cache::{KvCache, KvLease};
 pub use request::{EngineRequest, FinishReason, RequestId};
 pub use router::{Admission, ParseError, Policy, RouterConfig, Weights};
 pub use runner::VirtualServer;
-pub use synthetic::{ArrivalProcess, OpenLoop, TokenDist};
+pub use synthetic::{ArrivalProcess, Gaps, OpenLoop, TokenDist};
 pub use workload::{
     Arrival, ClientGroup, ErrorKind, LevelPlan, LevelRun, MultiTurn, Origin, RequestError,
     RequestRecord, SharedPrefix,
 };
+pub use workload_file::{ClientClass, Workload, WorkloadError, WorkloadPlan};

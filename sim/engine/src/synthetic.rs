@@ -173,6 +173,44 @@ impl TokenDist {
     }
 }
 
+/// The gaps between arrivals of a process at a rate (shared by [`OpenLoop`] and workload files).
+#[derive(Debug, Clone)]
+pub struct Gaps {
+    arrival: ArrivalProcess,
+    mean_gap: f64,
+    gamma: Option<Gamma<f64>>,
+}
+
+impl Gaps {
+    /// Gaps of `arrival` at `rate` requests per second (`rate` > 0, checked by the caller).
+    pub fn new(arrival: ArrivalProcess, rate: f64) -> Gaps {
+        let mean_gap = 1.0 / rate;
+        let gamma = match arrival {
+            ArrivalProcess::Gamma { cv } => {
+                // Shape 1/cv², scale mean·cv² keeps the mean gap at 1/rate.
+                let shape = 1.0 / (cv * cv);
+                Gamma::new(shape, mean_gap / shape).ok()
+            }
+            _ => None,
+        };
+        Gaps {
+            arrival,
+            mean_gap,
+            gamma,
+        }
+    }
+
+    /// The next gap, in seconds.
+    pub fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> f64 {
+        match (self.arrival, &self.gamma) {
+            (ArrivalProcess::Constant, _) => self.mean_gap,
+            (ArrivalProcess::Gamma { .. }, Some(g)) => g.sample(rng),
+            // Exponential by inversion; 1 − u is in (0, 1], so the log is finite.
+            _ => -(1.0 - rng.random::<f64>()).ln() * self.mean_gap,
+        }
+    }
+}
+
 /// An open-loop synthetic load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenLoop {
@@ -192,25 +230,12 @@ impl OpenLoop {
             return Err(ParseError::new(format!("rate {} must be > 0", self.rate)));
         }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0be1_1007_0000_0002);
-        let mean_gap = 1.0 / self.rate;
-        let gamma = match self.arrival {
-            ArrivalProcess::Gamma { cv } => {
-                // Shape 1/cv², scale mean·cv² keeps the mean gap at 1/rate.
-                let shape = 1.0 / (cv * cv);
-                Gamma::new(shape, mean_gap / shape).ok()
-            }
-            _ => None,
-        };
+        let gaps = Gaps::new(self.arrival, self.rate);
         let mut at = 0.0;
         let mut arrivals = Vec::with_capacity(self.requests);
         for i in 0..self.requests {
             if i > 0 {
-                at += match (self.arrival, &gamma) {
-                    (ArrivalProcess::Constant, _) => mean_gap,
-                    (ArrivalProcess::Gamma { .. }, Some(g)) => g.sample(&mut rng),
-                    // Exponential by inversion; 1 − u is in (0, 1], so the log is finite.
-                    _ => -(1.0 - rng.random::<f64>()).ln() * mean_gap,
-                };
+                at += gaps.sample(&mut rng);
             }
             let input = self.input_tokens.sample(&mut rng);
             let output = self.output_tokens.sample(&mut rng);
