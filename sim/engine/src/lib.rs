@@ -20,7 +20,7 @@ pub mod synthetic;
 pub mod workload;
 
 pub use engine_core::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
-pub use fleet::{Fleet, FleetRun, Replica};
+pub use fleet::{Fleet, FleetRun, Replica, replica_seed};
 pub use frontend::{Frontend, Prompt, RequestSpec};
 pub use kv_cache::{KvCache, KvLease};
 pub use request::{EngineRequest, FinishReason, RequestId};

@@ -433,6 +433,11 @@ async fn completions(
 }
 
 async fn models(State(state): State<AppState>) -> Response {
+    axum::Json(models_body(&state)).into_response()
+}
+
+/// `GET /v1/models`'s body (also what the fleet router answers for its replicas).
+pub fn models_body(state: &AppState) -> serde_json::Value {
     let s = &state.0;
     // One card per served name, as vLLM lists each of `--served-model-name`'s names.
     let cards: Vec<serde_json::Value> = s
@@ -464,7 +469,7 @@ async fn models(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
-    axum::Json(json!({ "object": "list", "data": cards })).into_response()
+    json!({ "object": "list", "data": cards })
 }
 
 async fn version() -> Response {
