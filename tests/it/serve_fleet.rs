@@ -234,3 +234,38 @@ async fn least_requests_spreads_held_streams_and_admission_refuses_beyond_its_bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_affinity_keeps_a_repeated_prompt_on_one_replica() {
+    let fleet = start_fleet(4, &["--time-scale", "0.02", "--router", "prefix-affinity"]);
+    let c = client();
+    // Two long prompts (many full 16-token blocks), each sent four times, one after another.
+    let prompts: Vec<String> = (0..2)
+        .map(|p| {
+            (0..120)
+                .map(|w| format!("word{}x{w}", p * 1000 + w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    for prompt in &prompts {
+        for _ in 0..4 {
+            let answer = c
+                .post(format!("{}/v1/completions", fleet.router))
+                .header("content-type", "application/json")
+                .body(json!({"model": "local", "prompt": prompt, "max_tokens": 2}).to_string())
+                .send()
+                .await
+                .expect("the router answers");
+            assert_eq!(answer.status(), 200);
+            answer.bytes().await.expect("a body");
+        }
+    }
+    let counts = all_finished(&fleet).await;
+    assert_eq!(counts.iter().sum::<f64>(), 8.0, "{counts:?}");
+    // Each prompt's four requests followed its first to one replica (round-robin would put two
+    // on each): every count is a whole number of prompts.
+    for n in &counts {
+        assert!(*n == 0.0 || *n == 4.0 || *n == 8.0, "{counts:?}");
+    }
+}

@@ -357,6 +357,60 @@ async fn forward(proxy: Arc<Proxy>, path: &str, headers: HeaderMap, body: Bytes)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_answer_is_a_502_with_a_json_error() {
+        // A port that was just free: nothing listens there.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = closed.local_addr().expect("addr");
+        drop(closed);
+        let app = proxy_app(ProxyConfig {
+            replicas: vec![format!("http://{addr}")],
+            router: RouterConfig::default(),
+            seed: 0,
+            profile: Profile::load(servesim_models::DEFAULT_PROFILE).expect("profile"),
+            models: serde_json::json!({"object": "list", "data": []}),
+        })
+        .expect("app");
+        let request = axum::http::Request::post("/v1/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"model":"local","prompt":"hi","max_tokens":1}"#,
+            ))
+            .expect("request");
+        let answer = app.clone().oneshot(request).await.expect("an answer");
+        assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["type"], "BadGatewayError", "{v}");
+        assert_eq!(v["error"]["code"], 502);
+        // The failed request is no longer counted in flight.
+        let metrics = app
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("metrics");
+        let text = axum::body::to_bytes(metrics.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("servesim_router_in_flight{replica=\"0\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("servesim_router_requests_total{replica=\"0\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_scrape_reads_the_three_gauges() {
