@@ -510,6 +510,7 @@ async fn serve_fleet(
             seed: config.seed,
             profile: config.profile.clone(),
             models,
+            api_keys: config.api_keys.clone(),
         })?;
         let addr = listener.local_addr()?;
         tracing::info!(

@@ -269,3 +269,52 @@ async fn prefix_affinity_keeps_a_repeated_prompt_on_one_replica() {
         assert!(*n == 0.0 || *n == 4.0 || *n == 8.0, "{counts:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_reading_router_scrapes_each_replica() {
+    // least-kv reads vllm:kv_cache_usage_perc from every replica's /metrics every 50 ms.
+    let fleet = start_fleet(2, &["--router", "least-kv", "--scrape-interval", "0.05"]);
+    let c = client();
+    // A long prompt held in flight on one replica (real time, a long answer) fills some KV blocks.
+    let prompt = (0..1500)
+        .map(|w| format!("w{w}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let held = c
+        .post(format!("{}/v1/completions", fleet.router))
+        .header("content-type", "application/json")
+        .body(json!({"model": "local", "prompt": prompt, "max_tokens": 4000, "ignore_eos": true, "stream": true}).to_string())
+        .send()
+        .await
+        .expect("the router answers");
+    assert_eq!(held.status(), 200);
+    let scraped = |text: &str, k: usize| -> f64 {
+        let needle = format!("servesim_router_scraped_kv_cache_usage_perc{{replica=\"{k}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle)?.parse().ok())
+            .expect("a scraped gauge per replica")
+    };
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let text = c
+            .get(format!("{}/metrics", fleet.router))
+            .send()
+            .await
+            .expect("router metrics")
+            .text()
+            .await
+            .expect("text");
+        let (a, b) = (scraped(&text, 0), scraped(&text, 1));
+        // Exactly one replica holds the prompt's blocks; the router's scrape sees which.
+        if a > 0.0 || b > 0.0 {
+            assert!(a == 0.0 || b == 0.0, "one replica busy: {text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the router never scraped a KV usage: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
+}

@@ -42,6 +42,9 @@ pub struct ProxyConfig {
     pub profile: Profile,
     /// `GET /v1/models`'s answer: the replicas', which all serve the same names.
     pub models: serde_json::Value,
+    /// Bearer tokens `/v1/models` requires, as the replicas do (`--api-key`); generation requests
+    /// carry their key on to the replica, which checks it.
+    pub api_keys: Vec<String>,
 }
 
 /// The router's shared state.
@@ -180,6 +183,11 @@ pub async fn serve_proxy<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    use axum::serve::ListenerExt;
+    // As the replicas: no Nagle delay on small SSE writes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -231,7 +239,10 @@ pub fn parse_scrape(text: &str) -> Scraped {
     s
 }
 
-async fn models(State(proxy): State<Arc<Proxy>>) -> Response {
+async fn models(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response {
+    if !crate::routes::key_accepted(&proxy.config.api_keys, &headers) {
+        return ApiError::Unauthorized.into_response();
+    }
     axum::Json(proxy.config.models.clone()).into_response()
 }
 
@@ -249,9 +260,9 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
             n.load(Ordering::Relaxed)
         );
     }
-    let (rejected, in_flight) = {
+    let (rejected, in_flight, scraped) = {
         let r = proxy.router();
-        (r.rejected(), r.in_flight().to_vec())
+        (r.rejected(), r.in_flight().to_vec(), r.scraped().to_vec())
     };
     out.push_str(
         "# HELP servesim_router_in_flight Requests in flight on each replica, as the router counts them.\n\
@@ -259,6 +270,30 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
     );
     for (k, n) in in_flight.iter().enumerate() {
         let _ = writeln!(out, "servesim_router_in_flight{{replica=\"{k}\"}} {n}");
+    }
+    if proxy.router().reads_metrics() {
+        out.push_str(
+            "# HELP servesim_router_scraped_kv_cache_usage_perc Each replica's KV-cache usage as of the router's last scrape.\n\
+             # TYPE servesim_router_scraped_kv_cache_usage_perc gauge\n",
+        );
+        for (k, s) in scraped.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "servesim_router_scraped_kv_cache_usage_perc{{replica=\"{k}\"}} {}",
+                s.kv_usage
+            );
+        }
+        out.push_str(
+            "# HELP servesim_router_scraped_num_requests_waiting Each replica's waiting queue as of the router's last scrape.\n\
+             # TYPE servesim_router_scraped_num_requests_waiting gauge\n",
+        );
+        for (k, s) in scraped.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "servesim_router_scraped_num_requests_waiting{{replica=\"{k}\"}} {}",
+                s.waiting
+            );
+        }
     }
     let _ = write!(
         out,
@@ -373,6 +408,7 @@ mod tests {
             seed: 0,
             profile: Profile::load(servesim_models::DEFAULT_PROFILE).expect("profile"),
             models: serde_json::json!({"object": "list", "data": []}),
+            api_keys: Vec::new(),
         })
         .expect("app");
         let request = axum::http::Request::post("/v1/completions")

@@ -553,23 +553,27 @@ async fn require_key(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let keys = &state.0.config.api_keys;
-    if !keys.is_empty() {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        // Every key is compared, so that the time taken does not say which one nearly matched.
-        let matched = keys.iter().fold(subtle::Choice::from(0), |m, k| {
-            m | given.as_bytes().ct_eq(k.as_bytes())
-        });
-        if !bool::from(matched) {
-            return Err(ApiError::Unauthorized);
-        }
+    if !key_accepted(&state.0.config.api_keys, req.headers()) {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(req).await)
+}
+
+/// Whether the request's bearer token is one of `keys` (always, when there are none).
+pub(crate) fn key_accepted(keys: &[String], headers: &HeaderMap) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Every key is compared, so that the time taken does not say which one nearly matched.
+    let matched = keys.iter().fold(subtle::Choice::from(0), |m, k| {
+        m | given.as_bytes().ct_eq(k.as_bytes())
+    });
+    bool::from(matched)
 }
 
 /// The router: the OpenAI API under `/v1` (behind the key, if any) and vLLM's extensions.
