@@ -187,6 +187,17 @@ async fn least_requests_spreads_held_streams_and_admission_refuses_beyond_its_bo
         assert_eq!(answer.status(), 200);
         held.push(answer);
     }
+    // The answers stream through as the replica sends them: a first event arrives while the
+    // 4000-token answer (over a minute of simulated real time) is far from done.
+    let first = held[0]
+        .chunk()
+        .await
+        .expect("a chunk")
+        .expect("the stream is open");
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("data: "),
+        "{first:?}"
+    );
     // Eight in flight over four replicas, each pick the least loaded: two on each.
     let text = c
         .get(format!("{}/metrics", fleet.router))
