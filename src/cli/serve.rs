@@ -399,6 +399,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     let handles = lanes.handles().to_vec();
+    if args.router_port.is_none()
+        && (args.router != Policy::RoundRobin || args.admission != Admission::Unbounded)
+    {
+        tracing::warn!(
+            "--router and --admission configure the built-in router: without --router-port there is none"
+        );
+    }
     if args.replicas.is_some() || args.router_port.is_some() {
         let served = runtime.block_on(serve_fleet(args, config, notes, handles));
         drop(lanes);
