@@ -36,12 +36,12 @@ pub struct FleetArgs {
     pub admission: Admission,
 }
 
-fn parse_policy(s: &str) -> Result<Policy, String> {
+pub(crate) fn parse_policy(s: &str) -> Result<Policy, String> {
     s.parse()
         .map_err(|e: servesim_sim::ParseError| e.to_string())
 }
 
-fn parse_admission(s: &str) -> Result<Admission, String> {
+pub(crate) fn parse_admission(s: &str) -> Result<Admission, String> {
     s.parse()
         .map_err(|e: servesim_sim::ParseError| e.to_string())
 }

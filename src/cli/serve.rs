@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use servesim_models::{DEFAULT_PROFILE, Profile};
+use servesim_server::proxy::{ProxyConfig, proxy_app};
 use servesim_server::{self as server, AppState, FaultConfig, ServerConfig, TextMode};
+use servesim_sim::{Admission, Policy, RouterConfig, replica_seed};
 
 /// Flags of `servesim serve`: servesim's own, and `vllm serve`'s with vLLM's meaning (issue 17).
 /// The vLLM flags that do not change the simulation are taken out before parsing (see
@@ -164,6 +166,26 @@ pub struct ServeArgs {
         env = "SERVESIM_NO_ENABLE_PROMPT_TOKENS_DETAILS"
     )]
     pub no_enable_prompt_tokens_details: bool,
+    /// Start this many full servers in one process, each with its own engine, /metrics and seed,
+    /// on consecutive ports from --port (with --port 0, each on a free port of its own).
+    #[arg(long, env = "SERVESIM_REPLICAS")]
+    pub replicas: Option<usize>,
+    /// Put the built-in router in front of the replicas on this port (0: any free port).
+    #[arg(long, env = "SERVESIM_ROUTER_PORT")]
+    pub router_port: Option<u16>,
+    /// The built-in router's policy, as `simulate --router`: round-robin, least-requests,
+    /// least-kv, prefix-affinity, or weighted:prefix=W,queue=W,kv=W,requests=W.
+    #[arg(long, default_value = "round-robin", env = "SERVESIM_ROUTER",
+          value_parser = super::fleet::parse_policy)]
+    pub router: Policy,
+    /// Seconds between the built-in router's scrapes of each replica's /metrics.
+    #[arg(long, default_value_t = 0.1, env = "SERVESIM_SCRAPE_INTERVAL")]
+    pub scrape_interval: f64,
+    /// The built-in router's admission: unbounded, queue:N or token-bucket:rate=R,burst=B
+    /// (refused requests get 429).
+    #[arg(long, default_value = "unbounded", env = "SERVESIM_ADMISSION",
+          value_parser = super::fleet::parse_admission)]
+    pub admission: Admission,
     /// The vLLM flags taken out before parsing (no effect on the simulation), for the start-up log.
     #[arg(skip)]
     pub ignored_vllm_flags: Vec<String>,
@@ -379,6 +401,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     let handles = lanes.handles().to_vec();
+    if args.router_port.is_none()
+        && (args.router != Policy::RoundRobin || args.admission != Admission::Unbounded)
+    {
+        tracing::warn!(
+            "--router and --admission configure the built-in router: without --router-port there is none"
+        );
+    }
+    if args.replicas.is_some() || args.router_port.is_some() {
+        let served = runtime.block_on(serve_fleet(args, config, notes, handles));
+        drop(lanes);
+        return served;
+    }
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
@@ -402,6 +436,118 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // The connections' tasks are gone with the server; stop their threads.
     drop(lanes);
     served
+}
+
+/// `--replicas N` and/or `--router-port`: N full servers in this process on consecutive ports, each
+/// with its own engine and seed (replica k's drawn as `simulate --replicas` draws it), and the
+/// built-in router in front when asked for. All stop on the same signal.
+async fn serve_fleet(
+    args: ServeArgs,
+    config: ServerConfig,
+    notes: Vec<String>,
+    lanes: Vec<tokio::runtime::Handle>,
+) -> Result<()> {
+    let n = args.replicas.unwrap_or(1);
+    if n == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if args.port != 0 && usize::from(args.port) + (n - 1) > usize::from(u16::MAX) {
+        bail!(
+            "--replicas {n} from --port {}: the ports run past 65535",
+            args.port
+        );
+    }
+    if !(args.scrape_interval.is_finite() && args.scrape_interval >= 0.0) {
+        bail!("--scrape-interval must be >= 0 seconds");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut bases = Vec::with_capacity(n);
+    let mut servers = Vec::with_capacity(n + 1);
+    let mut models = serde_json::Value::Null;
+    for k in 0..n {
+        // Port 0 asks the OS for a free port, replica by replica; otherwise P, P+1, ...
+        let port = if args.port == 0 {
+            0
+        } else {
+            args.port + u16::try_from(k).context("too many replicas")?
+        };
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), port))
+            .await
+            .with_context(|| format!("replica {k}: cannot listen on {}:{port}", args.host))?;
+        let mut replica = config.clone();
+        replica.seed = replica_seed(config.seed, k);
+        let state = AppState::with_lanes(replica, &lanes)?;
+        if k == 0 {
+            log_startup(&state);
+            for note in &notes {
+                tracing::info!("{note}");
+            }
+            models = server::models_body(&state);
+        }
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            "replica {k} (seed {}) listening on http://{addr}",
+            state.config().seed
+        );
+        bases.push(format!("http://{addr}"));
+        let stop = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            server::serve(listener, state, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    if let Some(port) = args.router_port {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), port))
+            .await
+            .with_context(|| format!("router: cannot listen on {}:{port}", args.host))?;
+        let router = RouterConfig {
+            policy: args.router,
+            admission: args.admission,
+            scrape_interval_s: args.scrape_interval,
+            ..RouterConfig::default()
+        };
+        let app = proxy_app(ProxyConfig {
+            replicas: bases,
+            router,
+            seed: config.seed,
+            profile: config.profile.clone(),
+            models,
+            api_keys: config.api_keys.clone(),
+        })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            "router ({}, admission {}, scrape every {} s) over {n} replicas listening on http://{addr}",
+            args.router,
+            args.admission,
+            args.scrape_interval
+        );
+        let stop = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            server::proxy::serve_proxy(listener, app, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    tracing::info!(target: "uvicorn", "Started server process [{}]", std::process::id());
+    tracing::info!(target: "uvicorn", "Application startup complete.");
+    let mut outcome = Ok(());
+    for server in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => outcome = Err(e),
+            Err(e) => outcome = Err(anyhow::anyhow!("a server task failed: {e}")),
+        }
+    }
+    tracing::info!("shut down");
+    outcome
 }
 
 /// What the start-up log says about the vLLM command line: the flags accepted and ignored (once),

@@ -459,8 +459,9 @@ impl Fleet {
     }
 }
 
-/// Replica `k`'s answer-length seed: replica 0 keeps the fleet's, so a fleet of one is a server.
-fn replica_seed(seed: u64, k: usize) -> u64 {
+/// Replica `k`'s answer-length seed: replica 0 keeps the fleet's, so a fleet of one is a server
+/// (also the seed of `serve --replicas`' k-th server, so both fleets draw alike).
+pub fn replica_seed(seed: u64, k: usize) -> u64 {
     if k == 0 {
         seed
     } else {

@@ -22,7 +22,7 @@ pub mod workload;
 pub mod workload_file;
 
 pub use engine_core::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
-pub use fleet::{Fleet, FleetRun, Replica};
+pub use fleet::{Fleet, FleetRun, Replica, replica_seed};
 pub use frontend::{Frontend, Prompt, RequestSpec};
 pub use kv_cache::{KvCache, KvLease};
 pub use request::{EngineRequest, FinishReason, RequestId};

@@ -387,6 +387,11 @@ impl Router {
         self.rejected
     }
 
+    /// Each replica's metrics as of the last scrape the router recorded.
+    pub fn scraped(&self) -> &[Scraped] {
+        &self.scraped
+    }
+
     /// Requests in flight on each replica, as the router counts them.
     pub fn in_flight(&self) -> &[usize] {
         &self.in_flight

@@ -52,6 +52,12 @@ pub enum ApiError {
     /// 500: the engine thread has stopped (only during shutdown).
     #[error("The engine is not running.")]
     EngineGone,
+    /// 429: the fleet router's admission (`--admission`) refused the request.
+    #[error("The router's admission ({admission}) refused the request. Retry later.")]
+    RouterAdmission { admission: String },
+    /// 502: the fleet router could not reach the replica it picked.
+    #[error("The router could not reach replica {replica}: {message}")]
+    ReplicaUnreachable { replica: usize, message: String },
 }
 
 /// Seconds a client is told to wait by a 503.
@@ -74,6 +80,8 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             ApiError::EngineGone => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RouterAdmission { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ReplicaUnreachable { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -89,7 +97,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Request Entity Too Large",
             ApiError::RequestTimeout { .. } => "Request Timeout",
             ApiError::QueueFull { .. } => "ServiceUnavailableError",
-            ApiError::Injected { status: 429 } => "RateLimitError",
+            ApiError::Injected { status: 429 } | ApiError::RouterAdmission { .. } => {
+                "RateLimitError"
+            }
+            ApiError::ReplicaUnreachable { .. } => "BadGatewayError",
             ApiError::Injected { status: 503 } => "ServiceUnavailableError",
             ApiError::Injected { .. } | ApiError::EngineGone => "InternalServerError",
         }

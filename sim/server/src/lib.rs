@@ -8,7 +8,8 @@
 //! streaming answers (events formatted by the lane's dispatcher, handed to hyper as the body),
 //! [`lanes`] the runtimes connections are spread over, [`metrics`] the vLLM metric families
 //! ([`lag_probe`] the benchmark's finer lag records, not exposed),
-//! [`faults`] fault injection and [`text`] the answers' words; `routes` has the handlers. [`app`]
+//! [`faults`] fault injection and [`text`] the answers' words; [`proxy`] the fleet router
+//! (`serve --router-port`) in front of several servers; `routes` has the handlers. [`app`]
 //! builds the router (testable without a socket); [`serve`] runs it on a bound listener, with
 //! hyper's HTTP/1.1 connections, until a shutdown future resolves.
 
@@ -20,6 +21,7 @@ pub mod faults;
 pub mod lag_probe;
 pub mod lanes;
 pub mod metrics;
+pub mod proxy;
 mod routes;
 pub mod sse;
 pub mod stream;
@@ -39,7 +41,7 @@ pub use faults::{FaultConfig, FaultPlan, InjectedError};
 pub use lag_probe::LagProbe;
 pub use lanes::Lanes;
 pub use metrics::Metrics;
-pub use routes::app;
+pub use routes::{app, models_body};
 use servesim_sim::engine_core::Engine;
 use servesim_sim::frontend::Frontend;
 pub use text::TextMode;

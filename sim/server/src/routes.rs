@@ -435,6 +435,11 @@ async fn completions(
 }
 
 async fn models(State(state): State<AppState>) -> Response {
+    axum::Json(models_body(&state)).into_response()
+}
+
+/// `GET /v1/models`'s body (also what the fleet router answers for its replicas).
+pub fn models_body(state: &AppState) -> serde_json::Value {
     let s = &state.0;
     // One card per served name, as vLLM lists each of `--served-model-name`'s names.
     let cards: Vec<serde_json::Value> = s
@@ -466,7 +471,7 @@ async fn models(State(state): State<AppState>) -> Response {
             })
         })
         .collect();
-    axum::Json(json!({ "object": "list", "data": cards })).into_response()
+    json!({ "object": "list", "data": cards })
 }
 
 async fn version() -> Response {
@@ -550,23 +555,27 @@ async fn require_key(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let keys = &state.0.config.api_keys;
-    if !keys.is_empty() {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        // Every key is compared, so that the time taken does not say which one nearly matched.
-        let matched = keys.iter().fold(subtle::Choice::from(0), |m, k| {
-            m | given.as_bytes().ct_eq(k.as_bytes())
-        });
-        if !bool::from(matched) {
-            return Err(ApiError::Unauthorized);
-        }
+    if !key_accepted(&state.0.config.api_keys, req.headers()) {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(req).await)
+}
+
+/// Whether the request's bearer token is one of `keys` (always, when there are none).
+pub(crate) fn key_accepted(keys: &[String], headers: &HeaderMap) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Every key is compared, so that the time taken does not say which one nearly matched.
+    let matched = keys.iter().fold(subtle::Choice::from(0), |m, k| {
+        m | given.as_bytes().ct_eq(k.as_bytes())
+    });
+    bool::from(matched)
 }
 
 /// The router: the OpenAI API under `/v1` (behind the key, if any) and vLLM's extensions.
