@@ -461,8 +461,10 @@ async fn serve_fleet(
         bail!("--scrape-interval must be >= 0 seconds");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Installed now, before any address is announced (see shutdown_signal).
+    let shutdown = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -181,7 +181,7 @@ pub async fn serve_proxy<F>(
     shutdown: F,
 ) -> Result<(), ServerError>
 where
-    F: std::future::Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
     use axum::serve::ListenerExt;
     // As the replicas: no Nagle delay on small SSE writes.
