@@ -12,7 +12,7 @@ use servesim_models::{Profile, ProfileError};
 
 use crate::engine_core::{Engine, StepOutcome};
 use crate::frontend::{Frontend, Prompt, RequestSpec};
-use crate::kv_cache::{BlockHash, extend_hashes};
+use crate::kv_cache::BlockHash;
 use crate::request::RequestId;
 use crate::router::{Router, RouterConfig, Scraped};
 use crate::workload::{ErrorKind, LevelPlan, LevelRun, Origin, RequestError, RequestRecord};
@@ -237,21 +237,15 @@ impl Fleet {
 
     /// The full-block hashes of a prompt as the router sees it (its own tokenisation).
     fn prompt_blocks(&mut self, prompt: &Prompt) {
-        self.hashes.clear();
-        let Some(frontend) = &mut self.router_frontend else {
-            return;
-        };
-        let Some(ids) = frontend.prompt_ids(prompt) else {
-            return;
-        };
-        let full = ids.len() / self.block_size as usize;
-        extend_hashes(
-            &mut self.hashes,
-            self.block_size,
-            full,
-            |p| ids[p],
-            &mut self.scratch,
-        );
+        match &mut self.router_frontend {
+            Some(frontend) => frontend.prompt_block_hashes(
+                prompt,
+                self.block_size,
+                &mut self.hashes,
+                &mut self.scratch,
+            ),
+            None => self.hashes.clear(),
+        }
     }
 
     /// Route a request sent at `now`; `None` when admission refuses it.

@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use servesim_models::{AnswerLength, LengthModel, Profile, PromptTokenizer};
 
+use crate::kv_cache::{BlockHash, extend_hashes};
 use crate::request::EngineRequest;
 
 /// A prompt as the client gives it.
@@ -154,6 +155,25 @@ impl Frontend {
                 Some(ids.into())
             }
         }
+    }
+
+    /// The hashes of a prompt's full blocks of `block_size` tokens, into `out` (cleared first): what
+    /// a prefix-aware router indexes (the simulated fleet's and the real one's). Empty for a prompt
+    /// known only by its length.
+    pub fn prompt_block_hashes(
+        &mut self,
+        prompt: &Prompt,
+        block_size: u32,
+        out: &mut Vec<BlockHash>,
+        scratch: &mut Vec<u32>,
+    ) {
+        out.clear();
+        let Some(ids) = self.prompt_ids(prompt) else {
+            return;
+        };
+        let block_size = block_size.max(1);
+        let full = ids.len() / block_size as usize;
+        extend_hashes(out, block_size, full, |p| ids[p], scratch);
     }
 
     /// Draw the natural answer length for a prompt (`u32::MAX` when the model would not stop).

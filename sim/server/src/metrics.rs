@@ -726,7 +726,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=1.0.0; charset=utf-8";
 /// The Prometheus text format from the encoder's OpenMetrics text: the samples are the same; a
 /// counter's `# HELP` and `# TYPE` lines name it with its `_total` suffix (as the Python client
 /// writes them), and OpenMetrics' `# UNIT` and `# EOF` lines go.
-fn openmetrics_to_prometheus(text: &str) -> String {
+pub(crate) fn openmetrics_to_prometheus(text: &str) -> String {
     let counters: std::collections::HashSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))

@@ -17,13 +17,18 @@ use std::time::{Duration, Instant};
 use axum::Router as HttpRouter;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use servesim_models::Profile;
 use servesim_sim::frontend::{Frontend, Prompt};
-use servesim_sim::kv_cache::{BlockHash, extend_hashes};
+use servesim_sim::kv_cache::BlockHash;
 use servesim_sim::router::{Router, RouterConfig, Scraped};
 
 use crate::MAX_BODY_BYTES;
@@ -95,24 +100,16 @@ impl Proxy {
                 _ => return Vec::new(),
             }
         };
-        let ids = {
-            let mut f = frontend
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f.prompt_ids(&prompt)
-        };
-        let Some(ids) = ids else {
-            return Vec::new();
-        };
-        let block_size = self.config.profile.engine.block_size.max(1);
         let mut hashes = Vec::new();
-        extend_hashes(
-            &mut hashes,
-            block_size,
-            ids.len() / block_size as usize,
-            |p| ids[p],
-            &mut Vec::new(),
-        );
+        frontend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .prompt_block_hashes(
+                &prompt,
+                self.config.profile.engine.block_size,
+                &mut hashes,
+                &mut Vec::new(),
+            );
         hashes
     }
 }
@@ -246,67 +243,73 @@ async fn models(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Response
     axum::Json(proxy.config.models.clone()).into_response()
 }
 
-/// The router's own counters, in Prometheus text.
+/// Replica label of the router's per-replica series.
+type ReplicaLabel = [(&'static str, String); 1];
+
+/// The router's own counters, in Prometheus text (through prometheus-client, as the replicas'
+/// metrics are), built from a snapshot of the router at each scrape.
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
-    use std::fmt::Write;
-    let mut out = String::from(
-        "# HELP servesim_router_requests_total Requests the router sent to each replica.\n\
-         # TYPE servesim_router_requests_total counter\n",
-    );
-    for (k, n) in proxy.routed.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "servesim_router_requests_total{{replica=\"{k}\"}} {}",
-            n.load(Ordering::Relaxed)
-        );
-    }
     let (rejected, in_flight, scraped) = {
         let r = proxy.router();
         (r.rejected(), r.in_flight().to_vec(), r.scraped().to_vec())
     };
-    out.push_str(
-        "# HELP servesim_router_in_flight Requests in flight on each replica, as the router counts them.\n\
-         # TYPE servesim_router_in_flight gauge\n",
-    );
-    for (k, n) in in_flight.iter().enumerate() {
-        let _ = writeln!(out, "servesim_router_in_flight{{replica=\"{k}\"}} {n}");
+    let label = |k: usize| -> ReplicaLabel { [("replica", k.to_string())] };
+    let mut registry = Registry::default();
+    let routed = Family::<ReplicaLabel, Counter>::default();
+    for (k, n) in proxy.routed.iter().enumerate() {
+        routed
+            .get_or_create(&label(k))
+            .inc_by(n.load(Ordering::Relaxed));
     }
+    registry.register(
+        "servesim_router_requests",
+        "Requests the router sent to each replica.",
+        routed,
+    );
+    let flying = Family::<ReplicaLabel, Gauge>::default();
+    for (k, &n) in in_flight.iter().enumerate() {
+        flying
+            .get_or_create(&label(k))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "servesim_router_in_flight",
+        "Requests in flight on each replica, as the router counts them.",
+        flying,
+    );
     if proxy.router().reads_metrics() {
-        out.push_str(
-            "# HELP servesim_router_scraped_kv_cache_usage_perc Each replica's KV-cache usage as of the router's last scrape.\n\
-             # TYPE servesim_router_scraped_kv_cache_usage_perc gauge\n",
-        );
-        for (k, s) in scraped.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "servesim_router_scraped_kv_cache_usage_perc{{replica=\"{k}\"}} {}",
-                s.kv_usage
-            );
+        let kv = Family::<ReplicaLabel, Gauge<f64, AtomicU64>>::default();
+        let waiting = Family::<ReplicaLabel, Gauge>::default();
+        for (k, m) in scraped.iter().enumerate() {
+            kv.get_or_create(&label(k)).set(m.kv_usage);
+            waiting
+                .get_or_create(&label(k))
+                .set(i64::try_from(m.waiting).unwrap_or(i64::MAX));
         }
-        out.push_str(
-            "# HELP servesim_router_scraped_num_requests_waiting Each replica's waiting queue as of the router's last scrape.\n\
-             # TYPE servesim_router_scraped_num_requests_waiting gauge\n",
+        registry.register(
+            "servesim_router_scraped_kv_cache_usage_perc",
+            "Each replica's KV-cache usage as of the router's last scrape.",
+            kv,
         );
-        for (k, s) in scraped.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "servesim_router_scraped_num_requests_waiting{{replica=\"{k}\"}} {}",
-                s.waiting
-            );
-        }
+        registry.register(
+            "servesim_router_scraped_num_requests_waiting",
+            "Each replica's waiting queue as of the router's last scrape.",
+            waiting,
+        );
     }
-    let _ = write!(
-        out,
-        "# HELP servesim_router_rejected_total Requests refused by the router's admission.\n\
-         # TYPE servesim_router_rejected_total counter\n\
-         servesim_router_rejected_total {rejected}\n"
+    let refused = Counter::<u64>::default();
+    refused.inc_by(rejected);
+    registry.register(
+        "servesim_router_rejected",
+        "Requests refused by the router's admission.",
+        refused,
     );
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut text, &registry);
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        out,
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::openmetrics_to_prometheus(&text),
     )
         .into_response()
 }
