@@ -290,6 +290,9 @@ pub struct Router {
     bucket_at: f64,
     scores: Vec<f64>,
     rejected: u64,
+    /// Replicas taken out of rotation (a real router's outlier ejection: a connection to them
+    /// failed); the virtual fleet never ejects.
+    ejected: Vec<bool>,
 }
 
 impl Router {
@@ -312,6 +315,7 @@ impl Router {
             bucket_at: 0.0,
             scores: vec![0.0; replicas],
             rejected: 0,
+            ejected: vec![false; replicas],
         }
     }
 
@@ -415,6 +419,27 @@ impl Router {
         self.in_flight[k] = self.in_flight[k].saturating_sub(1);
     }
 
+    /// Take replica `k` out of rotation: no request goes there while another replica is in it.
+    pub fn eject(&mut self, k: usize) {
+        self.ejected[k] = true;
+    }
+
+    /// Put replica `k` back into rotation.
+    pub fn restore(&mut self, k: usize) {
+        self.ejected[k] = false;
+    }
+
+    /// Which replicas are out of rotation.
+    pub fn ejected(&self) -> &[bool] {
+        &self.ejected
+    }
+
+    /// Whether replica `k` may be picked: it is in rotation, or every replica is out (then all
+    /// are tried rather than none).
+    fn eligible(&self, k: usize) -> bool {
+        !self.ejected[k] || self.ejected.iter().all(|&e| e)
+    }
+
     fn pick(&mut self, blocks: &[BlockHash]) -> usize {
         let n = self.in_flight.len();
         if n == 1 {
@@ -422,7 +447,14 @@ impl Router {
         }
         match self.config.policy {
             Policy::RoundRobin => {
-                let k = self.next_rr % n;
+                // The next replica in turn that is in rotation.
+                let mut k = self.next_rr % n;
+                for _ in 0..n {
+                    if self.eligible(k) {
+                        break;
+                    }
+                    k = (k + 1) % n;
+                }
                 self.next_rr = (k + 1) % n;
                 k
             }
@@ -474,9 +506,16 @@ impl Router {
         }
     }
 
-    /// The highest score; ties broken at random (llm-d's max-score picker does the same), so
+    /// The highest score among replicas in rotation; ties broken at random (llm-d's max-score picker does the same), so
     /// equal replicas share the load rather than the first taking it all.
     fn best(&mut self) -> usize {
+        if self.ejected.iter().any(|&e| e) {
+            for k in 0..self.scores.len() {
+                if !self.eligible(k) {
+                    self.scores[k] = f64::NEG_INFINITY;
+                }
+            }
+        }
         let top = self
             .scores
             .iter()
@@ -553,6 +592,49 @@ mod tests {
             "token-bucket:rate=0,burst=1",
         ] {
             assert!(bad.parse::<Admission>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_policy_picks_an_ejected_replica_while_another_is_in_rotation() {
+        for policy in [
+            "round-robin",
+            "least-requests",
+            "least-kv",
+            "prefix-affinity",
+            "weighted:prefix=1,queue=1,kv=1,requests=1",
+        ] {
+            let mut r = router(policy, 3);
+            // Replicas 0 and 2 look loaded; replica 1 idle and empty.
+            r.record(
+                0,
+                Scraped {
+                    running: 9,
+                    waiting: 9,
+                    kv_usage: 0.9,
+                },
+            );
+            r.record(
+                2,
+                Scraped {
+                    running: 9,
+                    waiting: 9,
+                    kv_usage: 0.9,
+                },
+            );
+            r.eject(1);
+            let picks: Vec<usize> = (0..12).map(|_| r.route(&[7, 8])).collect();
+            assert!(!picks.contains(&1), "{policy}: {picks:?}");
+            // Back in rotation, the idle replica is picked again (a fresh prompt, so that
+            // prefix-affinity balances by load).
+            r.restore(1);
+            let picks: Vec<usize> = (0..12).map(|_| r.route(&[])).collect();
+            assert!(picks.contains(&1), "{policy} after restore: {picks:?}");
+            // With every replica out, requests still go somewhere rather than nowhere.
+            for k in 0..3 {
+                r.eject(k);
+            }
+            assert!(r.route(&[]) < 3);
         }
     }
 

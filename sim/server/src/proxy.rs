@@ -6,9 +6,14 @@
 //! It forwards `/v1/chat/completions` and `/v1/completions` (answers, streamed or not, pass through
 //! chunk by chunk as the replica sends them), answers `/v1/models`, `/health` and its own `/metrics`
 //! (requests routed per replica) itself, refuses with 429 what admission refuses and with 502 what
-//! it cannot deliver. Policies that read the replicas' metrics get them from a scrape of every
-//! replica's `/metrics` each scrape interval; prefix-aware ones tokenise the prompt with the
-//! engine's [`Frontend`] as the virtual fleet does.
+//! it cannot deliver, and with the API's JSON 413 a body over the limit. Policies that read the
+//! replicas' metrics get them from a scrape of every replica's `/metrics` each scrape interval;
+//! prefix-aware ones tokenise the prompt with the engine's [`Frontend`] as the virtual fleet does.
+//!
+//! Failover: a replica that refuses the connection is ejected (taken out of rotation, as Envoy's
+//! outlier detection does) for [`EJECTION`] or until a scrape of it succeeds, and the request is
+//! sent to the next replica the policy picks. Only a request no replica received is retried: once
+//! a replica has it, a generation is not idempotent, so a later failure is the client's 502.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router as HttpRouter;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,10 +58,17 @@ pub struct ProxyConfig {
     pub api_keys: Vec<String>,
 }
 
+/// How long a replica that refused a connection stays out of rotation (unless a scrape of it
+/// succeeds first). Envoy's outlier detection ejects for 30 s by default; a simulated replica
+/// restarts in well under a second, so a shorter time brings it back sooner.
+pub const EJECTION: Duration = Duration::from_secs(5);
+
 /// The router's shared state.
 #[derive(Debug)]
 struct Proxy {
     config: ProxyConfig,
+    /// When each ejected replica was taken out of rotation. Locked before `router` when both are.
+    ejected_at: Mutex<Vec<Option<Instant>>>,
     router: Mutex<Router>,
     /// Tokenises prompts for the prefix index (only for policies that read prompts).
     frontend: Option<Mutex<Frontend>>,
@@ -63,6 +76,10 @@ struct Proxy {
     started: Instant,
     /// Requests sent to each replica.
     routed: Vec<AtomicU64>,
+    /// Requests sent again to another replica after a refused connection.
+    retries: AtomicU64,
+    /// Times a replica was taken out of rotation.
+    ejections: AtomicU64,
 }
 
 impl Proxy {
@@ -71,6 +88,41 @@ impl Proxy {
         self.router
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn ejected_at(&self) -> MutexGuard<'_, Vec<Option<Instant>>> {
+        self.ejected_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take replica `k` out of rotation (it refused a connection or a scrape).
+    fn eject(&self, k: usize) {
+        let mut at = self.ejected_at();
+        if at[k].is_none() {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        at[k] = Some(Instant::now());
+        self.router().eject(k);
+    }
+
+    /// Put replica `k` back into rotation (a scrape of it succeeded).
+    fn restore(&self, k: usize) {
+        let mut at = self.ejected_at();
+        if at[k].take().is_some() {
+            self.router().restore(k);
+        }
+    }
+
+    /// Put back every replica whose ejection has run out.
+    fn restore_expired(&self) {
+        let mut at = self.ejected_at();
+        for k in 0..at.len() {
+            if at[k].is_some_and(|t| t.elapsed() >= EJECTION) {
+                at[k] = None;
+                self.router().restore(k);
+            }
+        }
     }
 
     /// The full-block hashes of the request's prompt, as the router's own tokeniser sees them.
@@ -145,6 +197,9 @@ pub fn proxy_app(config: ProxyConfig) -> Result<HttpRouter, ServerError> {
     let reads_metrics = router.reads_metrics();
     let proxy = Arc::new(Proxy {
         routed: config.replicas.iter().map(|_| AtomicU64::new(0)).collect(),
+        ejected_at: Mutex::new(vec![None; config.replicas.len()]),
+        retries: AtomicU64::new(0),
+        ejections: AtomicU64::new(0),
         router: Mutex::new(router),
         frontend,
         client,
@@ -207,6 +262,9 @@ async fn scrape_loop(proxy: std::sync::Weak<Proxy>) {
             if let Some(text) = text {
                 let scraped = parse_scrape(&text);
                 p.router().record(k, scraped);
+                p.restore(k);
+            } else {
+                p.eject(k);
             }
         }
         drop(p);
@@ -249,9 +307,14 @@ type ReplicaLabel = [(&'static str, String); 1];
 /// The router's own counters, in Prometheus text (through prometheus-client, as the replicas'
 /// metrics are), built from a snapshot of the router at each scrape.
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
-    let (rejected, in_flight, scraped) = {
+    let (rejected, in_flight, scraped, ejected) = {
         let r = proxy.router();
-        (r.rejected(), r.in_flight().to_vec(), r.scraped().to_vec())
+        (
+            r.rejected(),
+            r.in_flight().to_vec(),
+            r.scraped().to_vec(),
+            r.ejected().to_vec(),
+        )
     };
     let label = |k: usize| -> ReplicaLabel { [("replica", k.to_string())] };
     let mut registry = Registry::default();
@@ -297,6 +360,31 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
             waiting,
         );
     }
+    let up = Family::<ReplicaLabel, Gauge>::default();
+    for (k, &out) in ejected.iter().enumerate() {
+        up.get_or_create(&label(k)).set(i64::from(!out));
+    }
+    registry.register(
+        "servesim_router_replica_up",
+        "1 while the replica is in rotation, 0 while ejected after a refused connection.",
+        up,
+    );
+    for (name, help, n) in [
+        (
+            "servesim_router_retries",
+            "Requests sent to another replica after a refused connection.",
+            &proxy.retries,
+        ),
+        (
+            "servesim_router_ejections",
+            "Times a replica was taken out of rotation.",
+            &proxy.ejections,
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(n.load(Ordering::Relaxed));
+        registry.register(name, help, c);
+    }
     let refused = Counter::<u64>::default();
     refused.inc_by(rejected);
     registry.register(
@@ -314,12 +402,34 @@ async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
         .into_response()
 }
 
-async fn chat(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(
+    State(proxy): State<Arc<Proxy>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     forward(proxy, "/v1/chat/completions", headers, body).await
 }
 
-async fn completions(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn completions(
+    State(proxy): State<Arc<Proxy>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     forward(proxy, "/v1/completions", headers, body).await
+}
+
+/// A body the router could not read, as the API's JSON error (axum's own is plain text).
+fn body_error(e: &BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+    } else {
+        ApiError::InvalidBody {
+            message: e.body_text(),
+            param: None,
+        }
+    }
 }
 
 /// Request headers not passed on: the hop's own (RFC 9110 §7.6.1) and those the client rebuilds.
@@ -332,14 +442,24 @@ const HOP_HEADERS: [header::HeaderName; 6] = [
     header::UPGRADE,
 ];
 
-/// Admit, pick a replica, send the request there and stream its answer back.
-async fn forward(proxy: Arc<Proxy>, path: &str, headers: HeaderMap, body: Bytes) -> Response {
+/// Admit, pick a replica, send the request there (to the next one the policy picks if it refuses
+/// the connection) and stream its answer back.
+async fn forward(
+    proxy: Arc<Proxy>,
+    path: &str,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return body_error(&e).into_response(),
+    };
     let blocks = if proxy.frontend.is_some() {
         proxy.prompt_blocks(&body)
     } else {
         Vec::new()
     };
-    let replica = {
+    {
         let now = proxy.started.elapsed().as_secs_f64();
         let mut router = proxy.router();
         if !router.admit(now) {
@@ -347,30 +467,45 @@ async fn forward(proxy: Arc<Proxy>, path: &str, headers: HeaderMap, body: Bytes)
             drop(router);
             return ApiError::RouterAdmission { admission }.into_response();
         }
-        router.route(&blocks)
-    };
-    proxy.routed[replica].fetch_add(1, Ordering::Relaxed);
-    let guard = InFlight {
-        proxy: Arc::clone(&proxy),
-        replica,
-    };
-    let url = format!("{}{path}", proxy.config.replicas[replica]);
-    let mut request = proxy.client.post(url).body(body);
-    for (name, value) in &headers {
-        if !HOP_HEADERS.contains(name) {
-            request = request.header(name, value);
-        }
     }
-    let answer = match request.send().await {
-        Ok(answer) => answer,
-        Err(e) => {
-            drop(guard);
-            tracing::warn!("router: replica {replica} unreachable: {e}");
-            return ApiError::ReplicaUnreachable {
-                replica,
-                message: e.to_string(),
+    proxy.restore_expired();
+    // Each replica at most once: a refused connection ejects it, so the policy picks another.
+    let attempts = proxy.config.replicas.len();
+    let mut attempt = 0;
+    let (answer, guard) = loop {
+        attempt += 1;
+        let replica = proxy.router().route(&blocks);
+        proxy.routed[replica].fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight {
+            proxy: Arc::clone(&proxy),
+            replica,
+        };
+        let url = format!("{}{path}", proxy.config.replicas[replica]);
+        let mut request = proxy.client.post(url).body(body.clone());
+        for (name, value) in &headers {
+            if !HOP_HEADERS.contains(name) {
+                request = request.header(name, value);
             }
-            .into_response();
+        }
+        match request.send().await {
+            Ok(answer) => break (answer, guard),
+            Err(e) => {
+                drop(guard);
+                tracing::warn!("router: replica {replica} unreachable: {e}");
+                // Refused before the replica read anything: safe to send elsewhere.
+                if e.is_connect() {
+                    proxy.eject(replica);
+                    if attempt < attempts {
+                        proxy.retries.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                return ApiError::ReplicaUnreachable {
+                    replica,
+                    message: e.to_string(),
+                }
+                .into_response();
+            }
         }
     };
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -447,6 +582,107 @@ mod tests {
         );
         assert!(
             text.contains("servesim_router_requests_total{replica=\"0\"} 1"),
+            "{text}"
+        );
+    }
+
+    fn app_over(replicas: Vec<String>) -> HttpRouter {
+        proxy_app(ProxyConfig {
+            replicas,
+            router: RouterConfig::default(),
+            seed: 0,
+            profile: Profile::load(servesim_models::DEFAULT_PROFILE).expect("profile"),
+            models: serde_json::json!({"object": "list", "data": []}),
+            api_keys: Vec::new(),
+        })
+        .expect("app")
+    }
+
+    async fn text_of(app: &HttpRouter, path: &str) -> String {
+        let answer = app
+            .clone()
+            .oneshot(
+                axum::http::Request::get(path)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_fails_over_and_ejects_the_replica() {
+        // Replica 0: nothing listens. Replica 1: a stand-in that answers every completion.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let dead = closed.local_addr().expect("addr");
+        drop(closed);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let live_addr = live.local_addr().expect("addr");
+        let stand_in = HttpRouter::new().route(
+            "/v1/completions",
+            post(|| async { axum::Json(serde_json::json!({"object": "text_completion"})) }),
+        );
+        tokio::spawn(async move { axum::serve(live, stand_in).await });
+        let app = app_over(vec![
+            format!("http://{dead}"),
+            format!("http://{live_addr}"),
+        ]);
+        // Round-robin would send every other request to the dead replica: all four succeed, the
+        // first through a retry, the rest because replica 0 is out of rotation.
+        for _ in 0..4 {
+            let request = axum::http::Request::post("/v1/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    r#"{"model":"local","prompt":"hi","max_tokens":1}"#,
+                ))
+                .expect("request");
+            let answer = app.clone().oneshot(request).await.expect("an answer");
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+        let text = text_of(&app, "/metrics").await;
+        for line in [
+            "servesim_router_retries_total 1",
+            "servesim_router_ejections_total 1",
+            "servesim_router_replica_up{replica=\"0\"} 0",
+            "servesim_router_replica_up{replica=\"1\"} 1",
+            "servesim_router_requests_total{replica=\"0\"} 1",
+            "servesim_router_requests_total{replica=\"1\"} 4",
+            "servesim_router_in_flight{replica=\"1\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_the_apis_json_413() {
+        let app = app_over(vec!["http://127.0.0.1:9".into()]);
+        let big = format!(
+            r#"{{"model":"local","prompt":"{}","max_tokens":1}}"#,
+            "a".repeat(MAX_BODY_BYTES)
+        );
+        let request = axum::http::Request::post("/v1/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(big))
+            .expect("request");
+        let answer = app.clone().oneshot(request).await.expect("an answer");
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["error"]["code"], 413, "{v}");
+        // Refused before routing: nothing was sent anywhere.
+        let text = text_of(&app, "/metrics").await;
+        assert!(
+            text.contains("servesim_router_requests_total{replica=\"0\"} 0"),
             "{text}"
         );
     }
