@@ -70,23 +70,7 @@ impl FleetArgs {
         load: impl Fn(&str) -> Result<Profile>,
     ) -> Result<Vec<Profile>> {
         let profiles = match &self.replica_profile {
-            Some(list) => {
-                let mut out = Vec::new();
-                for part in list.split(',') {
-                    let (name, count) = match part.rsplit_once(':') {
-                        Some((name, n)) => (
-                            name,
-                            n.trim().parse::<usize>().with_context(|| {
-                                format!("--replica-profile: '{n}' in '{part}' is not a count")
-                            })?,
-                        ),
-                        None => (part, 1),
-                    };
-                    let p = load(name.trim())?;
-                    out.extend(std::iter::repeat_n(p, count));
-                }
-                out
-            }
+            Some(list) => replica_profiles(list, load)?,
             None => vec![base.clone(); self.replicas.unwrap_or(1)],
         };
         if profiles.is_empty() {
@@ -109,6 +93,29 @@ impl FleetArgs {
             ..RouterConfig::default()
         })
     }
+}
+
+/// The profiles of `--replica-profile PROFILE:COUNT,...` (a missing count is 1), each resolved by
+/// `load` (which applies the run's engine flags), in replica order.
+pub fn replica_profiles(
+    list: &str,
+    load: impl Fn(&str) -> Result<Profile>,
+) -> Result<Vec<Profile>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        let (name, count) = match part.rsplit_once(':') {
+            Some((name, n)) => (
+                name,
+                n.trim().parse::<usize>().with_context(|| {
+                    format!("--replica-profile: '{n}' in '{part}' is not a count")
+                })?,
+            ),
+            None => (part, 1),
+        };
+        let p = load(name.trim())?;
+        out.extend(std::iter::repeat_n(p, count));
+    }
+    Ok(out)
 }
 
 /// A synthetic open-loop load.

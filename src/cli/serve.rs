@@ -168,8 +168,13 @@ pub struct ServeArgs {
     pub no_enable_prompt_tokens_details: bool,
     /// Start this many full servers in one process, each with its own engine, /metrics and seed,
     /// on consecutive ports from --port (with --port 0, each on a free port of its own).
-    #[arg(long, env = "SERVESIM_REPLICAS")]
+    #[arg(long, env = "SERVESIM_REPLICAS", conflicts_with = "replica_profile")]
     pub replicas: Option<usize>,
+    /// A mixed fleet of full servers, as `simulate --replica-profile`: PROFILE:COUNT,... (e.g.
+    /// h100-qwen2.5-7b:1,a6000-qwen2.5-7b:2), on consecutive ports in that order; the engine flags
+    /// apply to every replica, and all must serve the same model.
+    #[arg(long, env = "SERVESIM_REPLICA_PROFILE")]
+    pub replica_profile: Option<String>,
     /// Put the built-in router in front of the replicas on this port (0: any free port).
     #[arg(long, env = "SERVESIM_ROUTER_PORT")]
     pub router_port: Option<u16>,
@@ -408,8 +413,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             "--router and --admission configure the built-in router: without --router-port there is none"
         );
     }
-    if args.replicas.is_some() || args.router_port.is_some() {
-        let served = runtime.block_on(serve_fleet(args, config, notes, handles));
+    if args.replicas.is_some() || args.replica_profile.is_some() || args.router_port.is_some() {
+        let profiles = fleet_profiles(&args, &config.profile)?;
+        let served = runtime.block_on(serve_fleet(args, config, profiles, notes, handles));
         drop(lanes);
         return served;
     }
@@ -438,19 +444,53 @@ pub fn run(args: ServeArgs) -> Result<()> {
     served
 }
 
-/// `--replicas N` and/or `--router-port`: N full servers in this process on consecutive ports, each
-/// with its own engine and seed (replica k's drawn as `simulate --replicas` draws it), and the
-/// built-in router in front when asked for. All stop on the same signal.
+/// The replicas' profiles: `--replica-profile`'s list with the engine flags applied to each, or
+/// `--replicas` copies of the server's. A mixed fleet must serve one model: the router answers
+/// `/v1/models` once for all and indexes prompts with one tokeniser.
+fn fleet_profiles(args: &ServeArgs, base: &Profile) -> Result<Vec<Profile>> {
+    let Some(list) = &args.replica_profile else {
+        let n = args.replicas.unwrap_or(1);
+        if n == 0 {
+            bail!("--replicas must be at least 1");
+        }
+        return Ok(vec![base.clone(); n]);
+    };
+    let profiles = super::fleet::replica_profiles(list, |name| {
+        let mut p = Profile::load_unchecked(name)?;
+        apply_vllm_engine_flags(args, &mut p)?;
+        Ok(p)
+    })?;
+    let Some(first) = profiles.first() else {
+        bail!("--replica-profile names no replica");
+    };
+    if profiles.len() > 1024 {
+        bail!("{} replicas: `serve` starts at most 1024", profiles.len());
+    }
+    if let Some(other) = profiles.iter().find(|p| p.model.name != first.model.name) {
+        bail!(
+            "--replica-profile: every replica must serve the same model ({} is {}, {} is {}); \
+             a fleet of different models is several fleets",
+            first.name,
+            first.model.name,
+            other.name,
+            other.model.name
+        );
+    }
+    Ok(profiles)
+}
+
+/// `--replicas N` / `--replica-profile` and/or `--router-port`: full servers in this process on
+/// consecutive ports, each with its own engine, profile and seed (replica k's drawn as `simulate
+/// --replicas` draws it), and the built-in router in front when asked for. All stop on the same
+/// signal.
 async fn serve_fleet(
     args: ServeArgs,
     config: ServerConfig,
+    profiles: Vec<Profile>,
     notes: Vec<String>,
     lanes: Vec<tokio::runtime::Handle>,
 ) -> Result<()> {
-    let n = args.replicas.unwrap_or(1);
-    if n == 0 {
-        bail!("--replicas must be at least 1");
-    }
+    let n = profiles.len();
     if args.port != 0 && usize::from(args.port) + (n - 1) > usize::from(u16::MAX) {
         bail!(
             "--replicas {n} from --port {}: the ports run past 65535",
@@ -473,7 +513,7 @@ async fn serve_fleet(
     let mut bases = Vec::with_capacity(n);
     let mut servers = Vec::with_capacity(n + 1);
     let mut models = serde_json::Value::Null;
-    for k in 0..n {
+    for (k, profile) in profiles.into_iter().enumerate() {
         // Port 0 asks the OS for a free port, replica by replica; otherwise P, P+1, ...
         let port = if args.port == 0 {
             0
@@ -485,6 +525,7 @@ async fn serve_fleet(
             .with_context(|| format!("replica {k}: cannot listen on {}:{port}", args.host))?;
         let mut replica = config.clone();
         replica.seed = replica_seed(config.seed, k);
+        replica.profile = profile;
         let state = AppState::with_lanes(replica, &lanes)?;
         if k == 0 {
             log_startup(&state);
@@ -495,8 +536,9 @@ async fn serve_fleet(
         }
         let addr = listener.local_addr()?;
         tracing::info!(
-            "replica {k} (seed {}) listening on http://{addr}",
-            state.config().seed
+            "replica {k} (seed {}, profile {}) listening on http://{addr}",
+            state.config().seed,
+            state.config().profile.name
         );
         bases.push(format!("http://{addr}"));
         let stop = stopped(stop_rx.clone());

@@ -20,7 +20,14 @@ struct Fleet {
 /// Start `serve --replicas n --router-port 0 ARGS` and read every address from its log.
 fn start_fleet(n: usize, args: &[&str]) -> Fleet {
     let count = n.to_string();
-    let mut all = vec!["--replicas", count.as_str(), "--router-port", "0"];
+    let mut all = vec!["--replicas", count.as_str()];
+    all.extend(args);
+    launch(n, &all)
+}
+
+/// Start `serve --router-port 0 ARGS` (ARGS making `n` replicas) and read every address.
+fn launch(n: usize, args: &[&str]) -> Fleet {
+    let mut all = vec!["--router-port", "0"];
     all.extend(args);
     let process = ServerProcess::start(&all);
     let deadline = Instant::now() + SETTLE;
@@ -328,4 +335,75 @@ async fn a_metric_reading_router_scrapes_each_replica() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(held);
+}
+
+/// A replica's KV-cache size in blocks, from its `vllm:cache_config_info` series.
+async fn gpu_blocks(base: &str) -> u64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("vllm:cache_config_info{"))
+        .unwrap_or_else(|| panic!("no cache_config_info in {text}"));
+    let at = line
+        .find("num_gpu_blocks=\"")
+        .expect("a num_gpu_blocks label")
+        + 16;
+    line[at..]
+        .split('"')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("num_gpu_blocks in {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_fleet_serves_each_replica_on_its_own_gpu_and_refuses_mixed_models() {
+    let fleet = launch(
+        3,
+        &[
+            "--replica-profile",
+            "h100-qwen2.5-7b:1,a6000-qwen2.5-7b:2",
+            "--time-scale",
+            "0.02",
+        ],
+    );
+    let blocks = [
+        gpu_blocks(&fleet.replicas[0]).await,
+        gpu_blocks(&fleet.replicas[1]).await,
+        gpu_blocks(&fleet.replicas[2]).await,
+    ];
+    // The H100 (80 GB) holds more KV blocks than an A6000 (48 GB); the two A6000s agree.
+    assert!(blocks[0] > blocks[1], "{blocks:?}");
+    assert_eq!(blocks[1], blocks[2], "{blocks:?}");
+    // Round-robin through the router reaches all three.
+    let c = client();
+    for _ in 0..3 {
+        let answer = c
+            .post(format!("{}/v1/chat/completions", fleet.router))
+            .header("content-type", "application/json")
+            .body(chat(2, false).to_string())
+            .send()
+            .await
+            .expect("the router answers");
+        assert_eq!(answer.status(), 200);
+    }
+    assert_eq!(all_finished(&fleet).await, vec![1.0; 3]);
+
+    // Replicas of different models are refused before anything listens.
+    let out = crate::support::servesim(&[
+        "serve",
+        "--port",
+        "0",
+        "--replica-profile",
+        "a6000-qwen2.5-7b:1,a6000-llama3.1-8b:1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("same model"), "{err}");
 }
