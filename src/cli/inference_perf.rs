@@ -64,16 +64,16 @@ pub fn run(
     }
     match format {
         Format::Json => {
-            let mut out = serde_json::Map::new();
+            let mut out = Reports(Vec::new());
             if bench.per_stage {
                 for s in &stages {
                     if let Some(r) = &s.report {
-                        out.insert(stage_name(s.stage), serde_json::to_value(r)?);
+                        out.0.push((stage_name(s.stage), r));
                     }
                 }
             }
             if let (Some(r), true) = (&summary, bench.summary) {
-                out.insert("summary_lifecycle_metrics".into(), serde_json::to_value(r)?);
+                out.0.push(("summary_lifecycle_metrics".into(), r));
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
@@ -100,6 +100,21 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Reports by file name (without `.json`), in run order; serialised in that order (a
+/// `serde_json::Value` would sort the keys, inside the reports too).
+struct Reports<'a>(Vec<(String, &'a LifecycleReport)>);
+
+impl serde::Serialize for Reports<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, report) in &self.0 {
+            map.serialize_entry(name, report)?;
+        }
+        map.end()
+    }
 }
 
 /// inference-perf's per-stage report name.

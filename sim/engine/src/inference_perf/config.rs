@@ -499,9 +499,12 @@ pub fn parse(text: &str) -> Result<Config, IpError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde_norway names the path itself where it knows it; name it once.
+        let named = path == "." || message.starts_with(&path);
         IpError::Parse {
-            path: if path == "." { String::new() } else { path },
-            message: e.into_inner().to_string(),
+            path: if named { String::new() } else { path },
+            message,
         }
     })
 }
