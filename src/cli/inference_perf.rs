@@ -58,7 +58,7 @@ pub fn run(
     if let Some(e) = write_err {
         return Err(e);
     }
-    let summary = inference_perf::summary(&stages, &bench.percentiles);
+    let summary = inference_perf::summary(&stages, bench);
     if let (Some(dir), Some(report), true) = (report_dir, &summary, bench.summary) {
         write_report(dir, "summary_lifecycle_metrics", report)?;
     }

@@ -451,7 +451,9 @@ server: {type: vllm, model_name: m, base_url: 'http://h:8000', api_key: k}
 tokenizer: {pretrained_model_name_or_path: m}
 metrics: {type: prometheus, prometheus: {url: 'http://p:9090'}}
 storage: {local_storage: {path: out}}
-report: {request_lifecycle: {summary: true, per_stage: true, per_request: true, percentiles: [50, 90]}}
+report:
+  request_lifecycle: {summary: true, per_stage: true, per_request: true, percentiles: [50, 90]}
+  goodput: {constraints: {ttft: 0.5, request_latency: 4}}
 load: {type: poisson, stages: [{rate: 1, duration: 5}], num_workers: 4, base_seed: 9}
 data:
   type: synthetic
@@ -463,6 +465,11 @@ data:
     assert!(!b.streaming);
     assert_eq!(b.percentiles, [50.0, 90.0]);
     assert_eq!(b.max_in_flight, Some(400));
+    let slo = b.goodput.expect("goodput");
+    assert_eq!(
+        (slo.ttft, slo.request_latency, slo.tpot),
+        (Some(0.5), Some(4.0), None)
+    );
 }
 
 /// The records of fixtures/inference-perf/reference/summarize_requests.py.
@@ -519,7 +526,7 @@ fn reference_records(failures: bool) -> Vec<RequestLifecycle> {
 #[test]
 fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
     use servesim_sim::inference_perf::config::default_percentiles;
-    use servesim_sim::inference_perf::report::StageRate;
+    use servesim_sim::inference_perf::report::{Slo, StageRate, summarize_requests_with_goodput};
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../fixtures/inference-perf/reference"
@@ -556,4 +563,25 @@ fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
         let got = serde_json::to_string_pretty(&report).expect("json");
         assert_eq!(got, want.trim_end(), "{name}");
     }
+    // report.goodput: constraints {request_latency: 1.5, itl: 0.2, ttft: 0.3, tpot: 0.5}.
+    let slo = Slo {
+        ttft: Some(0.3),
+        tpot: Some(0.5),
+        itl: Some(0.2),
+        ntpot: None,
+        request_latency: Some(1.5),
+    };
+    let want = std::fs::read_to_string(format!("{dir}/goodput.json")).expect("reference");
+    let report = summarize_requests_with_goodput(
+        &reference_records(false),
+        &default_percentiles(),
+        Some(StageRate {
+            rate: 1.0,
+            concurrency: None,
+        }),
+        Some(&slo),
+    )
+    .expect("report");
+    let got = serde_json::to_string_pretty(&report).expect("json");
+    assert_eq!(got, want.trim_end(), "goodput");
 }

@@ -439,7 +439,16 @@ pub struct ReportConfig {
     #[serde(default)]
     pub session_lifecycle: Option<serde_norway::Value>,
     #[serde(default)]
-    pub goodput: Option<serde_norway::Value>,
+    pub goodput: Option<GoodputConfig>,
+}
+
+/// `report.goodput` (`GoodputConfig`): SLO thresholds in seconds, keyed `ttft`, `tpot`, `itl`,
+/// `ntpot`, `request_latency` (other keys are ignored, as inference-perf ignores them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoodputConfig {
+    #[serde(default)]
+    pub constraints: std::collections::BTreeMap<String, f64>,
 }
 
 /// `report.request_lifecycle` (`RequestLifecycleMetricsReportConfig`).

@@ -27,6 +27,7 @@ use super::config::{
     ApiType, Config, DataConfig, DataType, Distribution, Length, LoadType, SharedPrefix,
 };
 use super::lengths::{generate_distribution, sample_from_distribution};
+use super::report::Slo;
 use super::timer;
 use crate::fleet::Gates;
 use crate::frontend::{Prompt, RequestSpec};
@@ -77,6 +78,8 @@ pub struct Benchmark {
     /// Standard stages' limit on requests in flight: `num_workers × worker_max_concurrency`, when
     /// the file gives `num_workers` (inference-perf's default is the client's CPU count).
     pub max_in_flight: Option<usize>,
+    /// `report.goodput.constraints`: the SLOs of `successes.goodput_metrics`.
+    pub goodput: Option<Slo>,
     data: Data,
     seed: u64,
 }
@@ -159,6 +162,18 @@ impl Benchmark {
             summary: lifecycle.summary.unwrap_or(false),
             per_stage: lifecycle.per_stage.unwrap_or(false),
             max_in_flight,
+            goodput: config.report.goodput.as_ref().and_then(|g| {
+                let c = &g.constraints;
+                let slo = Slo {
+                    ttft: c.get("ttft").copied(),
+                    tpot: c.get("tpot").copied(),
+                    itl: c.get("itl").copied(),
+                    ntpot: c.get("ntpot").copied(),
+                    request_latency: c.get("request_latency").copied(),
+                };
+                // calculate_goodput_metrics: no constraints, no goodput section.
+                (!c.is_empty()).then_some(slo)
+            }),
             data,
             seed: config
                 .data
@@ -331,7 +346,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
             "load.request_timeout",
             config.load.request_timeout.is_some(),
         ),
-        ("report.goodput", config.report.goodput.is_some()),
     ];
     if let Some((field, _)) = present.iter().find(|(_, on)| *on) {
         let why = match *field {
@@ -344,8 +358,7 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
             }
             "load.trace" => "trace_replay timing is not simulated",
             "load.lora_traffic_split" => "LoRA adapters are not simulated",
-            "load.request_timeout" => "client-side timeouts are not simulated",
-            _ => "goodput (SLO) reports are not produced yet",
+            _ => "client-side timeouts are not simulated",
         };
         return Err(unsupported(field, why));
     }

@@ -245,6 +245,104 @@ pub struct Successes {
     pub output_tokens: TokenUsage,
     pub token_count_mismatches: usize,
     pub client_fallback_requests: Fallbacks,
+    /// Only with `report.goodput` constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodput_metrics: Option<Goodput>,
+}
+
+/// `report.goodput.constraints` in seconds: a success is good when it meets every one set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Slo {
+    pub ttft: Option<f64>,
+    pub tpot: Option<f64>,
+    /// Against the request's mean inter-token gap.
+    pub itl: Option<f64>,
+    pub ntpot: Option<f64>,
+    pub request_latency: Option<f64>,
+}
+
+/// `successes.goodput_metrics` (`calculate_goodput_metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goodput {
+    pub goodput_percentage: f64,
+    pub request_goodput: f64,
+    pub token_goodput: f64,
+    pub good_requests: usize,
+    pub total_requests: usize,
+    /// `(metric, percentage of successes meeting its SLO)` for each SLO set, in inference-perf's
+    /// order (ttft, tpot, itl, ntpot, request_latency).
+    pub attainment: Vec<(&'static str, f64)>,
+}
+
+impl Serialize for Goodput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("goodput_percentage", &self.goodput_percentage)?;
+        map.serialize_entry("request_goodput", &self.request_goodput)?;
+        map.serialize_entry("token_goodput", &self.token_goodput)?;
+        map.serialize_entry("good_requests", &self.good_requests)?;
+        map.serialize_entry("total_requests", &self.total_requests)?;
+        for (k, v) in &self.attainment {
+            map.serialize_entry(&format!("{k}_attainment_percentage"), v)?;
+        }
+        map.end()
+    }
+}
+
+/// Per-request values the goodput judges: TTFT, TPOT and mean ITL where streamed, NTPOT, latency.
+struct Judged {
+    ttft: Option<f64>,
+    tpot: Option<f64>,
+    itl: Option<f64>,
+    ntpot: f64,
+    latency: f64,
+}
+
+/// `calculate_goodput_metrics` over the successes.
+fn goodput(ok: &[&RequestLifecycle], judged: &[Judged], slo: &Slo) -> Option<Goodput> {
+    let first = ok.iter().map(|m| m.start).min_by(f64::total_cmp)?;
+    let last = ok.iter().map(|m| m.end).max_by(f64::total_cmp)?;
+    let window = last - first;
+    let limits: [(&'static str, Option<f64>); 5] = [
+        ("ttft", slo.ttft),
+        ("tpot", slo.tpot),
+        ("itl", slo.itl),
+        ("ntpot", slo.ntpot),
+        ("request_latency", slo.request_latency),
+    ];
+    let mut met = [0usize; 5];
+    let (mut good, mut good_tokens) = (0usize, 0.0);
+    for (m, j) in ok.iter().zip(judged) {
+        let values = [j.ttft, j.tpot, j.itl, Some(j.ntpot), Some(j.latency)];
+        let mut all = true;
+        for (k, (_, limit)) in limits.iter().enumerate() {
+            let Some(limit) = limit else { continue };
+            if values[k].is_some_and(|v| v <= *limit) {
+                met[k] += 1;
+            } else {
+                all = false;
+            }
+        }
+        if all {
+            good += 1;
+            good_tokens += f64::from(m.input_tokens) + f64::from(m.output_tokens);
+        }
+    }
+    let total = ok.len();
+    let rate = |x: f64| if window > 0.0 { x / window } else { 0.0 };
+    Some(Goodput {
+        goodput_percentage: good as f64 / total as f64 * 100.0,
+        request_goodput: rate(good as f64),
+        token_goodput: rate(good_tokens),
+        good_requests: good,
+        total_requests: total,
+        attainment: limits
+            .iter()
+            .zip(met)
+            .filter(|((_, limit), _)| limit.is_some())
+            .map(|((name, _), n)| (*name, n as f64 / total as f64 * 100.0))
+            .collect(),
+    })
 }
 
 /// One failure message and how often it came (`build_error_counts`).
@@ -386,6 +484,17 @@ pub fn summarize_requests(
     percentiles: &[f64],
     stage: Option<StageRate>,
 ) -> Option<LifecycleReport> {
+    summarize_requests_with_goodput(metrics, percentiles, stage, None)
+}
+
+/// [`summarize_requests`] with `goodput_config`'s constraints, which add
+/// `successes.goodput_metrics`.
+pub fn summarize_requests_with_goodput(
+    metrics: &[RequestLifecycle],
+    percentiles: &[f64],
+    stage: Option<StageRate>,
+    slo: Option<&Slo>,
+) -> Option<LifecycleReport> {
     let first_start = metrics.iter().map(|m| m.start).min_by(f64::total_cmp)?;
     let last_start = metrics.iter().map(|m| m.start).max_by(f64::total_cmp)?;
     let last_end = metrics.iter().map(|m| m.end).max_by(f64::total_cmp)?;
@@ -415,22 +524,37 @@ pub fn summarize_requests(
     let mut ttft = Vec::new();
     let mut tpot = Vec::new();
     let mut itl = Vec::new();
+    let mut judged = Vec::with_capacity(ok.len());
     for m in &ok {
         let l = m.end - m.start;
         latency.push(l);
-        ntpot.push(if m.output_tokens > 0 {
+        let n = if m.output_tokens > 0 {
             l / f64::from(m.output_tokens)
         } else {
             0.0
-        });
+        };
+        ntpot.push(n);
+        let mut j = Judged {
+            ttft: None,
+            tpot: None,
+            itl: None,
+            ntpot: n,
+            latency: l,
+        };
         if m.token_times.len() > 1 {
             let (first, last) = (m.token_times[0], m.token_times[m.token_times.len() - 1]);
+            j.ttft = Some(first - m.start);
             ttft.push(first - m.start);
             if m.output_tokens > 1 {
-                tpot.push((last - first) / f64::from(m.output_tokens - 1));
+                let t = (last - first) / f64::from(m.output_tokens - 1);
+                j.tpot = Some(t);
+                tpot.push(t);
             }
-            itl.extend(m.token_times.windows(2).map(|w| w[1] - w[0]));
+            let gaps = m.token_times.windows(2).map(|w| w[1] - w[0]);
+            j.itl = Some(total(gaps.clone()) / (m.token_times.len() - 1) as f64);
+            itl.extend(gaps);
         }
+        judged.push(j);
     }
     let per_sec = |x: f64| {
         if total_time > 0.0 {
@@ -493,6 +617,7 @@ pub fn summarize_requests(
             prompt: 0,
             output: 0,
         },
+        goodput_metrics: slo.and_then(|slo| goodput(&ok, &judged, slo)),
     };
     let failed_latency: Vec<f64> = failed.iter().map(|m| m.end - m.start).collect();
     let failures = Failures {

@@ -15,7 +15,9 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
 use super::plan::{Benchmark, StageSpec};
-use super::report::{LifecycleReport, RequestLifecycle, StageRate, summarize_requests};
+use super::report::{
+    LifecycleReport, RequestLifecycle, StageRate, summarize_requests_with_goodput,
+};
 use crate::fleet::{Fleet, FleetRun};
 use crate::workload::{ErrorKind, RequestRecord};
 
@@ -122,13 +124,14 @@ pub fn run_stages(
                 lifecycle(rec, t0, max_tokens, model, bench)
             })
             .collect();
-        let report = summarize_requests(
+        let report = summarize_requests_with_goodput(
             &requests,
             &bench.percentiles,
             Some(StageRate {
                 rate: spec.rate,
                 concurrency: spec.concurrency,
             }),
+            bench.goodput.as_ref(),
         );
         let outcome = StageOutcome {
             stage: s,
@@ -147,10 +150,10 @@ pub fn run_stages(
 }
 
 /// `summary_lifecycle_metrics`: every stage's requests together, without stage rates.
-pub fn summary(stages: &[StageOutcome], percentiles: &[f64]) -> Option<LifecycleReport> {
+pub fn summary(stages: &[StageOutcome], bench: &Benchmark) -> Option<LifecycleReport> {
     let all: Vec<RequestLifecycle> = stages
         .iter()
         .flat_map(|s| s.requests.iter().cloned())
         .collect();
-    summarize_requests(&all, percentiles, None)
+    summarize_requests_with_goodput(&all, &bench.percentiles, None, bench.goodput.as_ref())
 }
