@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use servesim_models::Profile;
 use servesim_sim::inference_perf::report::Stats;
 use servesim_sim::inference_perf::{self, Benchmark, LifecycleReport, StageOutcome};
-use servesim_sim::{Fleet, inference_perf::config::LoadType};
+use servesim_sim::{Fleet, FleetRun, LevelRun, inference_perf::config::LoadType};
 use servesim_validator::report::Format;
 
-use super::fleet::fleet_stats;
+use super::fleet::{fleet_stats, print_replicas};
 
 /// Whether `--workload` names an inference-perf config file.
 pub fn is_config_file(name: &str) -> bool {
@@ -94,6 +94,9 @@ pub fn run(
             } else {
                 println!("prefix cache: off");
             }
+            if fleet.replicas().len() > 1 {
+                print_replicas(fleet, &whole_run(&stages), path, None, format)?;
+            }
             if let Some(dir) = report_dir {
                 println!("reports: {}", dir.display());
             }
@@ -115,6 +118,30 @@ impl serde::Serialize for Reports<'_> {
         }
         map.end()
     }
+}
+
+/// Every stage's fleet records as one level on the fleet's clock, for the per-replica rows.
+fn whole_run(stages: &[StageOutcome]) -> FleetRun {
+    let mut run = FleetRun {
+        level: LevelRun::default(),
+        replica: Vec::new(),
+    };
+    for s in stages {
+        let t0 = s.t0;
+        for rec in &s.fleet_run.level.records {
+            let mut r = rec.clone();
+            r.scheduled += t0;
+            r.sent += t0;
+            r.end += t0;
+            r.ready = r.ready.map(|t| t + t0);
+            r.first_event = r.first_event.map(|t| t + t0);
+            r.event_times.iter_mut().for_each(|t| *t += t0);
+            run.level.records.push(r);
+        }
+        run.replica.extend_from_slice(&s.fleet_run.replica);
+        run.level.wall = t0 + s.fleet_run.level.wall;
+    }
+    run
 }
 
 /// inference-perf's per-stage report name.

@@ -398,6 +398,15 @@ fn configs_servesim_cannot_simulate_are_refused_by_field() {
         e.contains("load.stages[1]") && e.contains("duration"),
         "{e}"
     );
+    let e = error(&SHARED.replace("duration: 4", "duration: 4.5"));
+    assert!(
+        e.contains("load.stages[1]") && e.contains("whole number"),
+        "{e}"
+    );
+    assert_eq!(
+        bench(&SHARED.replace("duration: 4", "duration: 4.0")).stages[1].requests,
+        10
+    );
     let e = error(&SHARED.replace("type: constant", "type: concurrent"));
     assert!(
         e.contains("load.stages[0]") && e.contains("concurrency_level"),

@@ -420,8 +420,9 @@ impl LoadType {
 pub struct Stage {
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Whole seconds (pydantic's `int` takes `10` and `10.0`, not `10.5`).
     #[serde(default)]
-    pub duration: Option<u64>,
+    pub duration: Option<f64>,
     #[serde(default)]
     pub num_requests: Option<u64>,
     #[serde(default)]

@@ -34,6 +34,8 @@ pub struct StageOutcome {
     /// `stage_N_lifecycle_metrics` (`None` when the stage sent nothing).
     pub report: Option<LifecycleReport>,
     pub fleet_run: FleetRun,
+    /// The fleet's clock when the stage's level began: `fleet_run`'s times are from here.
+    pub t0: f64,
     /// When the stage started and when inference-perf saw it end (fleet clock, seconds).
     pub started: f64,
     pub ended: f64,
@@ -139,6 +141,7 @@ pub fn run_stages(
             requests,
             report,
             fleet_run: run,
+            t0,
             started,
             ended,
         };
