@@ -445,7 +445,7 @@ fn stages(config: &Config) -> Result<Vec<StageSpec>, IpError> {
                 let (Some(rate), Some(duration)) = (st.rate, st.duration) else {
                     return Err(invalid(&field, "a stage needs rate and duration"));
                 };
-                if !(rate.is_finite() && rate > 0.0) || !(duration.is_finite() && duration > 0.0) {
+                if !(rate.is_finite() && rate > 0.0 && duration.is_finite() && duration > 0.0) {
                     return Err(invalid(&field, "rate and duration must be > 0"));
                 }
                 if duration.fract() != 0.0 {
