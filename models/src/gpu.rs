@@ -55,6 +55,12 @@ pub struct GpuSpec {
     /// The link tensor-parallel all-reduces cross between GPUs of this kind.
     #[serde(default)]
     pub interconnect: Interconnect,
+    /// The real measurement this card's achieved fractions were fitted to (a silicon table or a
+    /// recorded serving run), when there is one; absent, every term is a data-sheet peak times
+    /// fractions carried over from another card, and predictions are less sure (the planner labels
+    /// its rows with this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_from: Option<String>,
 }
 
 /// The GPU-to-GPU link as the all-reduce of tensor parallelism sees it.
@@ -71,6 +77,17 @@ pub struct Interconnect {
     /// Fixed time of one small all-reduce (launch, synchronisation, a hop), seconds.
     pub latency_s: f64,
 }
+
+impl GpuSpec {
+    /// Whether the card's terms were fitted to a measurement on the card itself.
+    pub fn is_silicon_calibrated(&self) -> bool {
+        self.calibrated_from.is_some()
+    }
+}
+
+/// Built-in GPU prices: dollars per GPU-hour with a dated public source for each
+/// (`catalogue/prices.toml`); users replace the file with their own (`servesim plan --prices`).
+pub const PRICES_TOML: &str = include_str!("../catalogue/prices.toml");
 
 impl Default for Interconnect {
     /// PCIe Gen4 x16 (32 GB/s per direction), the link of a GPU file that names none; the

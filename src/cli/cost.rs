@@ -473,6 +473,11 @@ fn gpu_toml(
         let _ = writeln!(t, "# Data sheet (kept from the base GPU).");
         let _ = writeln!(t, "fp8_tensor_flops = {fp8:e}");
     }
+    let _ = writeln!(
+        t,
+        "# Silicon-calibrated: the fitted terms above come from a table timed on the card."
+    );
+    let _ = writeln!(t, "calibrated_from = {:?}", src.to_string());
     let link = &g.interconnect;
     let _ = writeln!(t, "# The base GPU's link (see its catalogue file).");
     let _ = writeln!(t, "[interconnect]");

@@ -6,6 +6,7 @@ mod cost;
 mod engine_flags;
 mod fleet;
 mod health;
+mod inference_perf;
 mod profiles;
 mod serve;
 mod simulate;

@@ -222,8 +222,8 @@ impl SloTerm {
         format!("{metric}_{stat}")
     }
 
-    /// Parse `ttft_p95 = 1.0`-style keys.
-    fn parse(key: &str, target: f64) -> Result<SloTerm, String> {
+    /// Parse `ttft_p95 = 1.0`-style keys (a workload file's `[class.slo]`, the planner's `--slo`).
+    pub fn parse(key: &str, target: f64) -> Result<SloTerm, String> {
         let bad = || {
             format!(
                 "unknown SLO term '{key}' (ttft, tpot or e2e, then _mean, _p50, _p90, _p95 or \

@@ -1,0 +1,1 @@
+//! The winning deployment as files.

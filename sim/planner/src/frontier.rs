@@ -1,0 +1,1 @@
+//! The cost-vs-goodput frontier as an SVG.
