@@ -51,7 +51,7 @@ fi
 rm -rf "$OUT/tokenizer" "$OUT/report" "$OUT/sim"
 "$BIN" tokenizer --profile "$PROFILE" --out "$OUT/tokenizer" > /dev/null
 
-SERVER_PID=""; CLIENT_PID=""
+SERVER_PID=""; CLIENT_PID=""; SCRAPER_PID=""
 stop_group() {  # pid: SIGTERM to its process group (started with setsid), SIGKILL after 10 s
   local pid="$1"
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
@@ -60,7 +60,7 @@ stop_group() {  # pid: SIGTERM to its process group (started with setsid), SIGKI
   kill -KILL -- "-$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
-trap 'stop_group "$CLIENT_PID"; stop_group "$SERVER_PID"' EXIT
+trap '[ -z "$SCRAPER_PID" ] || kill "$SCRAPER_PID" 2>/dev/null; stop_group "$CLIENT_PID"; stop_group "$SERVER_PID"' EXIT
 trap 'exit 130' INT TERM
 
 setsid "$BIN" serve --host 127.0.0.1 --port 0 --served-model-name local --profile "$PROFILE" > "$OUT/servesim.log" 2>&1 &
@@ -82,6 +82,11 @@ server_sums() {
 
 BEFORE=$(server_sums)
 t=$(date +%s)
+# The server's sums every 0.2 s while inference-perf runs: stages are at least 2 s apart (load.interval, then the
+# first send one second into the stage), so compare.py cuts them into stages and has the server's own TTFT and the
+# client's own time per stage.
+( while :; do echo "$(date +%s.%N) $(server_sums)"; sleep 0.2; done > "$OUT/server-sums.txt" ) &
+SCRAPER_PID=$!
 # Offline: the tokenizer is a local directory; HF_HOME under OUT keeps whatever the libraries cache there.
 ( cd "$OUT" && HF_HOME="$OUT/hf-home" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     exec setsid timeout 300 "$VENV/bin/inference-perf" --config_file "$CONFIG" \
@@ -90,6 +95,7 @@ t=$(date +%s)
 CLIENT_PID=$!
 set +e; wait "$CLIENT_PID"; RC=$?; set -e
 CLIENT_PID=""
+kill "$SCRAPER_PID" 2>/dev/null || true; wait "$SCRAPER_PID" 2>/dev/null || true; SCRAPER_PID=""
 [ "$RC" = 0 ] || { log "inference-perf failed (exit $RC):"; tail -30 "$OUT/inference-perf.log" >&2; exit 1; }
 AFTER=$(server_sums)
 log "inference-perf run done in $(( $(date +%s) - t )) s"
@@ -97,5 +103,6 @@ log "inference-perf run done in $(( $(date +%s) - t )) s"
 "$BIN" simulate --profile "$PROFILE" --start warm --workload "$CONFIG" --report-dir "$OUT/sim" > "$OUT/simulate.txt"
 "$BIN" profiles show "$PROFILE" --json > "$OUT/profile.json"
 python3 "$ROOT/tests/peers/inference-perf/compare.py" --tol "$TOL" --config "$CONFIG" \
-  --profile "$OUT/profile.json" --server-before "$BEFORE" --server-after "$AFTER" "$OUT/report" "$OUT/sim"
+  --profile "$OUT/profile.json" --server-before "$BEFORE" --server-after "$AFTER" \
+  --server-sums "$OUT/server-sums.txt" "$OUT/report" "$OUT/sim"
 log "done"
