@@ -202,6 +202,36 @@ fn multi_turn_rounds_carry_the_conversation_and_wait_for_the_answer() {
 }
 
 #[test]
+fn a_shared_prefix_seed_fixes_the_prompts_and_the_run_seed_still_moves_the_send_times() {
+    let yaml = SHARED.replace("output_len: 24", "output_len: 24\n    seed: 99");
+    let config = config::parse(&yaml).expect("parse");
+    let (a, b) = (
+        Benchmark::from_config(&config, 1).expect("a"),
+        Benchmark::from_config(&config, 2).expect("b"),
+    );
+    let plan = |bench: &Benchmark| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(bench.seed());
+        bench.stage_plan(0, &mut rng).0
+    };
+    let (pa, pb) = (plan(&a), plan(&b));
+    let prompts = |p: &servesim_sim::LevelPlan| -> Vec<Prompt> {
+        p.arrivals
+            .iter()
+            .map(|x| x.request.prompt.clone())
+            .collect()
+    };
+    assert_eq!(
+        prompts(&pa),
+        prompts(&pb),
+        "same prompts: shared_prefix.seed"
+    );
+    assert_ne!(
+        pa.arrivals[0].at, pb.arrivals[0].at,
+        "send times follow the run's seed"
+    );
+}
+
+#[test]
 fn concurrent_stages_keep_their_concurrency_level() {
     let yaml = "
 load:

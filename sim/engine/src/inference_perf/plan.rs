@@ -124,8 +124,9 @@ fn to_len(v: i64) -> u32 {
 }
 
 impl Benchmark {
-    /// Check `config` and draw its data with `seed` (a `shared_prefix.seed` in the file wins, as
-    /// it seeds inference-perf's generator).
+    /// Check `config` and draw its data with `seed` (a `shared_prefix.seed` in the file wins for
+    /// the shared-prefix data, as it seeds inference-perf's generator; send times always follow
+    /// `seed`, inference-perf's timers being unseeded).
     pub fn from_config(config: &Config, seed: u64) -> Result<Benchmark, IpError> {
         refuse_unsupported(config)?;
         let load = config.load.kind;
@@ -175,12 +176,7 @@ impl Benchmark {
                 (!c.is_empty()).then_some(slo)
             }),
             data,
-            seed: config
-                .data
-                .shared_prefix
-                .as_ref()
-                .and_then(|s| s.seed)
-                .unwrap_or(seed),
+            seed,
         })
     }
 
@@ -276,7 +272,7 @@ impl Benchmark {
         (plan, gates)
     }
 
-    /// The seed the data and send times are drawn from.
+    /// The seed the send times are drawn from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
