@@ -232,6 +232,37 @@ fn a_shared_prefix_seed_fixes_the_prompts_and_the_run_seed_still_moves_the_send_
 }
 
 #[test]
+fn multi_turn_prompts_past_the_context_are_carried_by_length_alone() {
+    let yaml = SHARED
+        .replace(
+            "output_len: 24",
+            "output_len: 24\n    enable_multi_turn_chat: true",
+        )
+        .replace("rate: 3, duration: 10", "rate: 10, duration: 5");
+    let b = bench(&yaml);
+    let plan = |limit| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        b.stage_plan_within(0, &mut rng, limit).0
+    };
+    let (full, cut) = (plan(None), plan(Some(1200)));
+    let len = |p: &Prompt| match p {
+        Prompt::Ids(ids) => ids.len() as u32,
+        Prompt::Tokens(n) => *n,
+        other => panic!("prompt {other:?}"),
+    };
+    for (a, c) in full.arrivals.iter().zip(&cut.arrivals) {
+        let (a, c) = (&a.request.prompt, &c.request.prompt);
+        assert_eq!(len(a), len(c), "same lengths either way");
+        // Rounds: 360, 744, 1128, 1512, 1896 tokens; with 24 to generate, 1128 + 24 fits in 1200.
+        let fits = len(a) + 24 <= 1200;
+        assert_eq!(matches!(c, Prompt::Ids(_)), fits, "{}", len(a));
+        if fits {
+            assert_eq!(a, c);
+        }
+    }
+}
+
+#[test]
 fn concurrent_stages_keep_their_concurrency_level() {
     let yaml = "
 load:

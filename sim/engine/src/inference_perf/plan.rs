@@ -114,6 +114,22 @@ fn token_ids(tag: u64, n: usize) -> impl Iterator<Item = u32> {
     })
 }
 
+/// A multi-turn prompt: its ids, or only its length once it is too long for the server.
+#[derive(Debug, Clone)]
+enum Turn {
+    Ids(Arc<[u32]>),
+    Len(usize),
+}
+
+impl Turn {
+    fn len(&self) -> usize {
+        match self {
+            Turn::Ids(ids) => ids.len(),
+            Turn::Len(n) => *n,
+        }
+    }
+}
+
 /// Tags of the texts a run makes up, kept apart by their top bits.
 const TAG_SYSTEM: u64 = 1 << 60;
 const TAG_QUESTION: u64 = 2 << 60;
@@ -183,6 +199,19 @@ impl Benchmark {
     /// Stage `s`'s arrivals (times from the stage's first possible send) and what holds them back.
     /// `rng` draws the send times.
     pub fn stage_plan(&self, s: usize, rng: &mut Xoshiro256PlusPlus) -> (LevelPlan, Gates) {
+        self.stage_plan_within(s, rng, None)
+    }
+
+    /// [`Benchmark::stage_plan`] for servers whose context holds `context_limit` tokens: a
+    /// multi-turn prompt that with its `max_tokens` no longer fits is refused whatever its tokens,
+    /// so from there on it is carried by its length alone (a conversation only grows), which keeps
+    /// long multi-turn runs from holding every round's ids.
+    pub fn stage_plan_within(
+        &self,
+        s: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> (LevelPlan, Gates) {
         let Some(stage) = self.stages.get(s) else {
             return (LevelPlan::default(), Gates::default());
         };
@@ -230,35 +259,49 @@ impl Benchmark {
                 multi_turn: true,
             } => {
                 let n = prompts.len();
-                let mut history: Vec<Option<Arc<[u32]>>> = vec![None; n];
+                let limit = context_limit.map_or(usize::MAX, |l| l as usize);
+                let mut history: Vec<Option<Turn>> = vec![None; n];
                 gates.after = vec![None; times.len()];
                 times
                     .iter()
                     .enumerate()
                     .map(|(i, &at)| {
                         let (u, round) = (i % n, i / n);
-                        let ids: Arc<[u32]> = match &history[u] {
-                            None => Arc::clone(&prompts[u]),
+                        let answer = outputs[u] as usize;
+                        let turn = match &history[u] {
+                            None => Turn::Ids(Arc::clone(&prompts[u])),
                             Some(prev) => {
-                                // The previous prompt, its answer (stand-in ids of the length asked
-                                // for: exact with ignore_eos), then the question again.
-                                let tag = TAG_ANSWER
-                                    ^ ((s as u64) << 44)
-                                    ^ ((u as u64) << 20)
-                                    ^ round as u64;
-                                let mut v = prev.to_vec();
-                                v.extend(token_ids(tag, outputs[u] as usize));
-                                v.extend_from_slice(&prompts[u]);
-                                v.into()
+                                let len = prev.len() + answer + prompts[u].len();
+                                match prev {
+                                    Turn::Ids(prev) if len + answer <= limit => {
+                                        // The previous prompt, its answer (stand-in ids of the
+                                        // length asked for: exact with ignore_eos), then the
+                                        // question again.
+                                        let tag = TAG_ANSWER
+                                            ^ ((s as u64) << 44)
+                                            ^ ((u as u64) << 20)
+                                            ^ round as u64;
+                                        let mut v = Vec::with_capacity(len);
+                                        v.extend_from_slice(prev);
+                                        v.extend(token_ids(tag, answer));
+                                        v.extend_from_slice(&prompts[u]);
+                                        Turn::Ids(v.into())
+                                    }
+                                    _ => Turn::Len(len),
+                                }
                             }
                         };
                         if round > 0 {
                             gates.after[i] = Some(i - n);
                         }
-                        history[u] = Some(Arc::clone(&ids));
+                        let prompt = match &turn {
+                            Turn::Ids(ids) => Prompt::Ids(Arc::clone(ids)),
+                            Turn::Len(len) => Prompt::Tokens(to_len(*len as i64)),
+                        };
+                        history[u] = Some(turn);
                         Arrival {
                             at,
-                            request: spec(Prompt::Ids(ids), outputs[u]),
+                            request: spec(prompt, outputs[u]),
                         }
                     })
                     .collect()
