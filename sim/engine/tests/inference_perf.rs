@@ -655,3 +655,57 @@ fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
     let got = serde_json::to_string_pretty(&report).expect("json");
     assert_eq!(got, want.trim_end(), "goodput");
 }
+
+#[test]
+fn trace_replay_sends_at_the_traces_times_with_its_lengths() {
+    use servesim_sim::inference_perf::trace;
+    // Timestamps as inference-perf's parse_timestamp reads them: relative to the first line.
+    let t = trace::parse(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+         2023-11-16 18:15:46.6805900,374,44\n\
+         2023-11-16T18:15:50.9951690Z,396,109\n\
+         not a line\n\
+         2023-11-17 00:00:00,10,5\n",
+    );
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].at, 0.0);
+    assert!((t[1].at - 4.314579).abs() < 1e-6, "{}", t[1].at);
+    assert!((t[2].at - (5.0 * 3600.0 + 44.0 * 60.0 + 13.31941)).abs() < 1e-5);
+    assert_eq!((t[1].input, t[1].output), (396, 109));
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let yaml = std::fs::read_to_string(format!("{root}/fixtures/inference-perf/trace-replay.yaml"))
+        .expect("fixture")
+        .replace("fixtures/", &format!("{root}/fixtures/"));
+    let b = bench(&yaml);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let (plan, _) = b.stage_plan(0, &mut rng);
+    assert_eq!(
+        plan.arrivals.len(),
+        20,
+        "the data trace's count, not rate × duration"
+    );
+    assert_eq!(plan.arrivals[0].at, 0.0);
+    assert_eq!(plan.arrivals[0].request.prompt, Prompt::Tokens(374));
+    assert_eq!(plan.arrivals[0].request.max_tokens, 44);
+    assert!((plan.arrivals[1].at - 4.314579).abs() < 1e-6);
+
+    // A load trace shorter than the stage's requests (3 req/s × 30 s = 90 > 20): inference-perf's
+    // timer runs dry.
+    let short = format!(
+        "load:\n  type: trace_replay\n  trace: {{file: {root}/fixtures/inference-perf/azure-trace.csv}}\n  \
+         stages: [{{rate: 3, duration: 30}}]\n\
+         data:\n  type: random\n  \
+         input_distribution: {{total_count: 100, mean: 50, min: 10, max: 100}}\n  \
+         output_distribution: {{total_count: 100, mean: 50, min: 10, max: 100}}\n"
+    );
+    let e = error(&short);
+    assert!(
+        e.contains("load.stages[0]") && e.contains("only 20 send times"),
+        "{e}"
+    );
+    let e = error(&short.replace("  trace: {", "  tracee: {"));
+    assert!(e.contains("tracee"), "{e}");
+    let e = error(&short.replace("  trace: {file", "  trace: {format: Other, file"));
+    assert!(e.contains("load.trace.format"), "{e}");
+}

@@ -80,6 +80,8 @@ pub struct Benchmark {
     pub max_in_flight: Option<usize>,
     /// `report.goodput.constraints`: the SLOs of `successes.goodput_metrics`.
     pub goodput: Option<Slo>,
+    /// `trace_replay`: send times from `load.trace`, seconds after its first line.
+    trace_times: Vec<f64>,
     data: Data,
     seed: u64,
 }
@@ -146,8 +148,49 @@ impl Benchmark {
     pub fn from_config(config: &Config, seed: u64) -> Result<Benchmark, IpError> {
         refuse_unsupported(config)?;
         let load = config.load.kind;
-        let stages = stages(config)?;
-        let data = data(&config.data, &stages, seed)?;
+        let data_trace = match &config.data.trace {
+            Some(t) => Some(read_trace(&t.file, "data.trace.file")?),
+            None => None,
+        };
+        let trace_times: Vec<f64> = match (&config.load.trace, load) {
+            (Some(t), LoadType::TraceReplay) => read_trace(&t.file, "load.trace.file")?
+                .iter()
+                .map(|e| e.at)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut stages = stages(config)?;
+        if let Some(entries) = &data_trace {
+            // run_stage: with a data trace, a stage sends the trace's request count.
+            for s in &mut stages {
+                s.requests = entries.len();
+            }
+        }
+        for (i, st) in stages.iter().enumerate() {
+            // More requests than the timer yields: next(time_generator) raises in inference-perf.
+            let times = match load {
+                LoadType::TraceReplay => Some(trace_times.len()),
+                LoadType::Constant => Some(timer::request_count(st.rate, st.duration)),
+                _ => None,
+            };
+            if let Some(times) = times.filter(|&t| st.requests > t) {
+                return Err(invalid(
+                    &format!("load.stages[{i}]"),
+                    format!(
+                        "the stage sends {} requests (the data trace's count) but its timer yields \
+                         only {times} send times",
+                        st.requests
+                    ),
+                ));
+            }
+        }
+        let data = match data_trace {
+            Some(entries) => Data::Lengths {
+                input: entries.iter().map(|e| e.input).collect(),
+                output: entries.iter().map(|e| e.output).collect(),
+            },
+            None => data(&config.data, &stages, seed)?,
+        };
         let lifecycle = &config.report.request_lifecycle;
         if let Some(p) = lifecycle
             .percentiles
@@ -179,6 +222,7 @@ impl Benchmark {
             summary: lifecycle.summary.unwrap_or(false),
             per_stage: lifecycle.per_stage.unwrap_or(false),
             max_in_flight,
+            trace_times,
             goodput: config.report.goodput.as_ref().and_then(|g| {
                 let c = &g.constraints;
                 let slo = Slo {
@@ -215,10 +259,12 @@ impl Benchmark {
         let Some(stage) = self.stages.get(s) else {
             return (LevelPlan::default(), Gates::default());
         };
-        let times = match self.load {
+        let mut times = match self.load {
             LoadType::Poisson => timer::poisson(stage.rate, stage.requests, rng),
+            LoadType::TraceReplay => self.trace_times.clone(),
             _ => timer::constant(stage.rate, stage.duration, 0.0, rng),
         };
+        times.truncate(stage.requests);
         let mut gates = Gates {
             after: Vec::new(),
             max_in_flight: stage.concurrency.or(self.max_in_flight),
@@ -321,6 +367,16 @@ impl Benchmark {
     }
 }
 
+/// A trace file, read relative to the working folder as inference-perf opens it.
+fn read_trace(path: &str, field: &str) -> Result<Vec<super::trace::TraceEntry>, IpError> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(field, format!("{path}: {e}")))?;
+    let entries = super::trace::parse(&text);
+    if entries.is_empty() {
+        return Err(invalid(field, format!("{path}: no trace lines")));
+    }
+    Ok(entries)
+}
+
 /// Fields inference-perf accepts that would change the run in ways servesim does not simulate.
 fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
     let data = &config.data;
@@ -368,7 +424,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
     }
     let present = [
         ("data.multimodal", data.multimodal.is_some()),
-        ("data.trace", data.trace.is_some()),
         (
             "data.shared_prefix.multimodal",
             data.shared_prefix
@@ -376,7 +431,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
                 .is_some_and(|s| s.multimodal.is_some()),
         ),
         ("load.sweep", config.load.sweep.is_some()),
-        ("load.trace", config.load.trace.is_some()),
         (
             "load.lora_traffic_split",
             config.load.lora_traffic_split.is_some(),
@@ -391,27 +445,36 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
             "data.multimodal" | "data.shared_prefix.multimodal" => {
                 "images, video and audio are not simulated"
             }
-            "data.trace" => "replaying a length trace through random data is not simulated",
             "load.sweep" => {
                 "a sweep probes the real server's saturation first; list the stages instead"
             }
-            "load.trace" => "trace_replay timing is not simulated",
             "load.lora_traffic_split" => "LoRA adapters are not simulated",
             _ => "client-side timeouts are not simulated",
         };
         return Err(unsupported(field, why));
     }
     match config.load.kind {
-        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent => {}
-        other => {
+        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent | LoadType::TraceReplay => {}
+        LoadType::TraceSessionReplay => {
             return Err(unsupported(
                 "load.type",
-                format!(
-                    "'{}' is not simulated (constant, poisson and concurrent are)",
-                    other.name()
-                ),
+                "'trace_session_replay' is not simulated (constant, poisson, concurrent and \
+                 trace_replay are)",
             ));
         }
+    }
+    if config.load.kind == LoadType::TraceReplay && config.load.trace.is_none() {
+        // LoadGenerator.__init__: "Trace file is required for trace replay load generator".
+        return Err(invalid(
+            "load.trace",
+            "the trace_replay load type needs a trace file",
+        ));
+    }
+    if data.trace.is_some() && data.kind != DataType::Random {
+        return Err(unsupported(
+            "data.trace",
+            "only the random data type reads lengths from a trace",
+        ));
     }
     if config.api.kind == ApiType::AnthropicMessages {
         return Err(unsupported(
