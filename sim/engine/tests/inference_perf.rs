@@ -633,6 +633,23 @@ fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
         let got = serde_json::to_string_pretty(&report).expect("json");
         assert_eq!(got, want.trim_end(), "{name}");
     }
+    // A stage whose every request failed.
+    let failed: Vec<RequestLifecycle> = reference_records(true)
+        .into_iter()
+        .filter(|r| r.error.is_some() && r.start != 2.0)
+        .collect();
+    let want = std::fs::read_to_string(format!("{dir}/all-failed.json")).expect("reference");
+    let report = summarize_requests(
+        &failed,
+        &default_percentiles(),
+        Some(StageRate {
+            rate: 2.0,
+            concurrency: None,
+        }),
+    )
+    .expect("report");
+    let got = serde_json::to_string_pretty(&report).expect("json");
+    assert_eq!(got, want.trim_end(), "all-failed");
     // report.goodput: constraints {request_latency: 1.5, itl: 0.2, ttft: 0.3, tpot: 0.5}.
     let slo = Slo {
         ttft: Some(0.3),
