@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use servesim_models::Profile;
 use servesim_sim::inference_perf::report::Stats;
 use servesim_sim::inference_perf::{self, Benchmark, LifecycleReport, StageOutcome};
-use servesim_sim::{Fleet, FleetRun, LevelRun, inference_perf::config::LoadType};
+use servesim_sim::{Fleet, FleetRun, LevelRun};
 use servesim_validator::report::Format;
 
 use super::fleet::{fleet_stats, print_replicas};
@@ -164,11 +164,7 @@ fn cell(s: Option<&Stats>, key: &str) -> String {
 
 /// One row per stage: its load, what came back, and the latency medians and tails.
 fn table(path: &str, profile: &Profile, bench: &Benchmark, stages: &[StageOutcome]) -> String {
-    let load = match bench.load {
-        LoadType::Poisson => "poisson",
-        LoadType::Concurrent => "concurrent",
-        _ => "constant",
-    };
+    let load = bench.load.name();
     let mut out = format!(
         "# inference-perf config {path} on {}: {} {load} stage(s), ignore_eos {}, streaming {}\n",
         profile.name,

@@ -244,3 +244,24 @@ fn configs_that_cannot_be_simulated_are_refused_naming_the_field() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--report-dir"));
 }
+
+#[test]
+fn a_trace_replay_config_sends_the_traces_requests() {
+    let out = dir("trace");
+    let out_s = out.to_str().expect("utf-8");
+    stdout_ok(&[
+        "simulate",
+        "--workload",
+        "fixtures/inference-perf/trace-replay.yaml",
+        "--report-dir",
+        out_s,
+    ]);
+    let path = out.join("stage_0_lifecycle_metrics.json");
+    assert_eq!(sorted(key_tree(&path)), golden("stage"));
+    let v = read(&path);
+    assert_eq!(v["load_summary"]["count"], 20);
+    // The trace's lengths: prompts of 91 to 2221 tokens, answers of at least 12 (ignore_eos).
+    assert_eq!(v["successes"]["prompt_tokens"]["min"], 91.0);
+    assert_eq!(v["successes"]["prompt_tokens"]["max"], 2221.0);
+    assert_eq!(v["successes"]["output_len"]["min"], 12.0);
+}

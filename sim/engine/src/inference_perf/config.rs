@@ -91,8 +91,9 @@ pub struct DataConfig {
     pub shared_prefix: Option<SharedPrefix>,
     #[serde(default)]
     pub multimodal: Option<serde_norway::Value>,
+    /// `random` only: prompt and answer lengths from a trace file.
     #[serde(default)]
-    pub trace: Option<serde_norway::Value>,
+    pub trace: Option<TraceConfig>,
     #[serde(default)]
     pub otel_trace_replay: Option<serde_norway::Value>,
     #[serde(default)]
@@ -341,8 +342,9 @@ pub struct LoadConfig {
     pub worker_max_concurrency: usize,
     #[serde(default)]
     pub worker_max_tcp_connections: Option<usize>,
+    /// `trace_replay` only: send times from a trace file.
     #[serde(default)]
-    pub trace: Option<serde_norway::Value>,
+    pub trace: Option<TraceConfig>,
     #[serde(default)]
     pub circuit_breakers: Vec<String>,
     #[serde(default)]
@@ -427,6 +429,22 @@ pub struct Stage {
     pub num_requests: Option<u64>,
     #[serde(default)]
     pub concurrency_level: Option<u64>,
+}
+
+/// `data.trace` / `load.trace` (`TraceConfig`, config/datagen/replay.py).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    pub file: String,
+    #[serde(default)]
+    pub format: TraceFormat,
+}
+
+/// `TraceFormat`: the Azure public dataset's CSV is the one format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TraceFormat {
+    #[default]
+    AzurePublicDataset,
 }
 
 /// `report` (inference-perf's `ReportConfig`): what the lifecycle reports contain.

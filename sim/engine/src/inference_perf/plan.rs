@@ -80,6 +80,8 @@ pub struct Benchmark {
     pub max_in_flight: Option<usize>,
     /// `report.goodput.constraints`: the SLOs of `successes.goodput_metrics`.
     pub goodput: Option<Slo>,
+    /// `trace_replay`: send times from `load.trace`, seconds after its first line.
+    trace_times: Vec<f64>,
     data: Data,
     seed: u64,
 }
@@ -114,6 +116,22 @@ fn token_ids(tag: u64, n: usize) -> impl Iterator<Item = u32> {
     })
 }
 
+/// A multi-turn prompt: its ids, or only its length once it is too long for the server.
+#[derive(Debug, Clone)]
+enum Turn {
+    Ids(Arc<[u32]>),
+    Len(usize),
+}
+
+impl Turn {
+    fn len(&self) -> usize {
+        match self {
+            Turn::Ids(ids) => ids.len(),
+            Turn::Len(n) => *n,
+        }
+    }
+}
+
 /// Tags of the texts a run makes up, kept apart by their top bits.
 const TAG_SYSTEM: u64 = 1 << 60;
 const TAG_QUESTION: u64 = 2 << 60;
@@ -124,13 +142,55 @@ fn to_len(v: i64) -> u32 {
 }
 
 impl Benchmark {
-    /// Check `config` and draw its data with `seed` (a `shared_prefix.seed` in the file wins, as
-    /// it seeds inference-perf's generator).
+    /// Check `config` and draw its data with `seed` (a `shared_prefix.seed` in the file wins for
+    /// the shared-prefix data, as it seeds inference-perf's generator; send times always follow
+    /// `seed`, inference-perf's timers being unseeded).
     pub fn from_config(config: &Config, seed: u64) -> Result<Benchmark, IpError> {
         refuse_unsupported(config)?;
         let load = config.load.kind;
-        let stages = stages(config)?;
-        let data = data(&config.data, &stages, seed)?;
+        let data_trace = match &config.data.trace {
+            Some(t) => Some(read_trace(&t.file, "data.trace.file")?),
+            None => None,
+        };
+        let trace_times: Vec<f64> = match (&config.load.trace, load) {
+            (Some(t), LoadType::TraceReplay) => read_trace(&t.file, "load.trace.file")?
+                .iter()
+                .map(|e| e.at)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut stages = stages(config)?;
+        if let Some(entries) = &data_trace {
+            // run_stage: with a data trace, a stage sends the trace's request count.
+            for s in &mut stages {
+                s.requests = entries.len();
+            }
+        }
+        for (i, st) in stages.iter().enumerate() {
+            // More requests than the timer yields: next(time_generator) raises in inference-perf.
+            let times = match load {
+                LoadType::TraceReplay => Some(trace_times.len()),
+                LoadType::Constant => Some(timer::request_count(st.rate, st.duration)),
+                _ => None,
+            };
+            if let Some(times) = times.filter(|&t| st.requests > t) {
+                return Err(invalid(
+                    &format!("load.stages[{i}]"),
+                    format!(
+                        "the stage sends {} requests (the data trace's count) but its timer yields \
+                         only {times} send times",
+                        st.requests
+                    ),
+                ));
+            }
+        }
+        let data = match data_trace {
+            Some(entries) => Data::Lengths {
+                input: entries.iter().map(|e| e.input).collect(),
+                output: entries.iter().map(|e| e.output).collect(),
+            },
+            None => data(&config.data, &stages, seed)?,
+        };
         let lifecycle = &config.report.request_lifecycle;
         if let Some(p) = lifecycle
             .percentiles
@@ -162,6 +222,7 @@ impl Benchmark {
             summary: lifecycle.summary.unwrap_or(false),
             per_stage: lifecycle.per_stage.unwrap_or(false),
             max_in_flight,
+            trace_times,
             goodput: config.report.goodput.as_ref().and_then(|g| {
                 let c = &g.constraints;
                 let slo = Slo {
@@ -175,25 +236,35 @@ impl Benchmark {
                 (!c.is_empty()).then_some(slo)
             }),
             data,
-            seed: config
-                .data
-                .shared_prefix
-                .as_ref()
-                .and_then(|s| s.seed)
-                .unwrap_or(seed),
+            seed,
         })
     }
 
     /// Stage `s`'s arrivals (times from the stage's first possible send) and what holds them back.
     /// `rng` draws the send times.
     pub fn stage_plan(&self, s: usize, rng: &mut Xoshiro256PlusPlus) -> (LevelPlan, Gates) {
+        self.stage_plan_within(s, rng, None)
+    }
+
+    /// [`Benchmark::stage_plan`] for servers whose context holds `context_limit` tokens: a
+    /// multi-turn prompt that with its `max_tokens` no longer fits is refused whatever its tokens,
+    /// so from there on it is carried by its length alone (a conversation only grows), which keeps
+    /// long multi-turn runs from holding every round's ids.
+    pub fn stage_plan_within(
+        &self,
+        s: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> (LevelPlan, Gates) {
         let Some(stage) = self.stages.get(s) else {
             return (LevelPlan::default(), Gates::default());
         };
-        let times = match self.load {
+        let mut times = match self.load {
             LoadType::Poisson => timer::poisson(stage.rate, stage.requests, rng),
+            LoadType::TraceReplay => self.trace_times.clone(),
             _ => timer::constant(stage.rate, stage.duration, 0.0, rng),
         };
+        times.truncate(stage.requests);
         let mut gates = Gates {
             after: Vec::new(),
             max_in_flight: stage.concurrency.or(self.max_in_flight),
@@ -234,35 +305,49 @@ impl Benchmark {
                 multi_turn: true,
             } => {
                 let n = prompts.len();
-                let mut history: Vec<Option<Arc<[u32]>>> = vec![None; n];
+                let limit = context_limit.map_or(usize::MAX, |l| l as usize);
+                let mut history: Vec<Option<Turn>> = vec![None; n];
                 gates.after = vec![None; times.len()];
                 times
                     .iter()
                     .enumerate()
                     .map(|(i, &at)| {
                         let (u, round) = (i % n, i / n);
-                        let ids: Arc<[u32]> = match &history[u] {
-                            None => Arc::clone(&prompts[u]),
+                        let answer = outputs[u] as usize;
+                        let turn = match &history[u] {
+                            None => Turn::Ids(Arc::clone(&prompts[u])),
                             Some(prev) => {
-                                // The previous prompt, its answer (stand-in ids of the length asked
-                                // for: exact with ignore_eos), then the question again.
-                                let tag = TAG_ANSWER
-                                    ^ ((s as u64) << 44)
-                                    ^ ((u as u64) << 20)
-                                    ^ round as u64;
-                                let mut v = prev.to_vec();
-                                v.extend(token_ids(tag, outputs[u] as usize));
-                                v.extend_from_slice(&prompts[u]);
-                                v.into()
+                                let len = prev.len() + answer + prompts[u].len();
+                                match prev {
+                                    Turn::Ids(prev) if len + answer <= limit => {
+                                        // The previous prompt, its answer (stand-in ids of the
+                                        // length asked for: exact with ignore_eos), then the
+                                        // question again.
+                                        let tag = TAG_ANSWER
+                                            ^ ((s as u64) << 44)
+                                            ^ ((u as u64) << 20)
+                                            ^ round as u64;
+                                        let mut v = Vec::with_capacity(len);
+                                        v.extend_from_slice(prev);
+                                        v.extend(token_ids(tag, answer));
+                                        v.extend_from_slice(&prompts[u]);
+                                        Turn::Ids(v.into())
+                                    }
+                                    _ => Turn::Len(len),
+                                }
                             }
                         };
                         if round > 0 {
                             gates.after[i] = Some(i - n);
                         }
-                        history[u] = Some(Arc::clone(&ids));
+                        let prompt = match &turn {
+                            Turn::Ids(ids) => Prompt::Ids(Arc::clone(ids)),
+                            Turn::Len(len) => Prompt::Tokens(to_len(*len as i64)),
+                        };
+                        history[u] = Some(turn);
                         Arrival {
                             at,
-                            request: spec(Prompt::Ids(ids), outputs[u]),
+                            request: spec(prompt, outputs[u]),
                         }
                     })
                     .collect()
@@ -276,10 +361,20 @@ impl Benchmark {
         (plan, gates)
     }
 
-    /// The seed the data and send times are drawn from.
+    /// The seed the send times are drawn from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
+}
+
+/// A trace file, read relative to the working folder as inference-perf opens it.
+fn read_trace(path: &str, field: &str) -> Result<Vec<super::trace::TraceEntry>, IpError> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(field, format!("{path}: {e}")))?;
+    let entries = super::trace::parse(&text);
+    if entries.is_empty() {
+        return Err(invalid(field, format!("{path}: no trace lines")));
+    }
+    Ok(entries)
 }
 
 /// Fields inference-perf accepts that would change the run in ways servesim does not simulate.
@@ -329,7 +424,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
     }
     let present = [
         ("data.multimodal", data.multimodal.is_some()),
-        ("data.trace", data.trace.is_some()),
         (
             "data.shared_prefix.multimodal",
             data.shared_prefix
@@ -337,7 +431,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
                 .is_some_and(|s| s.multimodal.is_some()),
         ),
         ("load.sweep", config.load.sweep.is_some()),
-        ("load.trace", config.load.trace.is_some()),
         (
             "load.lora_traffic_split",
             config.load.lora_traffic_split.is_some(),
@@ -352,27 +445,36 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
             "data.multimodal" | "data.shared_prefix.multimodal" => {
                 "images, video and audio are not simulated"
             }
-            "data.trace" => "replaying a length trace through random data is not simulated",
             "load.sweep" => {
                 "a sweep probes the real server's saturation first; list the stages instead"
             }
-            "load.trace" => "trace_replay timing is not simulated",
             "load.lora_traffic_split" => "LoRA adapters are not simulated",
             _ => "client-side timeouts are not simulated",
         };
         return Err(unsupported(field, why));
     }
     match config.load.kind {
-        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent => {}
-        other => {
+        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent | LoadType::TraceReplay => {}
+        LoadType::TraceSessionReplay => {
             return Err(unsupported(
                 "load.type",
-                format!(
-                    "'{}' is not simulated (constant, poisson and concurrent are)",
-                    other.name()
-                ),
+                "'trace_session_replay' is not simulated (constant, poisson, concurrent and \
+                 trace_replay are)",
             ));
         }
+    }
+    if config.load.kind == LoadType::TraceReplay && config.load.trace.is_none() {
+        // LoadGenerator.__init__: "Trace file is required for trace replay load generator".
+        return Err(invalid(
+            "load.trace",
+            "the trace_replay load type needs a trace file",
+        ));
+    }
+    if data.trace.is_some() && data.kind != DataType::Random {
+        return Err(unsupported(
+            "data.trace",
+            "only the random data type reads lengths from a trace",
+        ));
     }
     if config.api.kind == ApiType::AnthropicMessages {
         return Err(unsupported(

@@ -100,9 +100,15 @@ pub fn run_stages(
     // Send times get their own stream, apart from the data's draws.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(bench.seed() ^ 0x5eed_71be_5e0d_0001);
     let mut wall = fleet.now();
+    // The longest context any replica takes: longer prompts are refused on every one.
+    let context_limit = fleet
+        .replicas()
+        .iter()
+        .map(|r| r.engine().max_model_len())
+        .max();
     let mut out = Vec::with_capacity(bench.stages.len());
     for (s, spec) in bench.stages.iter().enumerate() {
-        let (mut plan, gates) = bench.stage_plan(s, &mut rng);
+        let (mut plan, gates) = bench.stage_plan_within(s, &mut rng, context_limit);
         let t0 = fleet.now();
         // The stage starts at `wall` (never before the fleet's clock); its sends a second later.
         let lead = (wall - t0).max(0.0) + STAGE_LEAD_S;
