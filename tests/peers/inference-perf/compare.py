@@ -13,9 +13,9 @@ Checked, each within TOL of the simulator's:
   - over the run (the summary files): TTFT p50 less the client time, and the server's own TTFT mean (its /metrics,
     engine time, plus the profile's API latencies) against the simulated TTFT mean.
 The client time is inference-perf's TTFT mean less the server's own for the same requests, by stage (/metrics
-scraped every 0.2 s during the run, --server-sums): aiohttp and SSE parsing in Python and the first token's emission
-lag, measured +1.9 ms a request against a release build of the server and +1.8 to +3.6 ms by stage against a debug build,
-3-6 % of a 60 ms TTFT. A client cannot receive a token before the server sends it, so a client time below -1 ms
+scraped every 0.2 s during the run, --server-sums): aiohttp and SSE parsing in Python and the first token's
+emission lag, measured +1.9 ms a request against a release build of the server and +1.8 to +3.6 ms by stage
+against a debug build, 3-6 % of a 60 ms TTFT. A client cannot receive a token before the server sends it, so a client time below -1 ms
 fails, as one above MAX_CLIENT_S does. TTFT per stage is checked on the mean only: inference-perf's constant load
 draws unseeded send times (ConstantLoadTimer, loadgen/load_timer.py), so the two runs are two draws, and a stage's
 TTFT p50 moves ±2 % between draws at this size (a request waits for the engine step under way, up to 22.5 ms);
@@ -33,7 +33,8 @@ METRICS = [("time_to_first_token", "TTFT"), ("inter_token_latency", "ITL"), ("re
 STATS = ("mean", "median", "p90")
 # A stage's TTFT mean moves ±1 % between two draws of send times at 80 requests, ±3 % at 24.
 MIN_TTFT_REQUESTS = 50
-# The most inference-perf's client may add to TTFT (measured: +1.8 to +3.6 ms a request by stage on the 2-core machine, docs/inference-perf.md).
+# The most inference-perf's client may add to TTFT (measured: +1.8 to +3.6 ms a request by stage on the 2-core
+# machine, docs/inference-perf.md).
 MAX_CLIENT_S = 0.010
 
 
