@@ -195,6 +195,19 @@ mod tests {
     }
 
     #[test]
+    fn o200k_converts_too() {
+        let mut profile = Profile::load(crate::DEFAULT_PROFILE).expect("profile");
+        profile.model.tokenizer = TokenizerKind::O200kBase;
+        let hf = hf_tokenizer(&profile.model, 32768);
+        let vocab = hf.tokenizer["model"]["vocab"].as_object().expect("vocab");
+        // o200k: ranks 0..=199997 (tiktoken's o200k_base.tiktoken), <|endoftext|> 199999.
+        assert_eq!(vocab.len(), 199_998);
+        let added = hf.tokenizer["added_tokens"].as_array().expect("added");
+        assert_eq!(added[0]["content"], "<|endoftext|>");
+        assert_eq!(added[0]["id"], 199_999);
+    }
+
+    #[test]
     fn cl100k_converts_to_its_whole_table_with_merges_for_every_long_token() {
         let profile = Profile::load(crate::DEFAULT_PROFILE).expect("profile");
         let hf = hf_tokenizer(&profile.model, 32768);
