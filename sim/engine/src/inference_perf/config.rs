@@ -332,8 +332,9 @@ pub struct LoadConfig {
     pub interval: f64,
     #[serde(default)]
     pub stages: Vec<Stage>,
+    /// Stages made from a saturation probe instead of `stages`.
     #[serde(default)]
-    pub sweep: Option<serde_norway::Value>,
+    pub sweep: Option<SweepConfig>,
     /// Worker processes; inference-perf's default is the client machine's CPU count.
     #[serde(default)]
     pub num_workers: Option<usize>,
@@ -388,6 +389,51 @@ fn one() -> f64 {
 }
 fn hundred_usize() -> usize {
     100
+}
+
+/// `load.sweep` (`SweepConfig`): a probe of `num_requests` sent over 5 s finds the saturation,
+/// then `num_stages` stages of `stage_duration` seconds are spaced up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    #[serde(rename = "type")]
+    pub kind: StageGenType,
+    #[serde(default = "sweep_requests")]
+    pub num_requests: u64,
+    #[serde(default = "sweep_timeout")]
+    pub timeout: f64,
+    #[serde(default = "sweep_stages")]
+    pub num_stages: usize,
+    #[serde(default = "sweep_duration")]
+    pub stage_duration: u64,
+    #[serde(default = "sweep_percentile")]
+    pub saturation_percentile: f64,
+}
+
+// SweepConfig's defaults (config/loadgen/config.py): 2000 requests, 60 s, 5 stages of 180 s, p95.
+fn sweep_requests() -> u64 {
+    2000
+}
+fn sweep_timeout() -> f64 {
+    60.0
+}
+fn sweep_stages() -> usize {
+    5
+}
+fn sweep_duration() -> u64 {
+    180
+}
+fn sweep_percentile() -> f64 {
+    95.0
+}
+
+/// `StageGenType`: how sweep stages are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum StageGenType {
+    #[serde(rename = "geometric")]
+    Geometric,
+    #[serde(rename = "linear")]
+    Linear,
 }
 
 /// inference-perf's `LoadType`.
