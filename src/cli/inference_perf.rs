@@ -175,6 +175,7 @@ fn stage_name(stage: usize) -> String {
     format!("stage_{stage}_lifecycle_metrics")
 }
 
+/// One table cell: the distribution's `key` value, `-` where there is none.
 fn cell(s: Option<&Stats>, key: &str) -> String {
     match s.and_then(|s| {
         if key == "mean" {

@@ -473,7 +473,10 @@ fn configs_servesim_cannot_simulate_are_refused_by_field() {
         e.contains("load.stages[0]") && e.contains("concurrency_level"),
         "{e}"
     );
-    let e = error(&SHARED.replace("type: constant", "type: constant\n  sweep: {type: sideways}"));
+    let e = error(&SHARED.replace(
+        "type: constant",
+        "type: constant\n  sweep: {type: sideways}",
+    ));
     assert!(e.contains("load.sweep"), "{e}");
     let e = error("load: {stages: [{rate: 1, duration: 1}]}");
     assert!(e.contains("data.type") && e.contains("mock"), "{e}");

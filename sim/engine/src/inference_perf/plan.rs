@@ -91,6 +91,7 @@ pub struct Benchmark {
     seed: u64,
 }
 
+/// A field servesim cannot simulate.
 fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     IpError::Unsupported {
         field: field.to_string(),
@@ -98,6 +99,7 @@ fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     }
 }
 
+/// A field whose value inference-perf refuses.
 fn invalid(field: &str, why: impl Into<String>) -> IpError {
     IpError::Invalid {
         field: field.to_string(),
@@ -139,9 +141,12 @@ impl Turn {
 
 /// Tags of the texts a run makes up, kept apart by their top bits.
 const TAG_SYSTEM: u64 = 1 << 60;
+/// Tag of a question's ids.
 const TAG_QUESTION: u64 = 2 << 60;
+/// Tag of a stand-in answer's ids.
 const TAG_ANSWER: u64 = 3 << 60;
 
+/// A drawn length as a token count (negative draws are 0).
 fn to_len(v: i64) -> u32 {
     v.clamp(0, i64::from(u32::MAX)) as u32
 }
@@ -709,6 +714,7 @@ fn resolve(
     }
 }
 
+/// The `random`/`synthetic` lengths or the `shared_prefix` prompts, drawn with `seed`.
 fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpError> {
     match data.kind {
         DataType::SharedPrefix => {
@@ -765,6 +771,7 @@ fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpEr
     }
 }
 
+/// `SharedPrefixDataGenerator`: groups, prompts and output lengths, shuffled once.
 fn shared_prefix(sp: &SharedPrefix, seed: u64) -> Result<Data, IpError> {
     let groups = sp.num_unique_system_prompts;
     let per_group = sp.num_users_per_system_prompt;
