@@ -243,6 +243,12 @@ fn configs_that_cannot_be_simulated_are_refused_naming_the_field() {
     let o = servesim(&["simulate", "--workload", "multi-turn", "--report-dir", "x"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--report-dir"));
+
+    // bench sends servesim's own workloads; an inference-perf config is inference-perf's to send.
+    let o = servesim(&["bench", "--url", "http://127.0.0.1:9", "--workload", SHARED]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("inference-perf --config_file"), "{err}");
 }
 
 #[test]
