@@ -6,6 +6,7 @@ mod cost;
 mod engine_flags;
 mod fleet;
 mod health;
+mod plan;
 mod profiles;
 mod serve;
 mod simulate;
@@ -50,6 +51,9 @@ enum Command {
     Calibrate(cost::CalibrateArgs),
     /// Read the GPU through NVML: device facts, or a recording to keep as a fixture.
     Telemetry(telemetry::TelemetryArgs),
+    /// The cheapest fleet (GPU, tensor parallelism, engine settings, replicas) that serves a
+    /// traffic within its SLOs; `plan merge` joins a plan split over machines.
+    Plan(plan::PlanArgs),
     /// Exit 0 when a server's /health answers 200 (the container image's healthcheck: it has no curl).
     Health(health::HealthArgs),
 }
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => cost::calibrate_gpu(&args),
         Command::Telemetry(args) => telemetry::run(args),
         Command::Health(args) => health::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,7 +137,7 @@ mod tests {
     fn env_twins_follow_one_rule_in_every_command() {
         let cli = Cli::command();
         let mut twins = 0;
-        for sub in ["serve", "simulate", "demo", "bench", "validate"] {
+        for sub in ["serve", "simulate", "demo", "bench", "validate", "plan"] {
             let command = cli.find_subcommand(sub).expect("subcommand");
             for arg in command.get_arguments() {
                 let Some(long) = arg.get_long() else { continue };

@@ -6,7 +6,7 @@
 //! open-loop load; `server`: the fake vLLM over HTTP; `serve_fleet`: `serve --replicas` and its
 //! router; `http1`: HTTP/1.1 on raw sockets; `reliability_server`: bad requests, aborted streams, flood,
 //! soak; `bench` and `reliability_bench`: the load generator against scripted and real servers;
-//! `validate`: the validator end to end; `workloads`: workload files of client classes; `peer_async_openai`: the async-openai crate against a peer
+//! `validate`: the validator end to end; `workloads`: workload files of client classes; `plan`: the capacity planner, its shards and outputs; `peer_async_openai`: the async-openai crate against a peer
 //! (ignored without `SERVESIM_PEER_URL`).
 
 mod bench;
@@ -14,6 +14,7 @@ mod cli;
 mod fleet;
 mod http1;
 mod peer_async_openai;
+mod plan;
 mod reliability_bench;
 mod reliability_server;
 mod serve_fleet;

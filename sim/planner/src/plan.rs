@@ -45,6 +45,8 @@ pub struct Row {
     pub rank: usize,
     /// The candidate's index in the search space.
     pub candidate: usize,
+    /// The model's Hugging Face id, as `vllm serve` takes it.
+    pub model_id: String,
     pub gpu: String,
     pub gpu_display: String,
     /// `silicon-calibrated` or `data-sheet`.
@@ -161,6 +163,7 @@ pub fn assemble(
         rows.push(Row {
             rank: 0,
             candidate: c.index,
+            model_id: r.model_id.clone(),
             gpu: c.gpu.clone(),
             gpu_display: r.gpu_display.clone(),
             calibration: if r.calibrated_from.is_some() {

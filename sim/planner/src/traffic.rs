@@ -88,15 +88,53 @@ pub struct Traffic {
     pub shape: Shape,
 }
 
+/// How the traffic was asked for, kept in the plan's inputs so that a merge on another machine
+/// rebuilds the same traffic to verify the winner (files are named by path, not copied).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrafficSpec {
+    /// A preset, or its shape with other lengths or arrivals.
+    Synthetic {
+        name: String,
+        arrival: String,
+        input: String,
+        output: String,
+    },
+    /// A workload file of open-loop classes.
+    File { path: String },
+    /// A CSV or Mooncake trace.
+    Trace { path: String },
+}
+
 /// What the output says about the traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrafficSummary {
     pub name: String,
+    /// How to rebuild it.
+    pub spec: Option<TrafficSpec>,
     pub mean_input_tokens: f64,
     pub mean_output_tokens: f64,
 }
 
 impl Traffic {
+    /// A synthetic spec's traffic (files and traces are read by the caller).
+    pub fn synthetic(
+        name: &str,
+        arrival: &str,
+        input: &str,
+        output: &str,
+    ) -> Result<Traffic, PlanError> {
+        let bad = |e: servesim_sim::ParseError| PlanError::Invalid(e.to_string());
+        Ok(Traffic {
+            name: name.to_string(),
+            shape: Shape::Synthetic {
+                arrival: arrival.parse().map_err(bad)?,
+                input: input.parse().map_err(bad)?,
+                output: output.parse().map_err(bad)?,
+            },
+        })
+    }
+
     /// A preset's shape with Poisson arrivals.
     pub fn preset(p: &Preset) -> Result<Traffic, PlanError> {
         let dist = |s: &str| {
@@ -210,6 +248,7 @@ impl Traffic {
         };
         TrafficSummary {
             name: self.name.clone(),
+            spec: None,
             mean_input_tokens,
             mean_output_tokens,
         }
