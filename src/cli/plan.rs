@@ -194,10 +194,17 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     if let Some(spec) = &args.search.shard {
         let shard: Shard = spec.parse()?;
         let part = evaluate_all(&inputs, &measure, &shard.select(&all))?;
-        return write_out(
-            args.output.out.as_deref(),
-            &shard::write(&inputs, shard, all.len(), &part)?,
-        );
+        let text = shard::write(&inputs, shard, all.len(), &part)?;
+        return match &args.output.out {
+            // Whole or not at all: a merge waiting beside this shard never reads half a file.
+            Some(path) => {
+                let tmp = path.with_extension("partial");
+                std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+            }
+            None => write_out(None, &text),
+        };
     }
     let results = evaluate_all(&inputs, &measure, &all)?;
     // Through the shard format, so that this run and a merge of shards give the same bytes.
