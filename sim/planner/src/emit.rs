@@ -64,7 +64,7 @@ pub fn files(plan: &Plan) -> Option<Vec<EmittedFile>> {
         })
         .collect();
     let why = format!(
-        "servesim plan: rank 1 of {} ({:?} view): {} replicas of {} × TP{} for {:.3} req/s of {} within {}; ${:.2}/h",
+        "servesim plan: rank 1 of {} ({:?} view): {} × {} at TP{} for {:.3} req/s of {} within {}; ${:.2}/h",
         plan.rows.len(),
         plan.view,
         row.replicas,
@@ -76,7 +76,7 @@ pub fn files(plan: &Plan) -> Option<Vec<EmittedFile>> {
         row.usd_per_hour
     );
     let serve = format!(
-        "#!/bin/sh\n# {why}\n# One replica; run it on each of the {} replicas ({} GPUs each).\nexec vllm serve {}\n",
+        "#!/bin/sh\n# {why}\n# One replica's command: the fleet is {} of them, {} GPU(s) each.\nexec vllm serve {}\n",
         row.replicas,
         row.tensor_parallel_size,
         quoted.join(" ")

@@ -325,7 +325,7 @@ impl Plan {
         if let Some(best) = self.rows.first() {
             let _ = writeln!(
                 t,
-                "\nwinner: {} replicas of {} × TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
+                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
                 best.replicas,
                 best.gpu,
                 best.tensor_parallel_size,
@@ -365,8 +365,9 @@ impl Plan {
         if let Some(v) = &self.verified {
             let _ = writeln!(
                 t,
-                "  verified as one fleet ({} replicas behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
+                "  verified as one fleet ({} × {} behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
                 v.replicas,
+                self.rows.first().map_or("", |r| r.gpu.as_str()),
                 v.router,
                 v.latencies.requests,
                 v.rate,
