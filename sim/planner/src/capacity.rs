@@ -25,12 +25,15 @@ pub trait Measure: Sync {
     ) -> Result<Latencies, PlanError>;
 }
 
-/// The virtual-time simulator as a [`Measure`]: `requests` requests per replica of `traffic`
-/// (at most `max_requests` in all) on a fleet behind `router`, started warm.
+/// The virtual-time simulator as a [`Measure`]: at least `requests` requests per replica of
+/// `traffic` and at least `probe_seconds` of arrivals (at most `max_requests` in all), on a fleet
+/// behind `router`, started warm. The duration matters: a short run at any rate is one burst that
+/// a big batch absorbs, while an overloaded server's queue grows with time until the SLO breaks.
 #[derive(Debug, Clone)]
 pub struct SimMeasure {
     pub traffic: Traffic,
     pub requests: usize,
+    pub probe_seconds: f64,
     pub max_requests: usize,
     pub seed: u64,
     pub router: Policy,
@@ -44,7 +47,15 @@ impl Measure for SimMeasure {
         rate: f64,
         replicas: u32,
     ) -> Result<Latencies, PlanError> {
-        let n = (self.requests * replicas as usize).min(self.max_requests.max(self.requests));
+        let by_time = (rate * self.probe_seconds).ceil();
+        let by_time = if by_time.is_finite() {
+            by_time as usize
+        } else {
+            usize::MAX
+        };
+        let n = (self.requests * replicas as usize)
+            .max(by_time)
+            .min(self.max_requests.max(self.requests));
         let plan = self.traffic.plan_at(rate, n, self.seed)?;
         let profiles = vec![profile.clone(); replicas.max(1) as usize];
         let config = RouterConfig {
@@ -69,6 +80,8 @@ pub struct Bisection {
     pub max_runs: u32,
     /// Rates below this count as "the SLO cannot be met at any rate".
     pub min_rate: f64,
+    /// Rates above this are not tried (a capacity found there is a lower bound).
+    pub max_rate: f64,
 }
 
 impl Default for Bisection {
@@ -78,6 +91,7 @@ impl Default for Bisection {
             precision: 1.02,
             max_runs: 24,
             min_rate: 1e-3,
+            max_rate: 1e4,
         }
     }
 }
@@ -123,6 +137,9 @@ pub fn bisect(
             lo = Some((rate, l));
             if hi.is_none() {
                 rate *= 2.0;
+                if rate > how.max_rate {
+                    break;
+                }
             }
         } else {
             hi = Some(rate);

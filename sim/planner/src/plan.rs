@@ -45,6 +45,8 @@ pub struct Row {
     pub rank: usize,
     /// The candidate's index in the search space.
     pub candidate: usize,
+    /// The model's Hugging Face id, as `vllm serve` takes it.
+    pub model_id: String,
     pub gpu: String,
     pub gpu_display: String,
     /// `silicon-calibrated` or `data-sheet`.
@@ -161,6 +163,7 @@ pub fn assemble(
         rows.push(Row {
             rank: 0,
             candidate: c.index,
+            model_id: r.model_id.clone(),
             gpu: c.gpu.clone(),
             gpu_display: r.gpu_display.clone(),
             calibration: if r.calibrated_from.is_some() {
@@ -322,7 +325,7 @@ impl Plan {
         if let Some(best) = self.rows.first() {
             let _ = writeln!(
                 t,
-                "\nwinner: {} replicas of {} × TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
+                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
                 best.replicas,
                 best.gpu,
                 best.tensor_parallel_size,
@@ -362,8 +365,9 @@ impl Plan {
         if let Some(v) = &self.verified {
             let _ = writeln!(
                 t,
-                "  verified as one fleet ({} replicas behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
+                "  verified as one fleet ({} × {} behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
                 v.replicas,
+                self.rows.first().map_or("", |r| r.gpu.as_str()),
                 v.router,
                 v.latencies.requests,
                 v.rate,

@@ -48,8 +48,10 @@ pub struct PlanInputs {
     pub headroom: f64,
     /// A term over its target by at most this fraction is a near miss.
     pub tolerance: f64,
-    /// Requests per replica in each simulated run.
+    /// Requests per replica in each simulated run (at least).
     pub requests: usize,
+    /// Seconds of arrivals in each simulated run (at least).
+    pub probe_seconds: f64,
     pub seed: u64,
     pub bisection: Bisection,
     /// The router of the verified fleet.

@@ -74,6 +74,7 @@ fn inputs(prices: &str) -> PlanInputs {
         },
         traffic: TrafficSummary {
             name: "formula".into(),
+            spec: None,
             mean_input_tokens: 100.0,
             mean_output_tokens: 100.0,
         },
@@ -83,6 +84,7 @@ fn inputs(prices: &str) -> PlanInputs {
         headroom: 1.2,
         tolerance: 0.05,
         requests: 100,
+        probe_seconds: 60.0,
         seed: 0,
         bisection: Bisection::default(),
         router: "round-robin".into(),
