@@ -177,3 +177,55 @@ fn bad_input_is_refused_with_a_reason() {
     let out = servesim(&["plan", "--gpus", "l4"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the peak"));
 }
+
+#[test]
+fn traces_are_replayed_at_each_rate_and_closed_loop_files_are_refused() {
+    let v: Value = serde_json::from_str(&stdout_ok(&[
+        "plan",
+        "--trace",
+        "fixtures/traces/sharegpt-300-10rps.csv",
+        "--slo",
+        "ttft_p95=2",
+        "--model",
+        "qwen2.5-0.5b-instruct",
+        "--gpus",
+        "a6000",
+        "--tp",
+        "1",
+        "--max-num-seqs",
+        "256",
+        "--max-num-batched-tokens",
+        "2048",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+        "--probe-seconds",
+        "5",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON plan");
+    let traffic = &v["inputs"]["traffic"];
+    assert_eq!(traffic["name"], "sharegpt-300-10rps.csv");
+    assert_eq!(traffic["spec"]["kind"], "trace");
+    assert!(
+        traffic["mean_input_tokens"].as_f64() > Some(100.0),
+        "{traffic}"
+    );
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    // The example workload file has a closed-loop class: no rate to scale.
+    let out = servesim(&[
+        "plan",
+        "--workload",
+        "fixtures/workloads/chat-and-rag.toml",
+        "--rate",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is closed-loop"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -24,6 +24,17 @@ pub enum View {
     Balanced,
 }
 
+impl View {
+    /// The view's name as `--view` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Cheapest => "cheapest",
+            View::Latency => "latency",
+            View::Balanced => "balanced",
+        }
+    }
+}
+
 impl std::str::FromStr for View {
     type Err = PlanError;
 
@@ -255,7 +266,7 @@ impl Plan {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {:?}",
+            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {}",
             i.model,
             i.grid.gpus.join(", "),
             i.traffic.name,
@@ -265,7 +276,7 @@ impl Plan {
             i.rate_source,
             i.slo,
             i.headroom,
-            self.view
+            self.view.as_str()
         );
         let _ = writeln!(
             t,
