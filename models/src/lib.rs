@@ -4,13 +4,15 @@
 //! architecture, vLLM engine arguments); [`length`] says how long answers are; the built-in catalogue
 //! of TOML files under `catalogue/` is compiled in and users add their own files. [`cost`] turns an
 //! iteration's composition into seconds, term by term; [`silicon`] reads tables of forward passes
-//! timed on real GPUs and fits a GPU's terms to them; [`tokenizer`] counts prompt tokens.
+//! timed on real GPUs and fits a GPU's terms to them; [`tokenizer`] counts prompt tokens and
+//! [`hf_tokenizer`] writes that table as a Hugging Face tokenizer for clients that need one.
 //! Nothing here knows about HTTP or time: the `sim` crate drives it.
 
 pub mod cost;
 pub mod engine;
 pub mod gpu;
 pub mod hf_config;
+pub mod hf_tokenizer;
 pub mod length;
 pub mod llm;
 pub mod profile;

@@ -302,6 +302,11 @@ fn run_workload(args: &BenchArgs, workload: &str) -> Result<()> {
     if args.rate.is_some() {
         bail!("--workload runs closed-loop sessions; it takes no --rate");
     }
+    if super::inference_perf::is_config_file(workload) {
+        bail!(
+            "bench --workload {workload}: an inference-perf config is run against a server by              inference-perf itself (`inference-perf --config_file {workload}`);              `servesim simulate --workload {workload}` runs it in virtual time"
+        );
+    }
     // A workload file's classes are reported per class, as `simulate --workload FILE` does.
     let (plan, classes) = if is_workload_file(workload) {
         let (w, p) = workload_file(workload, args.seed)?;

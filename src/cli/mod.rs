@@ -6,11 +6,13 @@ mod cost;
 mod engine_flags;
 mod fleet;
 mod health;
+mod inference_perf;
 mod plan;
 mod profiles;
 mod serve;
 mod simulate;
 mod telemetry;
+mod tokenizer;
 mod validate;
 mod vllm;
 mod vllm_flags;
@@ -56,6 +58,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Exit 0 when a server's /health answers 200 (the container image's healthcheck: it has no curl).
     Health(health::HealthArgs),
+    /// Write the BPE table servesim counts tokens with as a Hugging Face tokenizer directory.
+    Tokenizer(tokenizer::TokenizerArgs),
 }
 
 /// Parse the command line: vLLM's spellings first (see [`vllm::rewrite_args`]), then clap, which
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => cost::calibrate_gpu(&args),
         Command::Telemetry(args) => telemetry::run(args),
         Command::Health(args) => health::run(&args),
+        Command::Tokenizer(args) => tokenizer::run(&args),
         Command::Plan(args) => plan::run(&args),
     };
     match result {
@@ -137,7 +142,15 @@ mod tests {
     fn env_twins_follow_one_rule_in_every_command() {
         let cli = Cli::command();
         let mut twins = 0;
-        for sub in ["serve", "simulate", "demo", "bench", "validate", "plan"] {
+        for sub in [
+            "serve",
+            "simulate",
+            "demo",
+            "bench",
+            "validate",
+            "tokenizer",
+            "plan",
+        ] {
             let command = cli.find_subcommand(sub).expect("subcommand");
             for arg in command.get_arguments() {
                 let Some(long) = arg.get_long() else { continue };

@@ -146,6 +146,11 @@ pub struct SimulateArgs {
     pub open_loop: OpenLoopArgs,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// With an inference-perf config (`--workload FILE.yaml`): write its reports here, as
+    /// inference-perf names them (stage_N_lifecycle_metrics.json as each stage ends, then
+    /// summary_lifecycle_metrics.json).
+    #[arg(long, env = "SERVESIM_REPORT_DIR")]
+    pub report_dir: Option<std::path::PathBuf>,
 }
 
 /// `--workload` and its sizes, shared by `simulate` (virtual time) and `bench` (a real server), so
@@ -153,8 +158,10 @@ pub struct SimulateArgs {
 #[derive(Debug, Args, Clone)]
 pub struct WorkloadArgs {
     /// Run a workload instead of drills: multi-turn (chat sessions, each turn's prompt the
-    /// conversation so far), shared-prefix (users behind one system prompt), or a workload file
-    /// FILE.toml of client classes, reported per class with their SLOs (docs/workloads.md).
+    /// conversation so far), shared-prefix (users behind one system prompt), a workload file
+    /// FILE.toml of client classes, reported per class with their SLOs (docs/workloads.md), or an
+    /// inference-perf config FILE.yaml, reported per stage in inference-perf's shape
+    /// (docs/inference-perf.md).
     #[arg(long, value_parser = parse_workload)]
     pub workload: Option<String>,
     /// Workload: sessions (multi-turn) or users (shared-prefix).
@@ -169,11 +176,15 @@ pub struct WorkloadArgs {
 }
 
 fn parse_workload(s: &str) -> Result<String, String> {
-    if matches!(s, "multi-turn" | "shared-prefix") || is_workload_file(s) {
+    if matches!(s, "multi-turn" | "shared-prefix")
+        || is_workload_file(s)
+        || super::inference_perf::is_config_file(s)
+    {
         Ok(s.to_string())
     } else {
         Err(format!(
-            "unknown workload '{s}' (multi-turn, shared-prefix, or a workload file FILE.toml)"
+            "unknown workload '{s}' (multi-turn, shared-prefix, a workload file FILE.toml, or an \
+             inference-perf config FILE.yaml)"
         ))
     }
 }
@@ -386,9 +397,43 @@ pub(crate) fn summary_text(rep: &servesim_validator::trace::TraceReport) -> Stri
     out
 }
 
+/// `--workload FILE.yaml`: an inference-perf config's stages on a fleet (by default one server).
+fn run_inference_perf(args: &SimulateArgs, profile: &Profile, path: &str) -> Result<()> {
+    let bench = super::inference_perf::load(path, args.seed)?;
+    let profiles = args
+        .fleet
+        .profiles(profile, |p| load_profile(p, args.policy, &args.engine))?;
+    let mut fleet = Fleet::new(&profiles, args.fleet.router_config()?, args.seed)?;
+    if args.drills.start != "cold" {
+        fleet.skip_warmup();
+    }
+    let caching = profiles.iter().all(|p| p.engine.enable_prefix_caching);
+    super::inference_perf::run(
+        &mut fleet,
+        profile,
+        &bench,
+        &workload_label(path),
+        args.report_dir.as_deref(),
+        args.format,
+        caching,
+    )
+}
+
 pub fn run(args: &SimulateArgs) -> Result<()> {
     let profile = load_profile(&args.profile, args.policy, &args.engine)?;
+    if args.report_dir.is_some()
+        && !args
+            .workload
+            .workload
+            .as_deref()
+            .is_some_and(super::inference_perf::is_config_file)
+    {
+        bail!("--report-dir goes with an inference-perf config (--workload FILE.yaml)");
+    }
     if let Some(workload) = &args.workload.workload {
+        if super::inference_perf::is_config_file(workload) {
+            return run_inference_perf(args, &profile, workload);
+        }
         if is_workload_file(workload) {
             let classes = workload_file(workload, args.seed)?;
             let name = workload_label(workload);

@@ -22,6 +22,10 @@ enum Event {
     GroupStart(usize),
     Send(usize),
     OpenSend(usize),
+    /// A gated arrival whose predecessor has ended: it still needs a concurrency slot.
+    OpenReady(usize),
+    /// A gated arrival that holds a concurrency slot: it is sent now.
+    OpenGo(usize),
     Arrive(usize),
     Wake(u32),
     StepEnd(u32),
@@ -143,6 +147,37 @@ struct InFlight {
     chat: bool,
 }
 
+/// What holds an open-loop arrival back past its send time, as a real client does (inference-perf's
+/// workers): a chat user's next turn is not sent before the answer to the previous one arrives,
+/// and a client has a limit on requests in flight. The default holds nothing back.
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    /// `after[a] = Some(b)`: arrival `a` waits until arrival `b` has ended (well or not). Arrivals
+    /// past the end of the list wait for none.
+    pub after: Vec<Option<usize>>,
+    /// At most this many arrivals in flight at once; one more waits for a slot, first come first
+    /// served. `None`: no limit.
+    pub max_in_flight: Option<usize>,
+}
+
+impl Gates {
+    fn holds_anything(&self) -> bool {
+        self.max_in_flight.is_some() || self.after.iter().any(Option::is_some)
+    }
+}
+
+/// The gates' state while a level runs.
+#[derive(Default)]
+struct GateState {
+    on: bool,
+    done: Vec<bool>,
+    /// Arrivals waiting for each arrival to end.
+    parked: HashMap<usize, Vec<usize>>,
+    /// Arrivals waiting for a slot, in the order they became ready.
+    queue: std::collections::VecDeque<usize>,
+    flying: usize,
+}
+
 /// A level's records, and which replica served each.
 #[derive(Debug, Clone)]
 pub struct FleetRun {
@@ -261,7 +296,18 @@ impl Fleet {
 
     /// Run one level to completion, starting now; returns every request's record and replica.
     pub fn run_level(&mut self, plan: &LevelPlan) -> FleetRun {
+        self.run_level_gated(plan, &Gates::default())
+    }
+
+    /// [`Fleet::run_level`] with open-loop arrivals held back by `gates`; a held arrival's record
+    /// keeps its planned time as `scheduled` and the moment it went as `sent`.
+    pub fn run_level_gated(&mut self, plan: &LevelPlan, gates: &Gates) -> FleetRun {
         let t0 = self.now;
+        let mut gate = GateState {
+            on: gates.holds_anything(),
+            done: vec![false; plan.arrivals.len()],
+            ..GateState::default()
+        };
         let mut agenda = Agenda {
             queue: BinaryHeap::new(),
             seq: 0,
@@ -318,7 +364,22 @@ impl Fleet {
                     record_group.push(Some(g));
                     Some(&group.requests[i])
                 }
-                Event::OpenSend(a) => {
+                Event::OpenSend(a) | Event::OpenReady(a) | Event::OpenGo(a) => {
+                    if gate.on && !matches!(event, Event::OpenGo(_)) {
+                        if matches!(event, Event::OpenSend(_))
+                            && let Some(b) = gates.after.get(a).copied().flatten()
+                            && b < gate.done.len()
+                            && !gate.done[b]
+                        {
+                            gate.parked.entry(b).or_default().push(a);
+                            continue;
+                        }
+                        if gates.max_in_flight.is_some_and(|cap| gate.flying >= cap) {
+                            gate.queue.push_back(a);
+                            continue;
+                        }
+                        gate.flying += 1;
+                    }
                     let at = plan.arrivals[a].at.max(0.0);
                     records.push(RequestRecord::new(Origin::Arrival, a, at, now - t0));
                     record_group.push(None);
@@ -347,7 +408,11 @@ impl Fleet {
                 continue;
             }
             match event {
-                Event::GroupStart(_) | Event::Send(_) | Event::OpenSend(_) => {}
+                Event::GroupStart(_)
+                | Event::Send(_)
+                | Event::OpenSend(_)
+                | Event::OpenReady(_)
+                | Event::OpenGo(_) => {}
                 Event::Arrive(r) => {
                     let k = replica_of[r].map_or(0, |k| k as usize);
                     let rep = &mut self.replicas[k];
@@ -439,6 +504,20 @@ impl Fleet {
                     }
                     if let Some(g) = record_group[r] {
                         agenda.push(now + plan.groups[g].think_s, Event::Send(g));
+                    } else if gate.on {
+                        let a = records[r].index;
+                        gate.done[a] = true;
+                        gate.flying = gate.flying.saturating_sub(1);
+                        while let Some(&next) = gate.queue.front()
+                            && gates.max_in_flight.is_none_or(|cap| gate.flying < cap)
+                        {
+                            gate.queue.pop_front();
+                            gate.flying += 1;
+                            agenda.push(now, Event::OpenGo(next));
+                        }
+                        for next in gate.parked.remove(&a).unwrap_or_default() {
+                            agenda.push(now, Event::OpenReady(next));
+                        }
                     }
                 }
             }

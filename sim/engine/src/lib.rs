@@ -7,11 +7,13 @@
 //! replicas, a [`router`] and clients on a simulated clock ([`runner::VirtualServer`] is a fleet of
 //! one); the HTTP server (crate `servesim-server`) drives the same core on the wall clock.
 //! [`workload`] holds the load plans and per-request records that every driver shares;
-//! [`workload_file`] reads TOML files of client classes into such a plan.
+//! [`workload_file`] reads TOML files of client classes into such a plan; [`inference_perf`] reads
+//! inference-perf's YAML configs into stages of such plans and reports them in its shape.
 
 pub mod engine_core;
 pub mod fleet;
 pub mod frontend;
+pub mod inference_perf;
 pub mod kv_cache;
 pub mod request;
 pub mod router;
@@ -22,7 +24,7 @@ pub mod workload;
 pub mod workload_file;
 
 pub use engine_core::{AdmissionError, Emission, Engine, EngineStats, Finished, StepOutcome};
-pub use fleet::{Fleet, FleetRun, Replica, replica_seed};
+pub use fleet::{Fleet, FleetRun, Gates, Replica, replica_seed};
 pub use frontend::{Frontend, Prompt, RequestSpec};
 pub use kv_cache::{KvCache, KvLease};
 pub use request::{EngineRequest, FinishReason, RequestId};

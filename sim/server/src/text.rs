@@ -35,6 +35,9 @@ impl std::fmt::Display for TextMode {
     }
 }
 
+/// The filler words. Each is exactly one token of the cl100k table servesim counts with (a unit test
+/// checks it), so a client that counts streamed text with that tokenizer counts one token a chunk, as
+/// many as the server emitted: inference-perf's ITL is per counted token (reportgen/base.py, v0.7.0).
 const WORDS: &[&str] = &[
     " lorem",
     " ipsum",
@@ -60,44 +63,44 @@ const WORDS: &[&str] = &[
     " minim",
     " veniam",
     " quis",
-    " nostrud",
+    " vitae",
     " exercitation",
-    " ullamco",
-    " laboris",
+    " justo",
+    " eros",
     " nisi",
-    " aliquip",
+    " quam",
     " ex",
     " ea",
     " commodo",
     " consequat",
-    " duis",
+    " ante",
     " aute",
-    " irure",
+    " diam",
     " in",
-    " reprehenderit",
-    " voluptate",
+    " odio",
+    " libero",
     " velit",
     " esse",
-    " cillum",
-    " fugiat",
+    " massa",
+    " porta",
     " nulla",
-    " pariatur",
-    " excepteur",
+    " leo",
+    " mi",
     " sint",
-    " occaecat",
-    " cupidatat",
+    " sem",
+    " integer",
     " non",
-    " proident",
+    " vel",
     " sunt",
     " culpa",
     " qui",
-    " officia",
-    " deserunt",
-    " mollit",
+    " nec",
+    " ac",
+    " eu",
     " anim",
     " id",
     " est",
-    " laborum",
+    " nam",
     ".",
     ",",
 ];
@@ -175,6 +178,16 @@ impl AnswerText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_filler_word_is_one_token() {
+        let profile =
+            servesim_models::Profile::load(servesim_models::DEFAULT_PROFILE).expect("profile");
+        let tokenizer = servesim_models::PromptTokenizer::for_model(&profile.model);
+        for word in WORDS {
+            assert_eq!(tokenizer.encode(word).len(), 1, "{word:?}");
+        }
+    }
 
     #[test]
     fn modes_print_as_the_flag_spells_them() {
