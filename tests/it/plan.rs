@@ -229,3 +229,62 @@ fn traces_are_replayed_at_each_rate_and_closed_loop_files_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_inference_perf_config_is_planned_from_its_highest_rate_stage() {
+    let v: Value = serde_json::from_str(&stdout_ok(&[
+        "plan",
+        "--workload",
+        "fixtures/inference-perf/shared-prefix.yaml",
+        "--slo",
+        "ttft_p95=1",
+        "--model",
+        "qwen2.5-0.5b-instruct",
+        "--gpus",
+        "a6000",
+        "--tp",
+        "1",
+        "--max-num-seqs",
+        "256",
+        "--max-num-batched-tokens",
+        "2048",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+        "--probe-seconds",
+        "5",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON plan");
+    let traffic = &v["inputs"]["traffic"];
+    // Stages at 2 and 4 req/s: the second; 512 shared system tokens + 64 of question.
+    assert_eq!(traffic["name"], "shared-prefix.yaml stage 1");
+    assert_eq!(traffic["spec"]["kind"], "inference_perf");
+    assert_eq!(traffic["mean_input_tokens"], 576.0);
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    for (file, why) in [
+        (
+            "random-concurrent.yaml",
+            "a concurrent load has no arrival rate",
+        ),
+        (
+            "multi-turn-poisson.yaml",
+            "multi-turn data waits for each answer",
+        ),
+    ] {
+        let path = format!("fixtures/inference-perf/{file}");
+        let out = servesim(&[
+            "plan",
+            "--workload",
+            &path,
+            "--rate",
+            "1",
+            "--slo",
+            "ttft_p95=1",
+        ]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{file}");
+    }
+}
