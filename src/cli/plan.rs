@@ -310,19 +310,13 @@ fn traffic_spec(a: &SearchArgs) -> Result<(TrafficSpec, Option<String>)> {
     }
     if a.workload.ends_with(".toml") {
         let workload = Workload::load(Path::new(&a.workload))?;
-        // The plan holds the whole traffic to the first class with SLOs unless --slo says
-        // otherwise (per-class planning: future work, docs/planning.md).
+        // Classes with SLOs are always held to their own (measured apart); --slo adds terms for
+        // the traffic as a whole, and is needed when no class has SLOs.
         let slo = workload
             .classes
             .iter()
-            .find(|c| !c.slo.is_empty())
-            .map(|c| {
-                c.slo
-                    .iter()
-                    .map(|t| format!("{}={}", t.key(), t.target))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
+            .any(|c| !c.slo.is_empty())
+            .then(String::new);
         let path = a.workload.clone();
         return Ok((TrafficSpec::File { path }, slo));
     }
@@ -430,7 +424,9 @@ fn inputs(a: &SearchArgs) -> Result<(PlanInputs, Traffic)> {
     let Some(slo) = a.slo.clone().or(default_slo) else {
         bail!("--slo is needed (this workload has no default SLOs)");
     };
-    parse_slo(&slo)?;
+    if !slo.is_empty() {
+        parse_slo(&slo)?;
+    }
     let (peak_rate, rate_source) = match (a.rate, a.users, a.requests_per_user) {
         (Some(r), _, _) => (r, format!("--rate {r}")),
         (None, Some(u), Some(per)) => (

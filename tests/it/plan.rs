@@ -288,3 +288,43 @@ fn an_inference_perf_config_is_planned_from_its_highest_rate_stage() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{file}");
     }
 }
+
+#[test]
+fn a_workload_file_holds_each_class_to_its_own_slos() {
+    let d = dir("classes");
+    let file = d.join("two-classes.toml");
+    std::fs::write(
+        &file,
+        "[[class]]\nname = \"chat\"\narrival = \"poisson\"\nrate = 3.0\nrequests = 30\n\
+         input_tokens = 200\noutput_tokens = 100\nslo = { ttft_p95 = 0.5 }\n\n\
+         [[class]]\nname = \"rag\"\narrival = \"poisson\"\nrate = 1.0\nrequests = 10\n\
+         input_tokens = 2000\noutput_tokens = 100\nslo = { e2e_p95 = 5 }\n",
+    )
+    .expect("write workload");
+    let path = file.to_str().expect("utf-8");
+    let mut a: Vec<&str> = SMALL.to_vec();
+    a.retain(|x| *x != "l4,a6000");
+    let gpus = a.iter().position(|x| *x == "--gpus").expect("--gpus");
+    a.insert(gpus + 1, "a6000");
+    a.extend_from_slice(&["--workload", path, "--format", "json"]);
+    let v: Value = serde_json::from_str(&stdout_ok(&a)).expect("JSON plan");
+    assert_eq!(
+        v["inputs"]["slo"], "",
+        "no terms for the whole: each class has its own"
+    );
+    assert_eq!(
+        v["inputs"]["traffic"]["mean_input_tokens"], 650.0,
+        "3:1 mix of 200 and 2000"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{v}");
+    let verified = &v["verified"]["latencies"]["classes"];
+    let classes: Vec<&str> = verified
+        .as_array()
+        .expect("per-class latencies")
+        .iter()
+        .filter_map(|c| c["class"].as_str())
+        .collect();
+    assert_eq!(classes, ["chat", "rag"]);
+    assert_eq!(verified[1]["slo"][0][0], "e2e_p95");
+}

@@ -274,7 +274,11 @@ impl Plan {
             i.traffic.mean_output_tokens,
             i.peak_rate,
             i.rate_source,
-            i.slo,
+            if i.slo.is_empty() {
+                "per class"
+            } else {
+                &i.slo
+            },
             i.headroom,
             self.view.as_str()
         );

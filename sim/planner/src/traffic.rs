@@ -280,6 +280,21 @@ impl Traffic {
     }
 }
 
+/// A workload file's classes at `rate` in all, `requests` requests long: each class keeps its share
+/// of the rate and of the requests.
+pub fn scaled(workload: &Workload, rate: f64, requests: usize) -> Workload {
+    let base = file_rate(workload);
+    let mut out = workload.clone();
+    for class in &mut out.classes {
+        if let ClassLoad::Open { rate: r, limit, .. } = &mut class.load {
+            let share = *r / base;
+            *r *= rate / base;
+            *limit = Limit::Requests(((requests as f64 * share).round() as usize).max(1));
+        }
+    }
+    out
+}
+
 /// The sum of a workload file's open-loop class rates (requests or sessions per second).
 fn file_rate(w: &Workload) -> f64 {
     w.classes
@@ -292,7 +307,7 @@ fn file_rate(w: &Workload) -> f64 {
         .max(f64::MIN_POSITIVE)
 }
 
-/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms.
+/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms (at least one).
 pub fn parse_slo(spec: &str) -> Result<Vec<SloTerm>, PlanError> {
     let mut terms = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
