@@ -39,8 +39,9 @@ enum PlanAction {
 /// What is planned for: the model, the traffic and its SLOs, and the search space.
 #[derive(Debug, Args)]
 struct SearchArgs {
-    /// A preset (chat, rag, code, summarise: token shape and default SLOs, docs/planning.md), or a
-    /// workload file FILE.toml of open-loop classes (their rates scaled together).
+    /// A preset (chat, rag, code, summarise: token shape and default SLOs, docs/planning.md), a
+    /// workload file FILE.toml of open-loop classes (their rates scaled together), or an
+    /// inference-perf config FILE.yaml (its highest-rate stage, replayed at each rate).
     #[arg(long, default_value = "chat")]
     workload: String,
     /// A trace to replay instead (CSV or Mooncake JSON lines, as `simulate --trace`), compressed
@@ -286,21 +287,36 @@ fn traffic_spec(a: &SearchArgs) -> Result<(TrafficSpec, Option<String>)> {
         let path = path.display().to_string();
         return Ok((TrafficSpec::Trace { path }, None));
     }
+    if super::inference_perf::is_config_file(&a.workload) {
+        // inference-perf's goodput constraints bound every request; a fleet whose 95th
+        // percentile meets a bound gives at least 95 % goodput, so they become p95 terms.
+        let bench = super::inference_perf::load(&a.workload, 0)?;
+        let slo = bench.goodput.map(|g| {
+            [
+                ("ttft_p95", g.ttft),
+                ("tpot_p95", g.tpot),
+                ("e2e_p95", g.request_latency),
+            ]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+        });
+        let path = a.workload.clone();
+        return Ok((
+            TrafficSpec::InferencePerf { path },
+            slo.filter(|s| !s.is_empty()),
+        ));
+    }
     if a.workload.ends_with(".toml") {
         let workload = Workload::load(Path::new(&a.workload))?;
-        // The plan holds the whole traffic to the first class with SLOs unless --slo says
-        // otherwise (per-class planning: future work, docs/planning.md).
+        // Classes with SLOs are always held to their own (measured apart); --slo adds terms for
+        // the traffic as a whole, and is needed when no class has SLOs.
         let slo = workload
             .classes
             .iter()
-            .find(|c| !c.slo.is_empty())
-            .map(|c| {
-                c.slo
-                    .iter()
-                    .map(|t| format!("{}={}", t.key(), t.target))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
+            .any(|c| !c.slo.is_empty())
+            .then(String::new);
         let path = a.workload.clone();
         return Ok((TrafficSpec::File { path }, slo));
     }
@@ -335,8 +351,9 @@ fn traffic_spec(a: &SearchArgs) -> Result<(TrafficSpec, Option<String>)> {
     Ok((spec, Some(p.slo.to_string())))
 }
 
-/// The traffic a spec describes (files and traces read now).
-fn traffic_of(spec: &TrafficSpec) -> Result<Traffic> {
+/// The traffic a spec describes (files and traces read now); `seed` draws an inference-perf
+/// config's data and send times.
+fn traffic_of(spec: &TrafficSpec, seed: u64) -> Result<Traffic> {
     Ok(match spec {
         TrafficSpec::Synthetic {
             name,
@@ -352,17 +369,64 @@ fn traffic_of(spec: &TrafficSpec) -> Result<Traffic> {
             Traffic::file(&name, workload)?
         }
         TrafficSpec::Trace { path } => trace_traffic(Path::new(path))?,
+        TrafficSpec::InferencePerf { path } => inference_perf_traffic(path, seed)?,
+    })
+}
+
+/// An inference-perf config's highest-rate stage as a replayable plan at that stage's rate.
+/// Concurrent stages (no rate: the server sets it) and multi-turn data (each turn waits for the
+/// previous answer, which a replay at another rate cannot keep) are refused; a file's limit on
+/// requests in flight is not applied (the planner sizes for the open-loop arrivals).
+fn inference_perf_traffic(path: &str, seed: u64) -> Result<Traffic> {
+    use rand::SeedableRng;
+    let bench = super::inference_perf::load(path, seed)?;
+    if bench.load == servesim_sim::inference_perf::config::LoadType::Concurrent {
+        bail!(
+            "{path}: a concurrent load has no arrival rate to plan for (use constant or poisson stages)"
+        );
+    }
+    let Some((s, stage)) = bench
+        .stages
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate).then(b.0.cmp(&a.0)))
+    else {
+        bail!("{path}: no load stages");
+    };
+    // The same draw of send times as `simulate --workload` makes for its first stage.
+    let mut rng =
+        rand::rngs::Xoshiro256PlusPlus::seed_from_u64(bench.seed() ^ 0x5eed_71be_5e0d_0001);
+    let (plan, gates) = bench.stage_plan(s, &mut rng);
+    if gates.after.iter().any(Option::is_some) {
+        bail!(
+            "{path}: multi-turn data waits for each answer; the planner replays open-loop arrivals only"
+        );
+    }
+    if plan.arrivals.len() < 2 || stage.rate.is_nan() || stage.rate <= 0.0 {
+        bail!("{path}: stage {s} has fewer than two requests");
+    }
+    let file = Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(Traffic {
+        name: format!("{file} stage {s}"),
+        shape: Shape::Replay {
+            plan,
+            rate: stage.rate,
+        },
     })
 }
 
 /// The plan's inputs and the traffic they describe.
 fn inputs(a: &SearchArgs) -> Result<(PlanInputs, Traffic)> {
     let (spec, default_slo) = traffic_spec(a)?;
-    let traffic = traffic_of(&spec)?;
+    let traffic = traffic_of(&spec, a.seed)?;
     let Some(slo) = a.slo.clone().or(default_slo) else {
         bail!("--slo is needed (this workload has no default SLOs)");
     };
-    parse_slo(&slo)?;
+    if !slo.is_empty() {
+        parse_slo(&slo)?;
+    }
     let (peak_rate, rate_source) = match (a.rate, a.users, a.requests_per_user) {
         (Some(r), _, _) => (r, format!("--rate {r}")),
         (None, Some(u), Some(per)) => (
@@ -499,6 +563,6 @@ fn merge(m: &MergeArgs) -> Result<()> {
     let spec = inputs.traffic.spec.clone().ok_or_else(|| {
         anyhow::anyhow!("the shard header does not say how to rebuild the traffic")
     })?;
-    let measure = measure_from(&inputs, traffic_of(&spec)?)?;
+    let measure = measure_from(&inputs, traffic_of(&spec, inputs.seed)?)?;
     finish(&inputs, &results, &m.output, &measure)
 }

@@ -177,3 +177,154 @@ fn bad_input_is_refused_with_a_reason() {
     let out = servesim(&["plan", "--gpus", "l4"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the peak"));
 }
+
+#[test]
+fn traces_are_replayed_at_each_rate_and_closed_loop_files_are_refused() {
+    let v: Value = serde_json::from_str(&stdout_ok(&[
+        "plan",
+        "--trace",
+        "fixtures/traces/sharegpt-300-10rps.csv",
+        "--slo",
+        "ttft_p95=2",
+        "--model",
+        "qwen2.5-0.5b-instruct",
+        "--gpus",
+        "a6000",
+        "--tp",
+        "1",
+        "--max-num-seqs",
+        "256",
+        "--max-num-batched-tokens",
+        "2048",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+        "--probe-seconds",
+        "5",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON plan");
+    let traffic = &v["inputs"]["traffic"];
+    assert_eq!(traffic["name"], "sharegpt-300-10rps.csv");
+    assert_eq!(traffic["spec"]["kind"], "trace");
+    assert!(
+        traffic["mean_input_tokens"].as_f64() > Some(100.0),
+        "{traffic}"
+    );
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    // The example workload file has a closed-loop class: no rate to scale.
+    let out = servesim(&[
+        "plan",
+        "--workload",
+        "fixtures/workloads/chat-and-rag.toml",
+        "--rate",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is closed-loop"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_inference_perf_config_is_planned_from_its_highest_rate_stage() {
+    let v: Value = serde_json::from_str(&stdout_ok(&[
+        "plan",
+        "--workload",
+        "fixtures/inference-perf/shared-prefix.yaml",
+        "--slo",
+        "ttft_p95=1",
+        "--model",
+        "qwen2.5-0.5b-instruct",
+        "--gpus",
+        "a6000",
+        "--tp",
+        "1",
+        "--max-num-seqs",
+        "256",
+        "--max-num-batched-tokens",
+        "2048",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+        "--probe-seconds",
+        "5",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON plan");
+    let traffic = &v["inputs"]["traffic"];
+    // Stages at 2 and 4 req/s: the second; 512 shared system tokens + 64 of question.
+    assert_eq!(traffic["name"], "shared-prefix.yaml stage 1");
+    assert_eq!(traffic["spec"]["kind"], "inference_perf");
+    assert_eq!(traffic["mean_input_tokens"], 576.0);
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    for (file, why) in [
+        (
+            "random-concurrent.yaml",
+            "a concurrent load has no arrival rate",
+        ),
+        (
+            "multi-turn-poisson.yaml",
+            "multi-turn data waits for each answer",
+        ),
+    ] {
+        let path = format!("fixtures/inference-perf/{file}");
+        let out = servesim(&[
+            "plan",
+            "--workload",
+            &path,
+            "--rate",
+            "1",
+            "--slo",
+            "ttft_p95=1",
+        ]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{file}");
+    }
+}
+
+#[test]
+fn a_workload_file_holds_each_class_to_its_own_slos() {
+    let d = dir("classes");
+    let file = d.join("two-classes.toml");
+    std::fs::write(
+        &file,
+        "[[class]]\nname = \"chat\"\narrival = \"poisson\"\nrate = 3.0\nrequests = 30\n\
+         input_tokens = 200\noutput_tokens = 100\nslo = { ttft_p95 = 0.5 }\n\n\
+         [[class]]\nname = \"rag\"\narrival = \"poisson\"\nrate = 1.0\nrequests = 10\n\
+         input_tokens = 2000\noutput_tokens = 100\nslo = { e2e_p95 = 5 }\n",
+    )
+    .expect("write workload");
+    let path = file.to_str().expect("utf-8");
+    let mut a: Vec<&str> = SMALL.to_vec();
+    a.retain(|x| *x != "l4,a6000");
+    let gpus = a.iter().position(|x| *x == "--gpus").expect("--gpus");
+    a.insert(gpus + 1, "a6000");
+    a.extend_from_slice(&["--workload", path, "--format", "json"]);
+    let v: Value = serde_json::from_str(&stdout_ok(&a)).expect("JSON plan");
+    assert_eq!(
+        v["inputs"]["slo"], "",
+        "no terms for the whole: each class has its own"
+    );
+    assert_eq!(
+        v["inputs"]["traffic"]["mean_input_tokens"], 650.0,
+        "3:1 mix of 200 and 2000"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{v}");
+    let verified = &v["verified"]["latencies"]["classes"];
+    let classes: Vec<&str> = verified
+        .as_array()
+        .expect("per-class latencies")
+        .iter()
+        .filter_map(|c| c["class"].as_str())
+        .collect();
+    assert_eq!(classes, ["chat", "rag"]);
+    assert_eq!(verified[1]["slo"][0][0], "e2e_p95");
+}

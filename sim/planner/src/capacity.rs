@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 use servesim_models::Profile;
 use servesim_sim::workload_file::SloTerm;
-use servesim_sim::{Fleet, Policy, RouterConfig};
+use servesim_sim::{Fleet, LevelRun, Policy, RouterConfig};
 
 use crate::PlanError;
-use crate::latency::Latencies;
+use crate::latency::{ClassLatencies, Latencies};
 use crate::search::Candidate;
-use crate::traffic::Traffic;
+use crate::traffic::{Shape, Traffic, scaled};
 
 /// Runs a candidate at a rate: the simulator in real use, a formula in the tests that check the
 /// search against a hand-computed optimum.
@@ -56,7 +56,15 @@ impl Measure for SimMeasure {
         let n = (self.requests * replicas as usize)
             .max(by_time)
             .min(self.max_requests.max(self.requests));
-        let plan = self.traffic.plan_at(rate, n, self.seed)?;
+        // A workload file's classes with SLOs of their own are measured apart.
+        let (plan, classes) = match &self.traffic.shape {
+            Shape::File(w) => {
+                let w = scaled(w, rate, n);
+                let wp = w.plan(self.seed);
+                (wp.plan.clone(), Some((w, wp)))
+            }
+            _ => (self.traffic.plan_at(rate, n, self.seed)?, None),
+        };
         let profiles = vec![profile.clone(); replicas.max(1) as usize];
         let config = RouterConfig {
             policy: self.router,
@@ -65,7 +73,30 @@ impl Measure for SimMeasure {
         let mut fleet = Fleet::new(&profiles, config, self.seed)?;
         // A fleet in service is warm: the one-off start-up cost is not the steady state planned for.
         fleet.skip_warmup();
-        Ok(Latencies::of(&fleet.run_level(&plan).level))
+        let run = fleet.run_level(&plan).level;
+        let mut latencies = Latencies::of(&run);
+        if let Some((w, wp)) = classes {
+            for (k, class) in w.classes.iter().enumerate() {
+                if class.slo.is_empty() {
+                    continue;
+                }
+                let records = run
+                    .records
+                    .iter()
+                    .filter(|r| wp.class_of(r) == k)
+                    .cloned()
+                    .collect();
+                latencies.classes.push(ClassLatencies {
+                    class: class.name.clone(),
+                    slo: class.slo.iter().map(|t| (t.key(), t.target)).collect(),
+                    latencies: Latencies::of(&LevelRun {
+                        records,
+                        wall: run.wall,
+                    }),
+                });
+            }
+        }
+        Ok(latencies)
     }
 }
 

@@ -64,9 +64,9 @@ pub fn files(plan: &Plan) -> Option<Vec<EmittedFile>> {
         })
         .collect();
     let why = format!(
-        "servesim plan: rank 1 of {} ({:?} view): {} × {} at TP{} for {:.3} req/s of {} within {}; ${:.2}/h",
+        "servesim plan: rank 1 of {} ({} view): {} × {} at TP{} for {:.3} req/s of {} within {}; ${:.2}/h",
         plan.rows.len(),
-        plan.view,
+        plan.view.as_str(),
         row.replicas,
         row.gpu,
         row.tensor_parallel_size,

@@ -135,7 +135,7 @@ pub fn svg(plan: &Plan) -> Result<String, PlanError> {
                 BLACK.stroke_width(2),
             )))
             .map_err(|e| err(&e))?
-            .label(format!("rank 1 ({:?} view)", plan.view).to_lowercase())
+            .label(format!("rank 1 ({} view)", plan.view.as_str()))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
         chart
             .configure_series_labels()

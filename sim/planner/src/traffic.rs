@@ -104,6 +104,8 @@ pub enum TrafficSpec {
     File { path: String },
     /// A CSV or Mooncake trace.
     Trace { path: String },
+    /// An inference-perf config (its highest-rate stage).
+    InferencePerf { path: String },
 }
 
 /// What the output says about the traffic.
@@ -170,8 +172,8 @@ impl Traffic {
         })
     }
 
-    /// The open-loop plan at `rate` requests per second, about `requests` requests long (a
-    /// replayed plan keeps its own length, cut at `requests`), drawn with `seed`.
+    /// The open-loop plan at `rate` requests per second, `requests` requests long (a replayed
+    /// plan is cut there, or cycled through again), drawn with `seed`.
     pub fn plan_at(&self, rate: f64, requests: usize, seed: u64) -> Result<LevelPlan, PlanError> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(PlanError::Invalid(format!("rate {rate} must be > 0")));
@@ -206,13 +208,33 @@ impl Traffic {
                 Ok(scaled.plan(seed).plan)
             }
             Shape::Replay { plan, rate: base } => {
-                let mut p = plan.clone();
-                p.arrivals.truncate(requests.max(1));
+                let src = &plan.arrivals;
+                let (Some(first), Some(last)) = (src.first(), src.last()) else {
+                    return Err(PlanError::Invalid(format!(
+                        "{}: no requests to replay",
+                        self.name
+                    )));
+                };
+                // Longer runs than the plan cycle through it again, one mean gap after its end
+                // (a short trace at a high rate would otherwise be one burst, which a big batch
+                // absorbs however overloaded the server would be in steady state).
+                let span = last.at - first.at;
+                let period = span + span / (src.len().max(2) - 1) as f64;
                 let stretch = base / rate;
-                for a in &mut p.arrivals {
-                    a.at *= stretch;
-                }
-                Ok(p)
+                let arrivals = (0..requests.max(1))
+                    .map(|i| {
+                        let a = &src[i % src.len()];
+                        let cycle = (i / src.len()) as f64;
+                        servesim_sim::Arrival {
+                            at: (a.at - first.at + cycle * period) * stretch,
+                            request: a.request.clone(),
+                        }
+                    })
+                    .collect();
+                Ok(LevelPlan {
+                    arrivals,
+                    ..plan.clone()
+                })
             }
         }
     }
@@ -258,6 +280,21 @@ impl Traffic {
     }
 }
 
+/// A workload file's classes at `rate` in all, `requests` requests long: each class keeps its share
+/// of the rate and of the requests.
+pub fn scaled(workload: &Workload, rate: f64, requests: usize) -> Workload {
+    let base = file_rate(workload);
+    let mut out = workload.clone();
+    for class in &mut out.classes {
+        if let ClassLoad::Open { rate: r, limit, .. } = &mut class.load {
+            let share = *r / base;
+            *r *= rate / base;
+            *limit = Limit::Requests(((requests as f64 * share).round() as usize).max(1));
+        }
+    }
+    out
+}
+
 /// The sum of a workload file's open-loop class rates (requests or sessions per second).
 fn file_rate(w: &Workload) -> f64 {
     w.classes
@@ -270,7 +307,7 @@ fn file_rate(w: &Workload) -> f64 {
         .max(f64::MIN_POSITIVE)
 }
 
-/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms.
+/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms (at least one).
 pub fn parse_slo(spec: &str) -> Result<Vec<SloTerm>, PlanError> {
     let mut terms = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -322,6 +359,12 @@ mod tests {
         let fast = replay.plan_at(4.0, 50, 1).expect("fast");
         assert_eq!(fast.arrivals.len(), 50);
         assert!((fast.arrivals[49].at - plan.arrivals[49].at / 4.0).abs() < 1e-12);
+        // Longer than the plan: cycled, the second lap one mean gap after the first ends.
+        let long = replay.plan_at(1.0, 250, 1).expect("long");
+        let span = plan.arrivals[99].at;
+        assert!((long.arrivals[100].at - (span + span / 99.0)).abs() < 1e-9);
+        assert_eq!(long.arrivals[100].request, plan.arrivals[0].request);
+        assert!(long.arrivals.windows(2).all(|w| w[0].at <= w[1].at));
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Measure for Formula {
             e2e: flat(t + 2.0),
             output_tok_s: 0.0,
             mean_in_flight: 0.0,
+            classes: Vec::new(),
         })
     }
 }
