@@ -24,6 +24,17 @@ pub enum View {
     Balanced,
 }
 
+impl View {
+    /// The view's name as `--view` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Cheapest => "cheapest",
+            View::Latency => "latency",
+            View::Balanced => "balanced",
+        }
+    }
+}
+
 impl std::str::FromStr for View {
     type Err = PlanError;
 
@@ -45,6 +56,8 @@ pub struct Row {
     pub rank: usize,
     /// The candidate's index in the search space.
     pub candidate: usize,
+    /// The model's Hugging Face id, as `vllm serve` takes it.
+    pub model_id: String,
     pub gpu: String,
     pub gpu_display: String,
     /// `silicon-calibrated` or `data-sheet`.
@@ -161,6 +174,7 @@ pub fn assemble(
         rows.push(Row {
             rank: 0,
             candidate: c.index,
+            model_id: r.model_id.clone(),
             gpu: c.gpu.clone(),
             gpu_display: r.gpu_display.clone(),
             calibration: if r.calibrated_from.is_some() {
@@ -252,7 +266,7 @@ impl Plan {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {:?}",
+            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {}",
             i.model,
             i.grid.gpus.join(", "),
             i.traffic.name,
@@ -260,9 +274,13 @@ impl Plan {
             i.traffic.mean_output_tokens,
             i.peak_rate,
             i.rate_source,
-            i.slo,
+            if i.slo.is_empty() {
+                "per class"
+            } else {
+                &i.slo
+            },
             i.headroom,
-            self.view
+            self.view.as_str()
         );
         let _ = writeln!(
             t,
@@ -322,7 +340,7 @@ impl Plan {
         if let Some(best) = self.rows.first() {
             let _ = writeln!(
                 t,
-                "\nwinner: {} replicas of {} × TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
+                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
                 best.replicas,
                 best.gpu,
                 best.tensor_parallel_size,
@@ -362,8 +380,9 @@ impl Plan {
         if let Some(v) = &self.verified {
             let _ = writeln!(
                 t,
-                "  verified as one fleet ({} replicas behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
+                "  verified as one fleet ({} × {} behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
                 v.replicas,
+                self.rows.first().map_or("", |r| r.gpu.as_str()),
                 v.router,
                 v.latencies.requests,
                 v.rate,
@@ -374,5 +393,87 @@ impl Plan {
             );
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row with a cost, a latency and a status; the rest zero.
+    pub(crate) fn row(
+        candidate: usize,
+        usd: f64,
+        ttft_p95: f64,
+        e2e_p95: f64,
+        s: SloStatus,
+    ) -> Row {
+        let at = |p95: f64| Summary {
+            p95,
+            ..Summary::default()
+        };
+        Row {
+            rank: 0,
+            candidate,
+            model_id: String::new(),
+            gpu: format!("g{candidate}"),
+            gpu_display: String::new(),
+            calibration: "data-sheet".into(),
+            calibrated_from: None,
+            tensor_parallel_size: 1,
+            replicas: 1,
+            total_gpus: 1,
+            max_num_seqs: 1,
+            max_num_batched_tokens: 1,
+            gpu_memory_utilization: 0.9,
+            kv_tokens: 0,
+            capacity_per_replica_rps: usd,
+            fleet_capacity_rps: usd,
+            ttft: at(ttft_p95),
+            tpot: Summary::default(),
+            e2e: at(e2e_p95),
+            in_flight_per_replica: 0.0,
+            usd_per_hour: usd,
+            usd_per_month: usd * HOURS_PER_MONTH,
+            usd_per_million_output_tokens: 0.0,
+            slo_status: s,
+        }
+    }
+
+    #[test]
+    fn views_rank_passing_rows_first_then_by_their_own_key() {
+        let rows = vec![
+            row(0, 1.0, 0.9, 9.0, SloStatus::Near),
+            row(1, 2.0, 0.2, 2.0, SloStatus::Pass),
+            row(2, 4.0, 0.1, 0.8, SloStatus::Pass),
+            row(3, 3.0, 0.5, 2.0, SloStatus::Pass),
+        ];
+        let order = |view| {
+            let mut r = rows.clone();
+            rank(&mut r, view);
+            assert!(r.iter().enumerate().all(|(i, x)| x.rank == i + 1));
+            r.iter().map(|x| x.candidate).collect::<Vec<_>>()
+        };
+        // The near miss is cheapest but ranks after every pass.
+        assert_eq!(order(View::Cheapest), [1, 3, 2, 0]);
+        assert_eq!(order(View::Latency), [2, 1, 3, 0]);
+        // $/h × e2e p95: 4, 3.2, 6.
+        assert_eq!(order(View::Balanced), [2, 1, 3, 0]);
+    }
+
+    #[test]
+    fn the_frontier_keeps_the_fleets_nothing_beats_on_cost_and_goodput() {
+        // capacity = cost in `row`: make one dominated point (dear and slow).
+        let mut rows = vec![
+            row(0, 1.0, 0.0, 0.0, SloStatus::Pass),
+            row(1, 2.0, 0.0, 0.0, SloStatus::Pass),
+            row(2, 3.0, 0.0, 0.0, SloStatus::Pass),
+        ];
+        rows[2].fleet_capacity_rps = 1.5;
+        let front: Vec<usize> = crate::frontier::pareto(&rows)
+            .iter()
+            .map(|r| r.candidate)
+            .collect();
+        assert_eq!(front, [0, 1]);
     }
 }

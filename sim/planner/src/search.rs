@@ -38,7 +38,8 @@ pub struct PlanInputs {
     pub model: String,
     pub grid: Grid,
     pub traffic: TrafficSummary,
-    /// The SLO terms as `--slo` writes them (`ttft_p95=1,tpot_p50=0.05`).
+    /// The SLO terms as `--slo` writes them (`ttft_p95=1,tpot_p50=0.05`); empty when only a
+    /// workload file's classes carry SLOs (each class is then held to its own).
     pub slo: String,
     /// Peak arrival rate, requests per second.
     pub peak_rate: f64,
@@ -48,8 +49,10 @@ pub struct PlanInputs {
     pub headroom: f64,
     /// A term over its target by at most this fraction is a near miss.
     pub tolerance: f64,
-    /// Requests per replica in each simulated run.
+    /// Requests per replica in each simulated run (at least).
     pub requests: usize,
+    /// Seconds of arrivals in each simulated run (at least).
+    pub probe_seconds: f64,
     pub seed: u64,
     pub bisection: Bisection,
     /// The router of the verified fleet.
@@ -58,8 +61,12 @@ pub struct PlanInputs {
 }
 
 impl PlanInputs {
-    /// The SLO terms (checked when the inputs were made).
+    /// The SLO terms (checked when the inputs were made); none when the whole traffic has no
+    /// terms of its own (a workload file whose classes carry theirs).
     pub fn slo_terms(&self) -> Result<Vec<SloTerm>, PlanError> {
+        if self.slo.is_empty() {
+            return Ok(Vec::new());
+        }
         crate::traffic::parse_slo(&self.slo)
     }
 

@@ -56,6 +56,7 @@ impl Measure for Formula {
             e2e: flat(t + 2.0),
             output_tok_s: 0.0,
             mean_in_flight: 0.0,
+            classes: Vec::new(),
         })
     }
 }
@@ -74,6 +75,7 @@ fn inputs(prices: &str) -> PlanInputs {
         },
         traffic: TrafficSummary {
             name: "formula".into(),
+            spec: None,
             mean_input_tokens: 100.0,
             mean_output_tokens: 100.0,
         },
@@ -83,6 +85,7 @@ fn inputs(prices: &str) -> PlanInputs {
         headroom: 1.2,
         tolerance: 0.05,
         requests: 100,
+        probe_seconds: 60.0,
         seed: 0,
         bisection: Bisection::default(),
         router: "round-robin".into(),
