@@ -232,6 +232,37 @@ fn a_shared_prefix_seed_fixes_the_prompts_and_the_run_seed_still_moves_the_send_
 }
 
 #[test]
+fn multi_turn_prompts_past_the_context_are_carried_by_length_alone() {
+    let yaml = SHARED
+        .replace(
+            "output_len: 24",
+            "output_len: 24\n    enable_multi_turn_chat: true",
+        )
+        .replace("rate: 3, duration: 10", "rate: 10, duration: 5");
+    let b = bench(&yaml);
+    let plan = |limit| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        b.stage_plan_within(0, &mut rng, limit).0
+    };
+    let (full, cut) = (plan(None), plan(Some(1200)));
+    let len = |p: &Prompt| match p {
+        Prompt::Ids(ids) => ids.len() as u32,
+        Prompt::Tokens(n) => *n,
+        other => panic!("prompt {other:?}"),
+    };
+    for (a, c) in full.arrivals.iter().zip(&cut.arrivals) {
+        let (a, c) = (&a.request.prompt, &c.request.prompt);
+        assert_eq!(len(a), len(c), "same lengths either way");
+        // Rounds: 360, 744, 1128, 1512, 1896 tokens; with 24 to generate, 1128 + 24 fits in 1200.
+        let fits = len(a) + 24 <= 1200;
+        assert_eq!(matches!(c, Prompt::Ids(_)), fits, "{}", len(a));
+        if fits {
+            assert_eq!(a, c);
+        }
+    }
+}
+
+#[test]
 fn concurrent_stages_keep_their_concurrency_level() {
     let yaml = "
 load:
@@ -442,7 +473,10 @@ fn configs_servesim_cannot_simulate_are_refused_by_field() {
         e.contains("load.stages[0]") && e.contains("concurrency_level"),
         "{e}"
     );
-    let e = error(&SHARED.replace("type: constant", "type: constant\n  sweep: {type: linear}"));
+    let e = error(&SHARED.replace(
+        "type: constant",
+        "type: constant\n  sweep: {type: sideways}",
+    ));
     assert!(e.contains("load.sweep"), "{e}");
     let e = error("load: {stages: [{rate: 1, duration: 1}]}");
     assert!(e.contains("data.type") && e.contains("mock"), "{e}");
@@ -602,6 +636,23 @@ fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
         let got = serde_json::to_string_pretty(&report).expect("json");
         assert_eq!(got, want.trim_end(), "{name}");
     }
+    // A stage whose every request failed.
+    let failed: Vec<RequestLifecycle> = reference_records(true)
+        .into_iter()
+        .filter(|r| r.error.is_some() && r.start != 2.0)
+        .collect();
+    let want = std::fs::read_to_string(format!("{dir}/all-failed.json")).expect("reference");
+    let report = summarize_requests(
+        &failed,
+        &default_percentiles(),
+        Some(StageRate {
+            rate: 2.0,
+            concurrency: None,
+        }),
+    )
+    .expect("report");
+    let got = serde_json::to_string_pretty(&report).expect("json");
+    assert_eq!(got, want.trim_end(), "all-failed");
     // report.goodput: constraints {request_latency: 1.5, itl: 0.2, ttft: 0.3, tpot: 0.5}.
     let slo = Slo {
         ttft: Some(0.3),
@@ -623,4 +674,106 @@ fn reports_match_inference_perfs_own_summarize_requests_byte_for_byte() {
     .expect("report");
     let got = serde_json::to_string_pretty(&report).expect("json");
     assert_eq!(got, want.trim_end(), "goodput");
+}
+
+#[test]
+fn trace_replay_sends_at_the_traces_times_with_its_lengths() {
+    use servesim_sim::inference_perf::trace;
+    // Timestamps as inference-perf's parse_timestamp reads them: relative to the first line.
+    let t = trace::parse(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+         2023-11-16 18:15:46.6805900,374,44\n\
+         2023-11-16T18:15:50.9951690Z,396,109\n\
+         not a line\n\
+         2023-11-17 00:00:00,10,5\n",
+    );
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].at, 0.0);
+    assert!((t[1].at - 4.314579).abs() < 1e-6, "{}", t[1].at);
+    assert!((t[2].at - (5.0 * 3600.0 + 44.0 * 60.0 + 13.31941)).abs() < 1e-5);
+    assert_eq!((t[1].input, t[1].output), (396, 109));
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let yaml = std::fs::read_to_string(format!("{root}/fixtures/inference-perf/trace-replay.yaml"))
+        .expect("fixture")
+        .replace("fixtures/", &format!("{root}/fixtures/"));
+    let b = bench(&yaml);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let (plan, _) = b.stage_plan(0, &mut rng);
+    assert_eq!(
+        plan.arrivals.len(),
+        20,
+        "the data trace's count, not rate × duration"
+    );
+    assert_eq!(plan.arrivals[0].at, 0.0);
+    assert_eq!(plan.arrivals[0].request.prompt, Prompt::Tokens(374));
+    assert_eq!(plan.arrivals[0].request.max_tokens, 44);
+    assert!((plan.arrivals[1].at - 4.314579).abs() < 1e-6);
+
+    // A load trace shorter than the stage's requests (3 req/s × 30 s = 90 > 20): inference-perf's
+    // timer runs dry.
+    let short = format!(
+        "load:\n  type: trace_replay\n  trace: {{file: {root}/fixtures/inference-perf/azure-trace.csv}}\n  \
+         stages: [{{rate: 3, duration: 30}}]\n\
+         data:\n  type: random\n  \
+         input_distribution: {{total_count: 100, mean: 50, min: 10, max: 100}}\n  \
+         output_distribution: {{total_count: 100, mean: 50, min: 10, max: 100}}\n"
+    );
+    let e = error(&short);
+    assert!(
+        e.contains("load.stages[0]") && e.contains("only 20 send times"),
+        "{e}"
+    );
+    let e = error(&short.replace("  trace: {", "  tracee: {"));
+    assert!(e.contains("tracee"), "{e}");
+    let e = error(&short.replace("  trace: {file", "  trace: {format: Other, file"));
+    assert!(e.contains("load.trace.format"), "{e}");
+}
+
+#[test]
+fn a_sweep_probes_the_saturation_and_spaces_its_stages_as_inference_perf_does() {
+    let yaml = |kind: &str| {
+        SHARED.replace(
+            "type: constant\n",
+            &format!(
+                "type: constant\n  sweep: {{type: {kind}, num_requests: 200, timeout: 30, num_stages: 5, \
+                 stage_duration: 10}}\n"
+            ),
+        )
+    };
+    // generateRates: np.linspace(1, S, 5) and 1 + S − np.geomspace(S, 1, 5), rounded to 2 places.
+    let b = bench(&yaml("linear"));
+    let rates: Vec<f64> = b
+        .swept(10.0)
+        .expect("swept")
+        .stages
+        .iter()
+        .map(|s| s.rate)
+        .collect();
+    assert_eq!(rates, [1.0, 3.25, 5.5, 7.75, 10.0]);
+    let b = bench(&yaml("geometric"));
+    let swept = b.swept(10.0).expect("swept");
+    let rates: Vec<f64> = swept.stages.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [1.0, 5.38, 7.84, 9.22, 10.0]);
+    assert_eq!(
+        swept.stages[4].requests, 100,
+        "10 req/s for stage_duration 10 s"
+    );
+
+    // The probe: 200 requests over 5 s, then stages from what it found.
+    let mut fleet = fleet();
+    let found = servesim_sim::inference_perf::sweep(&mut fleet, &b).expect("sweep");
+    assert_eq!(found.probe_requests, 200);
+    assert!(found.samples >= 2);
+    assert!(found.saturation > 1.0, "{found:?}");
+    let stages = run_stages(
+        &mut fleet,
+        &b.swept(found.saturation).expect("swept"),
+        "m",
+        |_| {},
+    );
+    assert_eq!(stages.len(), 5);
+
+    let e = error(&yaml("linear").replace("type: constant", "type: concurrent"));
+    assert!(e.contains("load.sweep") && e.contains("CONCURRENT"), "{e}");
 }

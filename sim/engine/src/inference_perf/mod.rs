@@ -1,7 +1,7 @@
 //! inference-perf's config files, simulated: read a kubernetes-sigs/inference-perf YAML config
 //! ([`config`]), turn its `data` and `load` sections into stages of open-loop arrivals on one
 //! virtual clock ([`plan`], with [`lengths`] drawn and send times from [`timer`] as inference-perf
-//! draws them), run them on a [`crate::Fleet`] ([`run`]), and summarise each stage in the shape
+//! draws them, or from an Azure trace, [`trace`]), run them on a [`crate::Fleet`] ([`run`]), and summarise each stage in the shape
 //! of inference-perf's `stage_N_lifecycle_metrics.json` ([`report`]).
 //!
 //! The primary source is inference-perf 0.7.0 as published on PyPI (the wheel's
@@ -14,11 +14,12 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod timer;
+pub mod trace;
 
 pub use config::Config;
 pub use plan::{Benchmark, StageSpec};
 pub use report::{LifecycleReport, RequestLifecycle, summarize_requests};
-pub use run::{StageOutcome, run_stages, summary};
+pub use run::{StageOutcome, SweepResult, run_stages, summary, sweep};
 
 /// What can be wrong with a config file for a simulation.
 #[derive(Debug, thiserror::Error)]

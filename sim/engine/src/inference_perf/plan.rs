@@ -25,6 +25,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use super::IpError;
 use super::config::{
     ApiType, Config, DataConfig, DataType, Distribution, Length, LoadType, SharedPrefix,
+    StageGenType, SweepConfig,
 };
 use super::lengths::{generate_distribution, sample_from_distribution};
 use super::report::Slo;
@@ -80,10 +81,17 @@ pub struct Benchmark {
     pub max_in_flight: Option<usize>,
     /// `report.goodput.constraints`: the SLOs of `successes.goodput_metrics`.
     pub goodput: Option<Slo>,
+    /// `trace_replay`: send times from `load.trace`, seconds after its first line.
+    trace_times: Vec<f64>,
+    /// `load.sweep`: the stages come from a saturation probe ([`crate::inference_perf::run::sweep`]).
+    pub sweep: Option<SweepConfig>,
+    /// With `data.trace`, every stage (the probe too) sends the trace's request count.
+    data_trace_count: Option<usize>,
     data: Data,
     seed: u64,
 }
 
+/// A field servesim cannot simulate.
 fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     IpError::Unsupported {
         field: field.to_string(),
@@ -91,6 +99,7 @@ fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     }
 }
 
+/// A field whose value inference-perf refuses.
 fn invalid(field: &str, why: impl Into<String>) -> IpError {
     IpError::Invalid {
         field: field.to_string(),
@@ -114,11 +123,30 @@ fn token_ids(tag: u64, n: usize) -> impl Iterator<Item = u32> {
     })
 }
 
+/// A multi-turn prompt: its ids, or only its length once it is too long for the server.
+#[derive(Debug, Clone)]
+enum Turn {
+    Ids(Arc<[u32]>),
+    Len(usize),
+}
+
+impl Turn {
+    fn len(&self) -> usize {
+        match self {
+            Turn::Ids(ids) => ids.len(),
+            Turn::Len(n) => *n,
+        }
+    }
+}
+
 /// Tags of the texts a run makes up, kept apart by their top bits.
 const TAG_SYSTEM: u64 = 1 << 60;
+/// Tag of a question's ids.
 const TAG_QUESTION: u64 = 2 << 60;
+/// Tag of a stand-in answer's ids.
 const TAG_ANSWER: u64 = 3 << 60;
 
+/// A drawn length as a token count (negative draws are 0).
 fn to_len(v: i64) -> u32 {
     v.clamp(0, i64::from(u32::MAX)) as u32
 }
@@ -130,8 +158,50 @@ impl Benchmark {
     pub fn from_config(config: &Config, seed: u64) -> Result<Benchmark, IpError> {
         refuse_unsupported(config)?;
         let load = config.load.kind;
-        let stages = stages(config)?;
-        let data = data(&config.data, &stages, seed)?;
+        let data_trace = match &config.data.trace {
+            Some(t) => Some(read_trace(&t.file, "data.trace.file")?),
+            None => None,
+        };
+        let trace_times: Vec<f64> = match (&config.load.trace, load) {
+            (Some(t), LoadType::TraceReplay) => read_trace(&t.file, "load.trace.file")?
+                .iter()
+                .map(|e| e.at)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut stages = stages(config)?;
+        if let Some(entries) = &data_trace {
+            // run_stage: with a data trace, a stage sends the trace's request count.
+            for s in &mut stages {
+                s.requests = entries.len();
+            }
+        }
+        for (i, st) in stages.iter().enumerate() {
+            // More requests than the timer yields: next(time_generator) raises in inference-perf.
+            let times = match load {
+                LoadType::TraceReplay => Some(trace_times.len()),
+                LoadType::Constant => Some(timer::request_count(st.rate, st.duration)),
+                _ => None,
+            };
+            if let Some(times) = times.filter(|&t| st.requests > t) {
+                return Err(invalid(
+                    &format!("load.stages[{i}]"),
+                    format!(
+                        "the stage sends {} requests (the data trace's count) but its timer yields \
+                         only {times} send times",
+                        st.requests
+                    ),
+                ));
+            }
+        }
+        let data_trace_count = data_trace.as_ref().map(Vec::len);
+        let data = match data_trace {
+            Some(entries) => Data::Lengths {
+                input: entries.iter().map(|e| e.input).collect(),
+                output: entries.iter().map(|e| e.output).collect(),
+            },
+            None => data(&config.data, &stages, seed)?,
+        };
         let lifecycle = &config.report.request_lifecycle;
         if let Some(p) = lifecycle
             .percentiles
@@ -163,6 +233,9 @@ impl Benchmark {
             summary: lifecycle.summary.unwrap_or(false),
             per_stage: lifecycle.per_stage.unwrap_or(false),
             max_in_flight,
+            trace_times,
+            sweep: config.load.sweep,
+            data_trace_count,
             goodput: config.report.goodput.as_ref().and_then(|g| {
                 let c = &g.constraints;
                 let slo = Slo {
@@ -183,13 +256,40 @@ impl Benchmark {
     /// Stage `s`'s arrivals (times from the stage's first possible send) and what holds them back.
     /// `rng` draws the send times.
     pub fn stage_plan(&self, s: usize, rng: &mut Xoshiro256PlusPlus) -> (LevelPlan, Gates) {
-        let Some(stage) = self.stages.get(s) else {
-            return (LevelPlan::default(), Gates::default());
-        };
-        let times = match self.load {
+        self.stage_plan_within(s, rng, None)
+    }
+
+    /// [`Benchmark::stage_plan`] for servers whose context holds `context_limit` tokens: a
+    /// multi-turn prompt that with its `max_tokens` no longer fits is refused whatever its tokens,
+    /// so from there on it is carried by its length alone (a conversation only grows), which keeps
+    /// long multi-turn runs from holding every round's ids.
+    pub fn stage_plan_within(
+        &self,
+        s: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> (LevelPlan, Gates) {
+        match self.stages.get(s) {
+            Some(stage) => self.plan_for(s, stage, rng, context_limit),
+            None => (LevelPlan::default(), Gates::default()),
+        }
+    }
+
+    /// The arrivals of `stage`, numbered `s` (which keeps its made-up answers apart from other
+    /// stages').
+    fn plan_for(
+        &self,
+        s: usize,
+        stage: &StageSpec,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> (LevelPlan, Gates) {
+        let mut times = match self.load {
             LoadType::Poisson => timer::poisson(stage.rate, stage.requests, rng),
+            LoadType::TraceReplay => self.trace_times.clone(),
             _ => timer::constant(stage.rate, stage.duration, 0.0, rng),
         };
+        times.truncate(stage.requests);
         let mut gates = Gates {
             after: Vec::new(),
             max_in_flight: stage.concurrency.or(self.max_in_flight),
@@ -230,35 +330,49 @@ impl Benchmark {
                 multi_turn: true,
             } => {
                 let n = prompts.len();
-                let mut history: Vec<Option<Arc<[u32]>>> = vec![None; n];
+                let limit = context_limit.map_or(usize::MAX, |l| l as usize);
+                let mut history: Vec<Option<Turn>> = vec![None; n];
                 gates.after = vec![None; times.len()];
                 times
                     .iter()
                     .enumerate()
                     .map(|(i, &at)| {
                         let (u, round) = (i % n, i / n);
-                        let ids: Arc<[u32]> = match &history[u] {
-                            None => Arc::clone(&prompts[u]),
+                        let answer = outputs[u] as usize;
+                        let turn = match &history[u] {
+                            None => Turn::Ids(Arc::clone(&prompts[u])),
                             Some(prev) => {
-                                // The previous prompt, its answer (stand-in ids of the length asked
-                                // for: exact with ignore_eos), then the question again.
-                                let tag = TAG_ANSWER
-                                    ^ ((s as u64) << 44)
-                                    ^ ((u as u64) << 20)
-                                    ^ round as u64;
-                                let mut v = prev.to_vec();
-                                v.extend(token_ids(tag, outputs[u] as usize));
-                                v.extend_from_slice(&prompts[u]);
-                                v.into()
+                                let len = prev.len() + answer + prompts[u].len();
+                                match prev {
+                                    Turn::Ids(prev) if len + answer <= limit => {
+                                        // The previous prompt, its answer (stand-in ids of the
+                                        // length asked for: exact with ignore_eos), then the
+                                        // question again.
+                                        let tag = TAG_ANSWER
+                                            ^ ((s as u64) << 44)
+                                            ^ ((u as u64) << 20)
+                                            ^ round as u64;
+                                        let mut v = Vec::with_capacity(len);
+                                        v.extend_from_slice(prev);
+                                        v.extend(token_ids(tag, answer));
+                                        v.extend_from_slice(&prompts[u]);
+                                        Turn::Ids(v.into())
+                                    }
+                                    _ => Turn::Len(len),
+                                }
                             }
                         };
                         if round > 0 {
                             gates.after[i] = Some(i - n);
                         }
-                        history[u] = Some(Arc::clone(&ids));
+                        let prompt = match &turn {
+                            Turn::Ids(ids) => Prompt::Ids(Arc::clone(ids)),
+                            Turn::Len(len) => Prompt::Tokens(to_len(*len as i64)),
+                        };
+                        history[u] = Some(turn);
                         Arrival {
                             at,
-                            request: spec(Prompt::Ids(ids), outputs[u]),
+                            request: spec(prompt, outputs[u]),
                         }
                     })
                     .collect()
@@ -272,10 +386,116 @@ impl Benchmark {
         (plan, gates)
     }
 
+    /// A sweep's probe (`preprocess`: stage −1, `num_requests` over 5 s) and its plan.
+    pub fn probe_plan(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> Result<(StageSpec, LevelPlan, Gates), IpError> {
+        let Some(sweep) = &self.sweep else {
+            return Err(invalid("load.sweep", "no sweep configured"));
+        };
+        let rate = sweep.num_requests as f64 / 5.0;
+        let spec = StageSpec {
+            rate,
+            duration: 5.0,
+            requests: self
+                .data_trace_count
+                .unwrap_or_else(|| timer::request_count(rate, 5.0)),
+            concurrency: None,
+        };
+        self.check_lengths(&spec, "load.sweep.num_requests")?;
+        let (plan, gates) = self.plan_for(usize::from(u16::MAX), &spec, rng, context_limit);
+        Ok((spec, plan, gates))
+    }
+
+    /// The stages a sweep makes from the probe's saturation point (`generateRates`): `linear`,
+    /// `num_stages` rates evenly from 1 to it; `geometric`, `1 + S − g` for `g` geometrically
+    /// from S down to 1, so the stages crowd near the saturation. Rates rounded to 2 decimals.
+    pub fn swept(&self, saturation: f64) -> Result<Benchmark, IpError> {
+        let Some(sweep) = &self.sweep else {
+            return Err(invalid("load.sweep", "no sweep configured"));
+        };
+        let n = sweep.num_stages;
+        let at = |i: usize| {
+            if n > 1 {
+                i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            }
+        };
+        let rates: Vec<f64> = (0..n)
+            .map(|i| {
+                let r = match sweep.kind {
+                    StageGenType::Linear => 1.0 + (saturation - 1.0) * at(i),
+                    // np.geomspace(S, 1, num=n)[i] = S · (1/S)^(i/(n−1)).
+                    StageGenType::Geometric => {
+                        1.0 + saturation - saturation * (1.0 / saturation).powf(at(i))
+                    }
+                };
+                (r * 100.0).round() / 100.0
+            })
+            .collect();
+        if let Some(r) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(invalid(
+                "load.sweep",
+                format!(
+                    "the saturation point {saturation:.2} gives a stage rate of {r} (rates must be > 0)"
+                ),
+            ));
+        }
+        let duration = sweep.stage_duration as f64;
+        let mut out = self.clone();
+        out.stages = rates
+            .iter()
+            .map(|&rate| StageSpec {
+                rate,
+                duration,
+                requests: self
+                    .data_trace_count
+                    .unwrap_or_else(|| timer::request_count(rate, duration)),
+                concurrency: None,
+            })
+            .collect();
+        for st in &out.stages {
+            out.check_lengths(st, "load.sweep")?;
+        }
+        out.sweep = None;
+        Ok(out)
+    }
+
+    /// Random/synthetic lengths run out past `total_count` (inference-perf fails those requests).
+    fn check_lengths(&self, st: &StageSpec, field: &str) -> Result<(), IpError> {
+        if let Data::Lengths { input, output } = &self.data
+            && st.requests > input.len().min(output.len())
+        {
+            return Err(invalid(
+                field,
+                format!(
+                    "a stage of {} requests needs more lengths than the {} drawn; inference-perf \
+                     would fail the requests past them",
+                    st.requests,
+                    input.len().min(output.len())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The seed the send times are drawn from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
+}
+
+/// A trace file, read relative to the working folder as inference-perf opens it.
+fn read_trace(path: &str, field: &str) -> Result<Vec<super::trace::TraceEntry>, IpError> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(field, format!("{path}: {e}")))?;
+    let entries = super::trace::parse(&text);
+    if entries.is_empty() {
+        return Err(invalid(field, format!("{path}: no trace lines")));
+    }
+    Ok(entries)
 }
 
 /// Fields inference-perf accepts that would change the run in ways servesim does not simulate.
@@ -325,15 +545,12 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
     }
     let present = [
         ("data.multimodal", data.multimodal.is_some()),
-        ("data.trace", data.trace.is_some()),
         (
             "data.shared_prefix.multimodal",
             data.shared_prefix
                 .as_ref()
                 .is_some_and(|s| s.multimodal.is_some()),
         ),
-        ("load.sweep", config.load.sweep.is_some()),
-        ("load.trace", config.load.trace.is_some()),
         (
             "load.lora_traffic_split",
             config.load.lora_traffic_split.is_some(),
@@ -348,27 +565,48 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
             "data.multimodal" | "data.shared_prefix.multimodal" => {
                 "images, video and audio are not simulated"
             }
-            "data.trace" => "replaying a length trace through random data is not simulated",
-            "load.sweep" => {
-                "a sweep probes the real server's saturation first; list the stages instead"
-            }
-            "load.trace" => "trace_replay timing is not simulated",
             "load.lora_traffic_split" => "LoRA adapters are not simulated",
             _ => "client-side timeouts are not simulated",
         };
         return Err(unsupported(field, why));
     }
     match config.load.kind {
-        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent => {}
-        other => {
+        LoadType::Constant | LoadType::Poisson | LoadType::Concurrent | LoadType::TraceReplay => {}
+        LoadType::TraceSessionReplay => {
             return Err(unsupported(
                 "load.type",
-                format!(
-                    "'{}' is not simulated (constant, poisson and concurrent are)",
-                    other.name()
-                ),
+                "'trace_session_replay' is not simulated (constant, poisson, concurrent and \
+                 trace_replay are)",
             ));
         }
+    }
+    if config.load.sweep.is_some()
+        && matches!(
+            config.load.kind,
+            LoadType::Concurrent | LoadType::TraceSessionReplay
+        )
+    {
+        // LoadConfig.validate_load_config.
+        return Err(invalid(
+            "load.sweep",
+            format!(
+                "cannot have sweep config with {} load type",
+                config.load.kind.name().to_uppercase()
+            ),
+        ));
+    }
+    if config.load.kind == LoadType::TraceReplay && config.load.trace.is_none() {
+        // LoadGenerator.__init__: "Trace file is required for trace replay load generator".
+        return Err(invalid(
+            "load.trace",
+            "the trace_replay load type needs a trace file",
+        ));
+    }
+    if data.trace.is_some() && data.kind != DataType::Random {
+        return Err(unsupported(
+            "data.trace",
+            "only the random data type reads lengths from a trace",
+        ));
     }
     if config.api.kind == ApiType::AnthropicMessages {
         return Err(unsupported(
@@ -402,7 +640,7 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
 /// models do.
 fn stages(config: &Config) -> Result<Vec<StageSpec>, IpError> {
     let load = &config.load;
-    if load.stages.is_empty() {
+    if load.stages.is_empty() && load.sweep.is_none() {
         return Err(invalid("load.stages", "no stages to run"));
     }
     load.stages
@@ -476,6 +714,7 @@ fn resolve(
     }
 }
 
+/// The `random`/`synthetic` lengths or the `shared_prefix` prompts, drawn with `seed`.
 fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpError> {
     match data.kind {
         DataType::SharedPrefix => {
@@ -532,6 +771,7 @@ fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpEr
     }
 }
 
+/// `SharedPrefixDataGenerator`: groups, prompts and output lengths, shuffled once.
 fn shared_prefix(sp: &SharedPrefix, seed: u64) -> Result<Data, IpError> {
     let groups = sp.num_unique_system_prompts;
     let per_group = sp.num_users_per_system_prompt;
