@@ -388,6 +388,11 @@ fn traffic_of(spec: &TrafficSpec, seed: u64) -> Result<Traffic> {
 fn inference_perf_traffic(path: &str, seed: u64) -> Result<Traffic> {
     use rand::SeedableRng;
     let bench = super::inference_perf::load(path, seed)?;
+    if bench.sweep.is_some() {
+        bail!(
+            "{path}: a load.sweep's stages come from a saturation probe of the server; the planner bisects the rate itself (give fixed stages)"
+        );
+    }
     if bench.load == servesim_sim::inference_perf::config::LoadType::Concurrent {
         bail!(
             "{path}: a concurrent load has no arrival rate to plan for (use constant or poisson stages)"
