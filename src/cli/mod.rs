@@ -55,7 +55,7 @@ enum Command {
     Telemetry(telemetry::TelemetryArgs),
     /// The cheapest fleet (GPU, tensor parallelism, engine settings, replicas) that serves a
     /// traffic within its SLOs; `plan merge` joins a plan split over machines.
-    Plan(plan::PlanArgs),
+    Plan(Box<plan::PlanArgs>),
     /// Exit 0 when a server's /health answers 200 (the container image's healthcheck: it has no curl).
     Health(health::HealthArgs),
     /// Write the BPE table servesim counts tokens with as a Hugging Face tokenizer directory.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use servesim_models::{KvCacheDtype, Quantization};
 use servesim_planner::capacity::{Bisection, SimMeasure};
 use servesim_planner::plan::{View, assemble};
 use servesim_planner::prices::{Prices, gpu_name};
@@ -108,6 +109,13 @@ struct SearchArgs {
         env = "SERVESIM_GPU_MEMORY_UTILIZATION"
     )]
     gpu_memory_utilization: Vec<f64>,
+    /// Weight quantisations to try: none (the checkpoint's bf16) and/or fp8 (vLLM quantises on
+    /// load; AWQ and GPTQ need checkpoints of their own, so they are not searched).
+    #[arg(long, default_value = "none", value_delimiter = ',', env = "SERVESIM_QUANTIZATION", value_parser = ["none", "fp8"])]
+    quantization: Vec<String>,
+    /// KV-cache dtypes to try: auto (the model's) and/or fp8.
+    #[arg(long, default_value = "auto", value_delimiter = ',', env = "SERVESIM_KV_CACHE_DTYPE", value_parser = ["auto", "fp8"])]
+    kv_cache_dtype: Vec<String>,
     /// max_model_len for every candidate (default: the model's context).
     #[arg(long, env = "SERVESIM_MAX_MODEL_LEN")]
     max_model_len: Option<u32>,
@@ -380,6 +388,11 @@ fn traffic_of(spec: &TrafficSpec, seed: u64) -> Result<Traffic> {
 fn inference_perf_traffic(path: &str, seed: u64) -> Result<Traffic> {
     use rand::SeedableRng;
     let bench = super::inference_perf::load(path, seed)?;
+    if bench.sweep.is_some() {
+        bail!(
+            "{path}: a load.sweep's stages come from a saturation probe of the server; the planner bisects the rate itself (give fixed stages)"
+        );
+    }
     if bench.load == servesim_sim::inference_perf::config::LoadType::Concurrent {
         bail!(
             "{path}: a concurrent load has no arrival rate to plan for (use constant or poisson stages)"
@@ -479,6 +492,22 @@ fn inputs(a: &SearchArgs) -> Result<(PlanInputs, Traffic)> {
             max_num_batched_tokens: a.max_num_batched_tokens.clone(),
             gpu_memory_utilization: a.gpu_memory_utilization.clone(),
             max_model_len: a.max_model_len,
+            quantization: a
+                .quantization
+                .iter()
+                .map(|q| (q == "fp8").then_some(Quantization::Fp8))
+                .collect(),
+            kv_cache_dtype: a
+                .kv_cache_dtype
+                .iter()
+                .map(|k| {
+                    if k == "fp8" {
+                        KvCacheDtype::Fp8
+                    } else {
+                        KvCacheDtype::Auto
+                    }
+                })
+                .collect(),
         },
         traffic: summary,
         slo,

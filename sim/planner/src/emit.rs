@@ -27,6 +27,15 @@ pub fn serve_args(inputs: &PlanInputs, row: &Row, model_id: &str) -> Vec<String>
         "--gpu-memory-utilization".into(),
         row.gpu_memory_utilization.to_string(),
     ];
+    if let Some(q) = row.quantization {
+        args.extend(["--quantization".into(), q.as_str().into()]);
+    }
+    if row.kv_cache_dtype != servesim_models::KvCacheDtype::Auto {
+        args.extend([
+            "--kv-cache-dtype".into(),
+            row.kv_cache_dtype.as_str().into(),
+        ]);
+    }
     if let Some(len) = inputs.grid.max_model_len {
         args.extend(["--max-model-len".into(), len.to_string()]);
     }
@@ -229,6 +238,30 @@ patches:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fp8_weights_and_kv_cache_are_on_the_serve_line() {
+        let mut row = crate::plan::tests::row(0, 1.0, 0.1, 1.0, crate::SloStatus::Pass);
+        row.quantization = Some(servesim_models::Quantization::Fp8);
+        row.kv_cache_dtype = servesim_models::KvCacheDtype::Fp8;
+        let inputs: PlanInputs = serde_json::from_value(serde_json::json!({
+            "model": "m", "grid": {"gpus": [], "tensor_parallel": [], "max_num_seqs": [],
+            "max_num_batched_tokens": [], "gpu_memory_utilization": [], "max_model_len": 16384},
+            "traffic": {"name": "t", "spec": null, "mean_input_tokens": 1.0, "mean_output_tokens": 1.0},
+            "slo": "ttft_p95=1", "peak_rate": 1.0, "rate_source": "", "headroom": 1.2,
+            "tolerance": 0.05, "requests": 10, "probe_seconds": 1.0, "seed": 0,
+            "bisection": {"start_rate": 1.0, "precision": 1.02, "max_runs": 24, "min_rate": 0.001,
+            "max_rate": 10000.0}, "router": "round-robin", "prices": {"gpu": {}}
+        }))
+        .expect("inputs");
+        let args = serve_args(&inputs, &row, "org/m").join(" ");
+        assert_eq!(
+            args,
+            "org/m --tensor-parallel-size 1 --max-num-seqs 1 --max-num-batched-tokens 1 \
+             --gpu-memory-utilization 0.9 --quantization fp8 --kv-cache-dtype fp8 \
+             --max-model-len 16384 --port 8000"
+        );
+    }
 
     #[test]
     fn model_ids_become_label_values() {

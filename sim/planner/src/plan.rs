@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use servesim_models::{KvCacheDtype, Quantization};
 
 use crate::PlanError;
 use crate::capacity::Measure;
@@ -69,6 +70,9 @@ pub struct Row {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    /// `--quantization` (absent: the checkpoint's dtype).
+    pub quantization: Option<Quantization>,
+    pub kv_cache_dtype: KvCacheDtype,
     pub kv_tokens: u64,
     /// Requests per second one replica serves within the SLOs (bisected).
     pub capacity_per_replica_rps: f64,
@@ -97,6 +101,8 @@ pub struct Unservable {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    pub quantization: Option<Quantization>,
+    pub kv_cache_dtype: KvCacheDtype,
     pub reason: String,
 }
 
@@ -143,6 +149,8 @@ pub fn assemble(
                 max_num_seqs: c.max_num_seqs,
                 max_num_batched_tokens: c.max_num_batched_tokens,
                 gpu_memory_utilization: c.gpu_memory_utilization,
+                quantization: c.quantization,
+                kv_cache_dtype: c.kv_cache_dtype,
                 reason,
             });
         };
@@ -189,6 +197,8 @@ pub fn assemble(
             max_num_seqs: c.max_num_seqs,
             max_num_batched_tokens: c.max_num_batched_tokens,
             gpu_memory_utilization: c.gpu_memory_utilization,
+            quantization: c.quantization,
+            kv_cache_dtype: c.kv_cache_dtype,
             kv_tokens: r.kv_tokens.unwrap_or(0),
             capacity_per_replica_rps: cap.rate,
             fleet_capacity_rps: cap.rate * f64::from(replicas),
@@ -291,7 +301,7 @@ impl Plan {
         );
         let _ = writeln!(
             t,
-            "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5} {:>8} {:>21} {:>21} {:>21} {:>9} {:>10} {:>7} {:<6}",
+            "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5} {:<7} {:>8} {:>21} {:>21} {:>21} {:>9} {:>10} {:>7} {:<6}",
             "rank",
             "gpu",
             "calibration",
@@ -301,6 +311,7 @@ impl Plan {
             "seqs",
             "tokens",
             "mem",
+            "w/kv",
             "cap r/s",
             "ttft p50/p95/p99 s",
             "tpot p50/p95/p99 s",
@@ -314,7 +325,7 @@ impl Plan {
         for r in self.rows.iter().take(limit) {
             let _ = writeln!(
                 t,
-                "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5.2} {:>8.3} {:>21} {:>21} {:>21} {:>9.2} {:>10.0} {:>7.3} {:<6}",
+                "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5.2} {:<7} {:>8.3} {:>21} {:>21} {:>21} {:>9.2} {:>10.0} {:>7.3} {:<6}",
                 r.rank,
                 r.gpu,
                 r.calibration,
@@ -324,6 +335,14 @@ impl Plan {
                 r.max_num_seqs,
                 r.max_num_batched_tokens,
                 r.gpu_memory_utilization,
+                format!(
+                    "{}/{}",
+                    r.quantization.map_or("bf16", |q| q.as_str()),
+                    match r.kv_cache_dtype {
+                        KvCacheDtype::Auto => "bf16",
+                        KvCacheDtype::Fp8 => "fp8",
+                    }
+                ),
                 r.capacity_per_replica_rps,
                 three(&r.ttft, 3),
                 three(&r.tpot, 4),
@@ -340,13 +359,20 @@ impl Plan {
         if let Some(best) = self.rows.first() {
             let _ = writeln!(
                 t,
-                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
+                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}{}{}), {} GPUs, ${:.2}/h, ${:.0}/month",
                 best.replicas,
                 best.gpu,
                 best.tensor_parallel_size,
                 best.max_num_seqs,
                 best.max_num_batched_tokens,
                 best.gpu_memory_utilization,
+                best.quantization
+                    .map_or(String::new(), |q| format!(", quantization {}", q.as_str())),
+                if best.kv_cache_dtype == KvCacheDtype::Fp8 {
+                    ", kv_cache_dtype fp8"
+                } else {
+                    ""
+                },
                 best.total_gpus,
                 best.usd_per_hour,
                 best.usd_per_month
@@ -397,7 +423,7 @@ impl Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A row with a cost, a latency and a status; the rest zero.
@@ -426,6 +452,8 @@ mod tests {
             max_num_seqs: 1,
             max_num_batched_tokens: 1,
             gpu_memory_utilization: 0.9,
+            quantization: None,
+            kv_cache_dtype: KvCacheDtype::Auto,
             kv_tokens: 0,
             capacity_per_replica_rps: usd,
             fleet_capacity_rps: usd,

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use servesim_models::Profile;
+use servesim_models::{KvCacheDtype, Profile, Quantization};
 use servesim_sim::workload_file::SloTerm;
 
 use crate::PlanError;
@@ -28,6 +28,21 @@ pub struct Grid {
     pub gpu_memory_utilization: Vec<f64>,
     /// `--max-model-len` for every candidate (absent: the model's context).
     pub max_model_len: Option<u32>,
+    /// `--quantization` values to try (`None`: the checkpoint's dtype). FP8 only: vLLM quantises a
+    /// bf16 checkpoint to FP8 on load, while AWQ and GPTQ need a checkpoint of their own.
+    #[serde(default = "no_quantization")]
+    pub quantization: Vec<Option<Quantization>>,
+    /// `--kv-cache-dtype` values to try.
+    #[serde(default = "auto_kv")]
+    pub kv_cache_dtype: Vec<KvCacheDtype>,
+}
+
+fn no_quantization() -> Vec<Option<Quantization>> {
+    vec![None]
+}
+
+fn auto_kv() -> Vec<KvCacheDtype> {
+    vec![KvCacheDtype::Auto]
 }
 
 /// Everything a plan's results depend on: the header of every shard file, so shards of different
@@ -79,14 +94,20 @@ impl PlanInputs {
                 for &seqs in &g.max_num_seqs {
                     for &tokens in &g.max_num_batched_tokens {
                         for &mem in &g.gpu_memory_utilization {
-                            out.push(Candidate {
-                                index: out.len(),
-                                gpu: gpu.clone(),
-                                tensor_parallel_size: tp,
-                                max_num_seqs: seqs,
-                                max_num_batched_tokens: tokens,
-                                gpu_memory_utilization: mem,
-                            });
+                            for &quantization in &g.quantization {
+                                for &kv_cache_dtype in &g.kv_cache_dtype {
+                                    out.push(Candidate {
+                                        index: out.len(),
+                                        gpu: gpu.clone(),
+                                        tensor_parallel_size: tp,
+                                        max_num_seqs: seqs,
+                                        max_num_batched_tokens: tokens,
+                                        gpu_memory_utilization: mem,
+                                        quantization,
+                                        kv_cache_dtype,
+                                    });
+                                }
+                            }
                         }
                     }
                 }
@@ -106,6 +127,10 @@ pub struct Candidate {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
+    #[serde(default)]
+    pub kv_cache_dtype: KvCacheDtype,
 }
 
 impl Candidate {
@@ -117,6 +142,8 @@ impl Candidate {
         p.engine.max_num_seqs = self.max_num_seqs;
         p.engine.max_num_batched_tokens = self.max_num_batched_tokens;
         p.engine.gpu_memory_utilization = self.gpu_memory_utilization;
+        p.engine.quantization = self.quantization;
+        p.engine.kv_cache_dtype = self.kv_cache_dtype;
         if max_model_len.is_some() {
             p.engine.max_model_len = max_model_len;
         }

@@ -15,6 +15,8 @@ fn the_bisected_capacity_holds_the_slo_and_the_next_rate_breaks_it() {
         max_num_seqs: 64,
         max_num_batched_tokens: 2048,
         gpu_memory_utilization: 0.9,
+        quantization: None,
+        kv_cache_dtype: servesim_models::KvCacheDtype::Auto,
     };
     let profile = candidate
         .profile("qwen2.5-0.5b-instruct", None)

@@ -72,6 +72,8 @@ fn inputs(prices: &str) -> PlanInputs {
             max_num_batched_tokens: vec![2048],
             gpu_memory_utilization: vec![0.9],
             max_model_len: None,
+            quantization: vec![None],
+            kv_cache_dtype: vec![servesim_models::KvCacheDtype::Auto],
         },
         traffic: TrafficSummary {
             name: "formula".into(),
