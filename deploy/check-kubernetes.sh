@@ -48,3 +48,33 @@ if name == "fleet":
 print(f"{name}: {len(docs)} objects ({', '.join(sorted(kinds))}) valid")
 PY
 done
+# The planner's Indexed Job (deploy/kubernetes/plan): shards and the merge step.
+kubectl kustomize deploy/kubernetes/plan > "$OUT/plan.yaml"
+"$VENV/bin/kubernetes-validate" --strict --quiet "$OUT/plan.yaml"
+python3 - "$OUT/plan.yaml" <<'PY'
+import sys, re
+text = open(sys.argv[1]).read()
+docs = [d for d in text.split("\n---\n") if d.strip()]
+def need(cond, what):
+    if not cond:
+        sys.exit(f"plan: {what}")
+jobs = [d for d in docs if re.search(r"^kind: Job$", d, re.M)]
+need(len(jobs) == 2, "two Jobs (shards and merge)")
+shards = [j for j in jobs if "completionMode: Indexed" in j]
+need(len(shards) == 1, "one Indexed Job")
+shard = shards[0]
+completions = int(re.search(r"^  completions: (\d+)$", shard, re.M).group(1))
+parallelism = int(re.search(r"^  parallelism: (\d+)$", shard, re.M).group(1))
+n = int(re.search(r"- \$\(SHARD_INDEX\)/(\d+)", shard).group(1))
+need(completions == parallelism == n, f"completions {completions}, parallelism {parallelism} and --shard i/{n} agree")
+need("batch.kubernetes.io/job-completion-index" in shard, "the shard index from the pod's completion index")
+need("- plan" in shard and "--out" in shard, "each pod runs `servesim plan --shard` into a file")
+merge = [j for j in jobs if j is not shard][0]
+need("- merge" in merge and "--wait" in merge, "the merge Job waits for the shards and runs `plan merge`")
+for j in jobs:
+    need("runAsNonRoot: true" in j and "readOnlyRootFilesystem: true" in j, "non-root, read-only pods")
+    need("claimName: servesim-plan-results" in j, "both Jobs mount the results claim")
+    need("nvidia.com/gpu" not in j, "no GPU is requested")
+need(re.search(r"^kind: PersistentVolumeClaim$", text, re.M), "the results claim")
+print(f"plan: {len(docs)} objects valid; {n} shards and a merge step")
+PY

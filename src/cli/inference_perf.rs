@@ -46,6 +46,32 @@ pub fn run(
     if let Some(dir) = report_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let swept;
+    let bench = if bench.sweep.is_some() {
+        let found = inference_perf::sweep(fleet, bench).with_context(|| path.to_string())?;
+        swept = bench
+            .swept(found.saturation)
+            .with_context(|| path.to_string())?;
+        let rates: Vec<String> = swept.stages.iter().map(|s| s.rate.to_string()).collect();
+        // On stderr with --format json, so that stdout stays the reports.
+        let line = format!(
+            "sweep: saturation {:.2} req/s (p{} of {} burn-down samples over {} probe requests); \
+             stages at {} req/s",
+            found.saturation,
+            bench.sweep.map_or(95.0, |s| s.saturation_percentile),
+            found.samples,
+            found.probe_requests,
+            rates.join(", ")
+        );
+        if format == Format::Json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        &swept
+    } else {
+        bench
+    };
     let mut write_err: Option<anyhow::Error> = None;
     let stages = inference_perf::run_stages(fleet, bench, &profile.model.hf_id, |stage| {
         if let (Some(dir), Some(report), true, None) =
@@ -149,6 +175,7 @@ fn stage_name(stage: usize) -> String {
     format!("stage_{stage}_lifecycle_metrics")
 }
 
+/// One table cell: the distribution's `key` value, `-` where there is none.
 fn cell(s: Option<&Stats>, key: &str) -> String {
     match s.and_then(|s| {
         if key == "mean" {

@@ -7,6 +7,7 @@ mod engine_flags;
 mod fleet;
 mod health;
 mod inference_perf;
+mod plan;
 mod profiles;
 mod serve;
 mod simulate;
@@ -52,6 +53,9 @@ enum Command {
     Calibrate(cost::CalibrateArgs),
     /// Read the GPU through NVML: device facts, or a recording to keep as a fixture.
     Telemetry(telemetry::TelemetryArgs),
+    /// The cheapest fleet (GPU, tensor parallelism, engine settings, replicas) that serves a
+    /// traffic within its SLOs; `plan merge` joins a plan split over machines.
+    Plan(Box<plan::PlanArgs>),
     /// Exit 0 when a server's /health answers 200 (the container image's healthcheck: it has no curl).
     Health(health::HealthArgs),
     /// Write the BPE table servesim counts tokens with as a Hugging Face tokenizer directory.
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Telemetry(args) => telemetry::run(args),
         Command::Health(args) => health::run(&args),
         Command::Tokenizer(args) => tokenizer::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +149,7 @@ mod tests {
             "bench",
             "validate",
             "tokenizer",
+            "plan",
         ] {
             let command = cli.find_subcommand(sub).expect("subcommand");
             for arg in command.get_arguments() {

@@ -243,6 +243,12 @@ fn configs_that_cannot_be_simulated_are_refused_naming_the_field() {
     let o = servesim(&["simulate", "--workload", "multi-turn", "--report-dir", "x"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--report-dir"));
+
+    // bench sends servesim's own workloads; an inference-perf config is inference-perf's to send.
+    let o = servesim(&["bench", "--url", "http://127.0.0.1:9", "--workload", SHARED]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("inference-perf --config_file"), "{err}");
 }
 
 #[test]
@@ -264,4 +270,37 @@ fn a_trace_replay_config_sends_the_traces_requests() {
     assert_eq!(v["successes"]["prompt_tokens"]["min"], 91.0);
     assert_eq!(v["successes"]["prompt_tokens"]["max"], 2221.0);
     assert_eq!(v["successes"]["output_len"]["min"], 12.0);
+}
+
+#[test]
+fn a_sweep_config_reports_the_stages_it_made() {
+    let out = dir("sweep");
+    let out_s = out.to_str().expect("utf-8");
+    let table = stdout_ok(&[
+        "simulate",
+        "--workload",
+        "fixtures/inference-perf/sweep.yaml",
+        "--report-dir",
+        out_s,
+    ]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("sweep: saturation "))
+        .unwrap_or_else(|| panic!("no sweep line in {table}"));
+    // Three geometric stages from 1 req/s to the saturation point; the probe is not reported.
+    let rates: Vec<f64> = line
+        .split("stages at ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(" req/s"))
+        .expect("rates")
+        .split(", ")
+        .map(|r| r.parse().expect("rate"))
+        .collect();
+    assert_eq!(rates.len(), 3);
+    assert_eq!(rates[0], 1.0);
+    for (i, rate) in rates.iter().enumerate() {
+        let v = read(&out.join(format!("stage_{i}_lifecycle_metrics.json")));
+        assert_eq!(v["load_summary"]["requested_rate"], *rate);
+    }
+    assert!(!out.join("stage_3_lifecycle_metrics.json").exists());
 }

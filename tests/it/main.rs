@@ -7,7 +7,8 @@
 //! router; `http1`: HTTP/1.1 on raw sockets; `reliability_server`: bad requests, aborted streams, flood,
 //! soak; `bench` and `reliability_bench`: the load generator against scripted and real servers;
 //! `validate`: the validator end to end; `workloads`: workload files of client classes;
-//! `inference_perf`: inference-perf configs and their report files; `peer_async_openai`: the
+//! `inference_perf`: inference-perf configs and their report files; `plan`: the capacity
+//! planner, its shards and outputs; `peer_async_openai`: the
 //! async-openai crate against a peer (ignored without `SERVESIM_PEER_URL`).
 
 mod bench;
@@ -16,6 +17,7 @@ mod fleet;
 mod http1;
 mod inference_perf;
 mod peer_async_openai;
+mod plan;
 mod reliability_bench;
 mod reliability_server;
 mod serve_fleet;

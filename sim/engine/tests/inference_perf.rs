@@ -473,7 +473,10 @@ fn configs_servesim_cannot_simulate_are_refused_by_field() {
         e.contains("load.stages[0]") && e.contains("concurrency_level"),
         "{e}"
     );
-    let e = error(&SHARED.replace("type: constant", "type: constant\n  sweep: {type: linear}"));
+    let e = error(&SHARED.replace(
+        "type: constant",
+        "type: constant\n  sweep: {type: sideways}",
+    ));
     assert!(e.contains("load.sweep"), "{e}");
     let e = error("load: {stages: [{rate: 1, duration: 1}]}");
     assert!(e.contains("data.type") && e.contains("mock"), "{e}");
@@ -725,4 +728,52 @@ fn trace_replay_sends_at_the_traces_times_with_its_lengths() {
     assert!(e.contains("tracee"), "{e}");
     let e = error(&short.replace("  trace: {file", "  trace: {format: Other, file"));
     assert!(e.contains("load.trace.format"), "{e}");
+}
+
+#[test]
+fn a_sweep_probes_the_saturation_and_spaces_its_stages_as_inference_perf_does() {
+    let yaml = |kind: &str| {
+        SHARED.replace(
+            "type: constant\n",
+            &format!(
+                "type: constant\n  sweep: {{type: {kind}, num_requests: 200, timeout: 30, num_stages: 5, \
+                 stage_duration: 10}}\n"
+            ),
+        )
+    };
+    // generateRates: np.linspace(1, S, 5) and 1 + S − np.geomspace(S, 1, 5), rounded to 2 places.
+    let b = bench(&yaml("linear"));
+    let rates: Vec<f64> = b
+        .swept(10.0)
+        .expect("swept")
+        .stages
+        .iter()
+        .map(|s| s.rate)
+        .collect();
+    assert_eq!(rates, [1.0, 3.25, 5.5, 7.75, 10.0]);
+    let b = bench(&yaml("geometric"));
+    let swept = b.swept(10.0).expect("swept");
+    let rates: Vec<f64> = swept.stages.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [1.0, 5.38, 7.84, 9.22, 10.0]);
+    assert_eq!(
+        swept.stages[4].requests, 100,
+        "10 req/s for stage_duration 10 s"
+    );
+
+    // The probe: 200 requests over 5 s, then stages from what it found.
+    let mut fleet = fleet();
+    let found = servesim_sim::inference_perf::sweep(&mut fleet, &b).expect("sweep");
+    assert_eq!(found.probe_requests, 200);
+    assert!(found.samples >= 2);
+    assert!(found.saturation > 1.0, "{found:?}");
+    let stages = run_stages(
+        &mut fleet,
+        &b.swept(found.saturation).expect("swept"),
+        "m",
+        |_| {},
+    );
+    assert_eq!(stages.len(), 5);
+
+    let e = error(&yaml("linear").replace("type: constant", "type: concurrent"));
+    assert!(e.contains("load.sweep") && e.contains("CONCURRENT"), "{e}");
 }

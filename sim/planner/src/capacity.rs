@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 use servesim_models::Profile;
 use servesim_sim::workload_file::SloTerm;
-use servesim_sim::{Fleet, Policy, RouterConfig};
+use servesim_sim::{Fleet, LevelRun, Policy, RouterConfig};
 
 use crate::PlanError;
-use crate::latency::Latencies;
+use crate::latency::{ClassLatencies, Latencies};
 use crate::search::Candidate;
-use crate::traffic::Traffic;
+use crate::traffic::{Shape, Traffic, scaled};
 
 /// Runs a candidate at a rate: the simulator in real use, a formula in the tests that check the
 /// search against a hand-computed optimum.
@@ -25,12 +25,15 @@ pub trait Measure: Sync {
     ) -> Result<Latencies, PlanError>;
 }
 
-/// The virtual-time simulator as a [`Measure`]: `requests` requests per replica of `traffic`
-/// (at most `max_requests` in all) on a fleet behind `router`, started warm.
+/// The virtual-time simulator as a [`Measure`]: at least `requests` requests per replica of
+/// `traffic` and at least `probe_seconds` of arrivals (at most `max_requests` in all), on a fleet
+/// behind `router`, started warm. The duration matters: a short run at any rate is one burst that
+/// a big batch absorbs, while an overloaded server's queue grows with time until the SLO breaks.
 #[derive(Debug, Clone)]
 pub struct SimMeasure {
     pub traffic: Traffic,
     pub requests: usize,
+    pub probe_seconds: f64,
     pub max_requests: usize,
     pub seed: u64,
     pub router: Policy,
@@ -44,8 +47,24 @@ impl Measure for SimMeasure {
         rate: f64,
         replicas: u32,
     ) -> Result<Latencies, PlanError> {
-        let n = (self.requests * replicas as usize).min(self.max_requests.max(self.requests));
-        let plan = self.traffic.plan_at(rate, n, self.seed)?;
+        let by_time = (rate * self.probe_seconds).ceil();
+        let by_time = if by_time.is_finite() {
+            by_time as usize
+        } else {
+            usize::MAX
+        };
+        let n = (self.requests * replicas as usize)
+            .max(by_time)
+            .min(self.max_requests.max(self.requests));
+        // A workload file's classes with SLOs of their own are measured apart.
+        let (plan, classes) = match &self.traffic.shape {
+            Shape::File(w) => {
+                let w = scaled(w, rate, n);
+                let wp = w.plan(self.seed);
+                (wp.plan.clone(), Some((w, wp)))
+            }
+            _ => (self.traffic.plan_at(rate, n, self.seed)?, None),
+        };
         let profiles = vec![profile.clone(); replicas.max(1) as usize];
         let config = RouterConfig {
             policy: self.router,
@@ -54,7 +73,30 @@ impl Measure for SimMeasure {
         let mut fleet = Fleet::new(&profiles, config, self.seed)?;
         // A fleet in service is warm: the one-off start-up cost is not the steady state planned for.
         fleet.skip_warmup();
-        Ok(Latencies::of(&fleet.run_level(&plan).level))
+        let run = fleet.run_level(&plan).level;
+        let mut latencies = Latencies::of(&run);
+        if let Some((w, wp)) = classes {
+            for (k, class) in w.classes.iter().enumerate() {
+                if class.slo.is_empty() {
+                    continue;
+                }
+                let records = run
+                    .records
+                    .iter()
+                    .filter(|r| wp.class_of(r) == k)
+                    .cloned()
+                    .collect();
+                latencies.classes.push(ClassLatencies {
+                    class: class.name.clone(),
+                    slo: class.slo.iter().map(|t| (t.key(), t.target)).collect(),
+                    latencies: Latencies::of(&LevelRun {
+                        records,
+                        wall: run.wall,
+                    }),
+                });
+            }
+        }
+        Ok(latencies)
     }
 }
 
@@ -69,6 +111,8 @@ pub struct Bisection {
     pub max_runs: u32,
     /// Rates below this count as "the SLO cannot be met at any rate".
     pub min_rate: f64,
+    /// Rates above this are not tried (a capacity found there is a lower bound).
+    pub max_rate: f64,
 }
 
 impl Default for Bisection {
@@ -78,6 +122,7 @@ impl Default for Bisection {
             precision: 1.02,
             max_runs: 24,
             min_rate: 1e-3,
+            max_rate: 1e4,
         }
     }
 }
@@ -123,6 +168,9 @@ pub fn bisect(
             lo = Some((rate, l));
             if hi.is_none() {
                 rate *= 2.0;
+                if rate > how.max_rate {
+                    break;
+                }
             }
         } else {
             hi = Some(rate);

@@ -63,6 +63,28 @@ pub struct Latencies {
     pub output_tok_s: f64,
     /// Requests in flight on average (Little's law: arrival rate × mean e2e).
     pub mean_in_flight: f64,
+    /// A workload file's classes that carry SLOs of their own, each measured apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassLatencies>,
+}
+
+/// One client class's latencies and the SLO terms it is held to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassLatencies {
+    pub class: String,
+    /// `(key, target)` pairs, e.g. `("ttft_p95", 1.0)`.
+    pub slo: Vec<(String, f64)>,
+    pub latencies: Latencies,
+}
+
+impl ClassLatencies {
+    /// The class's SLO terms (checked when the workload file was read).
+    fn terms(&self) -> Vec<SloTerm> {
+        self.slo
+            .iter()
+            .filter_map(|(k, v)| SloTerm::parse(k, *v).ok())
+            .collect()
+    }
 }
 
 impl Latencies {
@@ -98,6 +120,7 @@ impl Latencies {
             e2e: Summary::of(&mut e2e),
             output_tok_s: tokens as f64 / span,
             mean_in_flight: e2e_sum / span,
+            classes: Vec::new(),
         }
     }
 
@@ -111,21 +134,32 @@ impl Latencies {
         s.stat(term.stat)
     }
 
-    /// Whether every term holds (and nothing failed).
+    /// Whether every term holds (and nothing failed), every class's own terms included.
     pub fn meets(&self, slo: &[SloTerm]) -> bool {
-        self.errors == 0 && self.requests > 0 && slo.iter().all(|t| self.value(t) <= t.target)
+        self.errors == 0
+            && self.requests > 0
+            && slo.iter().all(|t| self.value(t) <= t.target)
+            && self.classes.iter().all(|c| c.latencies.meets(&c.terms()))
+    }
+
+    /// Whether every term, every class's included, is within `tolerance` of its target.
+    fn near(&self, slo: &[SloTerm], tolerance: f64) -> bool {
+        self.errors == 0
+            && self.requests > 0
+            && slo
+                .iter()
+                .all(|t| self.value(t) <= t.target * (1.0 + tolerance))
+            && self
+                .classes
+                .iter()
+                .all(|c| c.latencies.near(&c.terms(), tolerance))
     }
 
     /// Pass, near miss (every term within `tolerance` of its target, e.g. 0.05 = 5 % over), or fail.
     pub fn status(&self, slo: &[SloTerm], tolerance: f64) -> SloStatus {
         if self.meets(slo) {
             SloStatus::Pass
-        } else if self.errors == 0
-            && self.requests > 0
-            && slo
-                .iter()
-                .all(|t| self.value(t) <= t.target * (1.0 + tolerance))
-        {
+        } else if self.near(slo, tolerance) {
             SloStatus::Near
         } else {
             SloStatus::Fail
@@ -182,5 +216,22 @@ mod tests {
         l.ttft.p95 = 0.5;
         l.errors = 1;
         assert_eq!(l.status(&slo, 0.05), SloStatus::Fail);
+        // A class held to its own terms fails the whole though the whole meets its own.
+        l.errors = 0;
+        let mut class = Latencies {
+            requests: 5,
+            ..Latencies::default()
+        };
+        class.e2e.p99 = 16.0;
+        l.classes.push(ClassLatencies {
+            class: "rag".into(),
+            slo: vec![("e2e_p99".into(), 15.0)],
+            latencies: class,
+        });
+        assert_eq!(l.status(&slo, 0.05), SloStatus::Fail);
+        l.classes[0].latencies.e2e.p99 = 15.5;
+        assert_eq!(l.status(&slo, 0.05), SloStatus::Near);
+        l.classes[0].latencies.e2e.p99 = 14.0;
+        assert_eq!(l.status(&[], 0.05), SloStatus::Pass);
     }
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use servesim_models::{KvCacheDtype, Quantization};
 
 use crate::PlanError;
 use crate::capacity::Measure;
@@ -22,6 +23,17 @@ pub enum View {
     Latency,
     /// Lowest product of $/h and e2e p95: a fleet twice as dear must be twice as fast.
     Balanced,
+}
+
+impl View {
+    /// The view's name as `--view` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Cheapest => "cheapest",
+            View::Latency => "latency",
+            View::Balanced => "balanced",
+        }
+    }
 }
 
 impl std::str::FromStr for View {
@@ -45,6 +57,8 @@ pub struct Row {
     pub rank: usize,
     /// The candidate's index in the search space.
     pub candidate: usize,
+    /// The model's Hugging Face id, as `vllm serve` takes it.
+    pub model_id: String,
     pub gpu: String,
     pub gpu_display: String,
     /// `silicon-calibrated` or `data-sheet`.
@@ -56,6 +70,9 @@ pub struct Row {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    /// `--quantization` (absent: the checkpoint's dtype).
+    pub quantization: Option<Quantization>,
+    pub kv_cache_dtype: KvCacheDtype,
     pub kv_tokens: u64,
     /// Requests per second one replica serves within the SLOs (bisected).
     pub capacity_per_replica_rps: f64,
@@ -84,6 +101,8 @@ pub struct Unservable {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    pub quantization: Option<Quantization>,
+    pub kv_cache_dtype: KvCacheDtype,
     pub reason: String,
 }
 
@@ -130,6 +149,8 @@ pub fn assemble(
                 max_num_seqs: c.max_num_seqs,
                 max_num_batched_tokens: c.max_num_batched_tokens,
                 gpu_memory_utilization: c.gpu_memory_utilization,
+                quantization: c.quantization,
+                kv_cache_dtype: c.kv_cache_dtype,
                 reason,
             });
         };
@@ -161,6 +182,7 @@ pub fn assemble(
         rows.push(Row {
             rank: 0,
             candidate: c.index,
+            model_id: r.model_id.clone(),
             gpu: c.gpu.clone(),
             gpu_display: r.gpu_display.clone(),
             calibration: if r.calibrated_from.is_some() {
@@ -175,6 +197,8 @@ pub fn assemble(
             max_num_seqs: c.max_num_seqs,
             max_num_batched_tokens: c.max_num_batched_tokens,
             gpu_memory_utilization: c.gpu_memory_utilization,
+            quantization: c.quantization,
+            kv_cache_dtype: c.kv_cache_dtype,
             kv_tokens: r.kv_tokens.unwrap_or(0),
             capacity_per_replica_rps: cap.rate,
             fleet_capacity_rps: cap.rate * f64::from(replicas),
@@ -252,7 +276,7 @@ impl Plan {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {:?}",
+            "# plan: {} on {}; traffic {} (mean {:.0} in / {:.0} out tokens) at a peak of {:.3} req/s ({}); SLO {}; headroom {}; view {}",
             i.model,
             i.grid.gpus.join(", "),
             i.traffic.name,
@@ -260,9 +284,13 @@ impl Plan {
             i.traffic.mean_output_tokens,
             i.peak_rate,
             i.rate_source,
-            i.slo,
+            if i.slo.is_empty() {
+                "per class"
+            } else {
+                &i.slo
+            },
             i.headroom,
-            self.view
+            self.view.as_str()
         );
         let _ = writeln!(
             t,
@@ -273,7 +301,7 @@ impl Plan {
         );
         let _ = writeln!(
             t,
-            "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5} {:>8} {:>21} {:>21} {:>21} {:>9} {:>10} {:>7} {:<6}",
+            "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5} {:<7} {:>8} {:>21} {:>21} {:>21} {:>9} {:>10} {:>7} {:<6}",
             "rank",
             "gpu",
             "calibration",
@@ -283,6 +311,7 @@ impl Plan {
             "seqs",
             "tokens",
             "mem",
+            "w/kv",
             "cap r/s",
             "ttft p50/p95/p99 s",
             "tpot p50/p95/p99 s",
@@ -296,7 +325,7 @@ impl Plan {
         for r in self.rows.iter().take(limit) {
             let _ = writeln!(
                 t,
-                "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5.2} {:>8.3} {:>21} {:>21} {:>21} {:>9.2} {:>10.0} {:>7.3} {:<6}",
+                "{:>4} {:<10} {:<18} {:>2} {:>4} {:>4} {:>5} {:>6} {:>5.2} {:<7} {:>8.3} {:>21} {:>21} {:>21} {:>9.2} {:>10.0} {:>7.3} {:<6}",
                 r.rank,
                 r.gpu,
                 r.calibration,
@@ -306,6 +335,14 @@ impl Plan {
                 r.max_num_seqs,
                 r.max_num_batched_tokens,
                 r.gpu_memory_utilization,
+                format!(
+                    "{}/{}",
+                    r.quantization.map_or("bf16", |q| q.as_str()),
+                    match r.kv_cache_dtype {
+                        KvCacheDtype::Auto => "bf16",
+                        KvCacheDtype::Fp8 => "fp8",
+                    }
+                ),
                 r.capacity_per_replica_rps,
                 three(&r.ttft, 3),
                 three(&r.tpot, 4),
@@ -322,13 +359,20 @@ impl Plan {
         if let Some(best) = self.rows.first() {
             let _ = writeln!(
                 t,
-                "\nwinner: {} replicas of {} × TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}), {} GPUs, ${:.2}/h, ${:.0}/month",
+                "\nwinner: {} × {} at TP{} (max_num_seqs {}, max_num_batched_tokens {}, gpu_memory_utilization {}{}{}), {} GPUs, ${:.2}/h, ${:.0}/month",
                 best.replicas,
                 best.gpu,
                 best.tensor_parallel_size,
                 best.max_num_seqs,
                 best.max_num_batched_tokens,
                 best.gpu_memory_utilization,
+                best.quantization
+                    .map_or(String::new(), |q| format!(", quantization {}", q.as_str())),
+                if best.kv_cache_dtype == KvCacheDtype::Fp8 {
+                    ", kv_cache_dtype fp8"
+                } else {
+                    ""
+                },
                 best.total_gpus,
                 best.usd_per_hour,
                 best.usd_per_month
@@ -362,8 +406,9 @@ impl Plan {
         if let Some(v) = &self.verified {
             let _ = writeln!(
                 t,
-                "  verified as one fleet ({} replicas behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
+                "  verified as one fleet ({} × {} behind {}, {} requests at {:.3} req/s): ttft p95 {:.3} s, tpot p50 {:.4} s, e2e p95 {:.2} s: {}",
                 v.replicas,
+                self.rows.first().map_or("", |r| r.gpu.as_str()),
                 v.router,
                 v.latencies.requests,
                 v.rate,
@@ -374,5 +419,89 @@ impl Plan {
             );
         }
         t
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A row with a cost, a latency and a status; the rest zero.
+    pub(crate) fn row(
+        candidate: usize,
+        usd: f64,
+        ttft_p95: f64,
+        e2e_p95: f64,
+        s: SloStatus,
+    ) -> Row {
+        let at = |p95: f64| Summary {
+            p95,
+            ..Summary::default()
+        };
+        Row {
+            rank: 0,
+            candidate,
+            model_id: String::new(),
+            gpu: format!("g{candidate}"),
+            gpu_display: String::new(),
+            calibration: "data-sheet".into(),
+            calibrated_from: None,
+            tensor_parallel_size: 1,
+            replicas: 1,
+            total_gpus: 1,
+            max_num_seqs: 1,
+            max_num_batched_tokens: 1,
+            gpu_memory_utilization: 0.9,
+            quantization: None,
+            kv_cache_dtype: KvCacheDtype::Auto,
+            kv_tokens: 0,
+            capacity_per_replica_rps: usd,
+            fleet_capacity_rps: usd,
+            ttft: at(ttft_p95),
+            tpot: Summary::default(),
+            e2e: at(e2e_p95),
+            in_flight_per_replica: 0.0,
+            usd_per_hour: usd,
+            usd_per_month: usd * HOURS_PER_MONTH,
+            usd_per_million_output_tokens: 0.0,
+            slo_status: s,
+        }
+    }
+
+    #[test]
+    fn views_rank_passing_rows_first_then_by_their_own_key() {
+        let rows = vec![
+            row(0, 1.0, 0.9, 9.0, SloStatus::Near),
+            row(1, 2.0, 0.2, 2.0, SloStatus::Pass),
+            row(2, 4.0, 0.1, 0.8, SloStatus::Pass),
+            row(3, 3.0, 0.5, 2.0, SloStatus::Pass),
+        ];
+        let order = |view| {
+            let mut r = rows.clone();
+            rank(&mut r, view);
+            assert!(r.iter().enumerate().all(|(i, x)| x.rank == i + 1));
+            r.iter().map(|x| x.candidate).collect::<Vec<_>>()
+        };
+        // The near miss is cheapest but ranks after every pass.
+        assert_eq!(order(View::Cheapest), [1, 3, 2, 0]);
+        assert_eq!(order(View::Latency), [2, 1, 3, 0]);
+        // $/h × e2e p95: 4, 3.2, 6.
+        assert_eq!(order(View::Balanced), [2, 1, 3, 0]);
+    }
+
+    #[test]
+    fn the_frontier_keeps_the_fleets_nothing_beats_on_cost_and_goodput() {
+        // capacity = cost in `row`: make one dominated point (dear and slow).
+        let mut rows = vec![
+            row(0, 1.0, 0.0, 0.0, SloStatus::Pass),
+            row(1, 2.0, 0.0, 0.0, SloStatus::Pass),
+            row(2, 3.0, 0.0, 0.0, SloStatus::Pass),
+        ];
+        rows[2].fleet_capacity_rps = 1.5;
+        let front: Vec<usize> = crate::frontier::pareto(&rows)
+            .iter()
+            .map(|r| r.candidate)
+            .collect();
+        assert_eq!(front, [0, 1]);
     }
 }

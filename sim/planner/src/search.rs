@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use servesim_models::Profile;
+use servesim_models::{KvCacheDtype, Profile, Quantization};
 use servesim_sim::workload_file::SloTerm;
 
 use crate::PlanError;
@@ -28,6 +28,21 @@ pub struct Grid {
     pub gpu_memory_utilization: Vec<f64>,
     /// `--max-model-len` for every candidate (absent: the model's context).
     pub max_model_len: Option<u32>,
+    /// `--quantization` values to try (`None`: the checkpoint's dtype). FP8 only: vLLM quantises a
+    /// bf16 checkpoint to FP8 on load, while AWQ and GPTQ need a checkpoint of their own.
+    #[serde(default = "no_quantization")]
+    pub quantization: Vec<Option<Quantization>>,
+    /// `--kv-cache-dtype` values to try.
+    #[serde(default = "auto_kv")]
+    pub kv_cache_dtype: Vec<KvCacheDtype>,
+}
+
+fn no_quantization() -> Vec<Option<Quantization>> {
+    vec![None]
+}
+
+fn auto_kv() -> Vec<KvCacheDtype> {
+    vec![KvCacheDtype::Auto]
 }
 
 /// Everything a plan's results depend on: the header of every shard file, so shards of different
@@ -38,7 +53,8 @@ pub struct PlanInputs {
     pub model: String,
     pub grid: Grid,
     pub traffic: TrafficSummary,
-    /// The SLO terms as `--slo` writes them (`ttft_p95=1,tpot_p50=0.05`).
+    /// The SLO terms as `--slo` writes them (`ttft_p95=1,tpot_p50=0.05`); empty when only a
+    /// workload file's classes carry SLOs (each class is then held to its own).
     pub slo: String,
     /// Peak arrival rate, requests per second.
     pub peak_rate: f64,
@@ -48,8 +64,10 @@ pub struct PlanInputs {
     pub headroom: f64,
     /// A term over its target by at most this fraction is a near miss.
     pub tolerance: f64,
-    /// Requests per replica in each simulated run.
+    /// Requests per replica in each simulated run (at least).
     pub requests: usize,
+    /// Seconds of arrivals in each simulated run (at least).
+    pub probe_seconds: f64,
     pub seed: u64,
     pub bisection: Bisection,
     /// The router of the verified fleet.
@@ -58,8 +76,12 @@ pub struct PlanInputs {
 }
 
 impl PlanInputs {
-    /// The SLO terms (checked when the inputs were made).
+    /// The SLO terms (checked when the inputs were made); none when the whole traffic has no
+    /// terms of its own (a workload file whose classes carry theirs).
     pub fn slo_terms(&self) -> Result<Vec<SloTerm>, PlanError> {
+        if self.slo.is_empty() {
+            return Ok(Vec::new());
+        }
         crate::traffic::parse_slo(&self.slo)
     }
 
@@ -72,14 +94,20 @@ impl PlanInputs {
                 for &seqs in &g.max_num_seqs {
                     for &tokens in &g.max_num_batched_tokens {
                         for &mem in &g.gpu_memory_utilization {
-                            out.push(Candidate {
-                                index: out.len(),
-                                gpu: gpu.clone(),
-                                tensor_parallel_size: tp,
-                                max_num_seqs: seqs,
-                                max_num_batched_tokens: tokens,
-                                gpu_memory_utilization: mem,
-                            });
+                            for &quantization in &g.quantization {
+                                for &kv_cache_dtype in &g.kv_cache_dtype {
+                                    out.push(Candidate {
+                                        index: out.len(),
+                                        gpu: gpu.clone(),
+                                        tensor_parallel_size: tp,
+                                        max_num_seqs: seqs,
+                                        max_num_batched_tokens: tokens,
+                                        gpu_memory_utilization: mem,
+                                        quantization,
+                                        kv_cache_dtype,
+                                    });
+                                }
+                            }
                         }
                     }
                 }
@@ -99,6 +127,10 @@ pub struct Candidate {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
+    #[serde(default)]
+    pub kv_cache_dtype: KvCacheDtype,
 }
 
 impl Candidate {
@@ -110,6 +142,8 @@ impl Candidate {
         p.engine.max_num_seqs = self.max_num_seqs;
         p.engine.max_num_batched_tokens = self.max_num_batched_tokens;
         p.engine.gpu_memory_utilization = self.gpu_memory_utilization;
+        p.engine.quantization = self.quantization;
+        p.engine.kv_cache_dtype = self.kv_cache_dtype;
         if max_model_len.is_some() {
             p.engine.max_model_len = max_model_len;
         }

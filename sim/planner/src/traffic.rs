@@ -41,7 +41,7 @@ pub const PRESETS: &[Preset] = &[
         input: "lognormal:mean=1000,sd=500",
         output: "lognormal:mean=100,sd=50",
         slo: "ttft_p95=2,tpot_p95=0.1",
-        source: "shape: NVIDIA NIM benchmarking guide, 'Summarization: retrieval, chain-of-thought, multi-turn: ISL near 1,000 tokens and OSL near 100' (docs.nvidia.com/nim/benchmarking/llm/latest/parameters.html); SLO: MLPerf Inference Llama-2-70B server scenario's TTFT bound of 2 s, TPOT halved to 100 ms for an interactive answer",
+        source: "shape: NVIDIA NIM benchmarking guide, 'Summarization: retrieval, chain-of-thought, multi-turn: ISL near 1,000 tokens and OSL near 100' (docs.nvidia.com/nim/benchmarking/llm/latest/parameters.html); SLO: MLPerf Inference's Llama-2-70B server scenario bounds TTFT at 2000 ms and TPOT at 200 ms (mlcommons/inference, loadgen/mlperf.conf: llama2-70b.Server.ttft_latency, tpot_latency; p99 there), held here at p95 with TPOT halved to 100 ms for an interactive answer",
     },
     Preset {
         name: "code",
@@ -88,15 +88,55 @@ pub struct Traffic {
     pub shape: Shape,
 }
 
+/// How the traffic was asked for, kept in the plan's inputs so that a merge on another machine
+/// rebuilds the same traffic to verify the winner (files are named by path, not copied).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrafficSpec {
+    /// A preset, or its shape with other lengths or arrivals.
+    Synthetic {
+        name: String,
+        arrival: String,
+        input: String,
+        output: String,
+    },
+    /// A workload file of open-loop classes.
+    File { path: String },
+    /// A CSV or Mooncake trace.
+    Trace { path: String },
+    /// An inference-perf config (its highest-rate stage).
+    InferencePerf { path: String },
+}
+
 /// What the output says about the traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrafficSummary {
     pub name: String,
+    /// How to rebuild it.
+    pub spec: Option<TrafficSpec>,
     pub mean_input_tokens: f64,
     pub mean_output_tokens: f64,
 }
 
 impl Traffic {
+    /// A synthetic spec's traffic (files and traces are read by the caller).
+    pub fn synthetic(
+        name: &str,
+        arrival: &str,
+        input: &str,
+        output: &str,
+    ) -> Result<Traffic, PlanError> {
+        let bad = |e: servesim_sim::ParseError| PlanError::Invalid(e.to_string());
+        Ok(Traffic {
+            name: name.to_string(),
+            shape: Shape::Synthetic {
+                arrival: arrival.parse().map_err(bad)?,
+                input: input.parse().map_err(bad)?,
+                output: output.parse().map_err(bad)?,
+            },
+        })
+    }
+
     /// A preset's shape with Poisson arrivals.
     pub fn preset(p: &Preset) -> Result<Traffic, PlanError> {
         let dist = |s: &str| {
@@ -132,8 +172,8 @@ impl Traffic {
         })
     }
 
-    /// The open-loop plan at `rate` requests per second, about `requests` requests long (a
-    /// replayed plan keeps its own length, cut at `requests`), drawn with `seed`.
+    /// The open-loop plan at `rate` requests per second, `requests` requests long (a replayed
+    /// plan is cut there, or cycled through again), drawn with `seed`.
     pub fn plan_at(&self, rate: f64, requests: usize, seed: u64) -> Result<LevelPlan, PlanError> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(PlanError::Invalid(format!("rate {rate} must be > 0")));
@@ -168,13 +208,33 @@ impl Traffic {
                 Ok(scaled.plan(seed).plan)
             }
             Shape::Replay { plan, rate: base } => {
-                let mut p = plan.clone();
-                p.arrivals.truncate(requests.max(1));
+                let src = &plan.arrivals;
+                let (Some(first), Some(last)) = (src.first(), src.last()) else {
+                    return Err(PlanError::Invalid(format!(
+                        "{}: no requests to replay",
+                        self.name
+                    )));
+                };
+                // Longer runs than the plan cycle through it again, one mean gap after its end
+                // (a short trace at a high rate would otherwise be one burst, which a big batch
+                // absorbs however overloaded the server would be in steady state).
+                let span = last.at - first.at;
+                let period = span + span / (src.len().max(2) - 1) as f64;
                 let stretch = base / rate;
-                for a in &mut p.arrivals {
-                    a.at *= stretch;
-                }
-                Ok(p)
+                let arrivals = (0..requests.max(1))
+                    .map(|i| {
+                        let a = &src[i % src.len()];
+                        let cycle = (i / src.len()) as f64;
+                        servesim_sim::Arrival {
+                            at: (a.at - first.at + cycle * period) * stretch,
+                            request: a.request.clone(),
+                        }
+                    })
+                    .collect();
+                Ok(LevelPlan {
+                    arrivals,
+                    ..plan.clone()
+                })
             }
         }
     }
@@ -199,8 +259,11 @@ impl Traffic {
             Shape::Replay { plan, .. } => {
                 let n = plan.arrivals.len().max(1) as f64;
                 let (i, o) = plan.arrivals.iter().fold((0.0, 0.0), |(i, o), a| {
+                    // Traces give lengths or token ids; chat and text prompts (not made by the
+                    // planner's front ends) count as unknown.
                     let input = match &a.request.prompt {
                         servesim_sim::Prompt::Tokens(t) => f64::from(*t),
+                        servesim_sim::Prompt::Ids(ids) => ids.len() as f64,
                         _ => 0.0,
                     };
                     (i + input, o + f64::from(a.request.max_tokens))
@@ -210,10 +273,26 @@ impl Traffic {
         };
         TrafficSummary {
             name: self.name.clone(),
+            spec: None,
             mean_input_tokens,
             mean_output_tokens,
         }
     }
+}
+
+/// A workload file's classes at `rate` in all, `requests` requests long: each class keeps its share
+/// of the rate and of the requests.
+pub fn scaled(workload: &Workload, rate: f64, requests: usize) -> Workload {
+    let base = file_rate(workload);
+    let mut out = workload.clone();
+    for class in &mut out.classes {
+        if let ClassLoad::Open { rate: r, limit, .. } = &mut class.load {
+            let share = *r / base;
+            *r *= rate / base;
+            *limit = Limit::Requests(((requests as f64 * share).round() as usize).max(1));
+        }
+    }
+    out
 }
 
 /// The sum of a workload file's open-loop class rates (requests or sessions per second).
@@ -228,7 +307,7 @@ fn file_rate(w: &Workload) -> f64 {
         .max(f64::MIN_POSITIVE)
 }
 
-/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms.
+/// Parse `ttft_p95=1,tpot_p50=0.05` into SLO terms (at least one).
 pub fn parse_slo(spec: &str) -> Result<Vec<SloTerm>, PlanError> {
     let mut terms = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -280,6 +359,33 @@ mod tests {
         let fast = replay.plan_at(4.0, 50, 1).expect("fast");
         assert_eq!(fast.arrivals.len(), 50);
         assert!((fast.arrivals[49].at - plan.arrivals[49].at / 4.0).abs() < 1e-12);
+        // Longer than the plan: cycled, the second lap one mean gap after the first ends.
+        let long = replay.plan_at(1.0, 250, 1).expect("long");
+        let span = plan.arrivals[99].at;
+        assert!((long.arrivals[100].at - (span + span / 99.0)).abs() < 1e-9);
+        assert_eq!(long.arrivals[100].request, plan.arrivals[0].request);
+        assert!(long.arrivals.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    #[test]
+    fn a_workload_file_scales_its_open_classes_together_and_refuses_closed_ones() {
+        let text = "[[class]]\nname = \"a\"\narrival = \"poisson\"\nrate = 1.0\nrequests = 10\ninput_tokens = 100\noutput_tokens = 10\n\n[[class]]\nname = \"b\"\narrival = \"constant\"\nrate = 3.0\nrequests = 10\ninput_tokens = 300\noutput_tokens = 30\n";
+        let w = Workload::parse(text, "two.toml").expect("workload");
+        let t = Traffic::file("two.toml", w).expect("open classes");
+        let s = t.summary();
+        // Rate-weighted means: a is a quarter of the traffic.
+        assert!((s.mean_input_tokens - 250.0).abs() < 1e-9);
+        // At 8 req/s (twice the file's 4), 400 requests split 1:3 and arrive twice as fast.
+        let plan = t.plan_at(8.0, 400, 1).expect("plan");
+        assert_eq!(plan.arrivals.len(), 400);
+        let last = plan.arrivals.iter().map(|a| a.at).fold(0.0, f64::max);
+        assert!(
+            (last - 300.0 / 6.0).abs() < 1.0,
+            "class b: 300 at 6 req/s ends near 50 s: {last}"
+        );
+        let closed = "[[class]]\nname = \"c\"\narrival = \"closed:users=2\"\nrequests = 10\ninput_tokens = 100\noutput_tokens = 10\n";
+        let w = Workload::parse(closed, "closed.toml").expect("workload");
+        assert!(Traffic::file("closed.toml", w).is_err());
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Measure for Formula {
             e2e: flat(t + 2.0),
             output_tok_s: 0.0,
             mean_in_flight: 0.0,
+            classes: Vec::new(),
         })
     }
 }
@@ -71,9 +72,12 @@ fn inputs(prices: &str) -> PlanInputs {
             max_num_batched_tokens: vec![2048],
             gpu_memory_utilization: vec![0.9],
             max_model_len: None,
+            quantization: vec![None],
+            kv_cache_dtype: vec![servesim_models::KvCacheDtype::Auto],
         },
         traffic: TrafficSummary {
             name: "formula".into(),
+            spec: None,
             mean_input_tokens: 100.0,
             mean_output_tokens: 100.0,
         },
@@ -83,6 +87,7 @@ fn inputs(prices: &str) -> PlanInputs {
         headroom: 1.2,
         tolerance: 0.05,
         requests: 100,
+        probe_seconds: 60.0,
         seed: 0,
         bisection: Bisection::default(),
         router: "round-robin".into(),

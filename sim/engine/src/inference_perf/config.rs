@@ -69,6 +69,7 @@ pub struct ServerConfig {
     pub ignore_eos: bool,
 }
 
+/// `ignore_eos`'s default.
 fn yes() -> bool {
     true
 }
@@ -199,12 +200,15 @@ pub struct SharedPrefix {
 
 // Defaults of `SharedPrefix` (config/datagen/config.py): 10 groups, 10 prompts per group, system
 // prompt 100 tokens, question and output 50.
+/// The group count's and group size's default.
 fn ten() -> usize {
     10
 }
+/// `system_prompt_len`'s default.
 fn hundred() -> Length {
     Length::Fixed(100)
 }
+/// `question_len`'s and `output_len`'s default.
 fn fifty() -> Length {
     Length::Fixed(50)
 }
@@ -259,15 +263,19 @@ pub struct Distribution {
     pub skew: f64,
 }
 
+/// `Distribution.min`'s default.
 fn dist_min() -> i64 {
     10
 }
+/// `Distribution.max`'s default.
 fn dist_max() -> i64 {
     1024
 }
+/// `Distribution.mean`'s default.
 fn dist_mean() -> f64 {
     512.0
 }
+/// `Distribution.std_dev`'s default.
 fn dist_sd() -> f64 {
     200.0
 }
@@ -332,8 +340,9 @@ pub struct LoadConfig {
     pub interval: f64,
     #[serde(default)]
     pub stages: Vec<Stage>,
+    /// Stages made from a saturation probe instead of `stages`.
     #[serde(default)]
-    pub sweep: Option<serde_norway::Value>,
+    pub sweep: Option<SweepConfig>,
     /// Worker processes; inference-perf's default is the client machine's CPU count.
     #[serde(default)]
     pub num_workers: Option<usize>,
@@ -383,11 +392,63 @@ impl Default for LoadConfig {
     }
 }
 
+/// `load.interval`'s default (seconds).
 fn one() -> f64 {
     1.0
 }
+/// `load.worker_max_concurrency`'s default.
 fn hundred_usize() -> usize {
     100
+}
+
+/// `load.sweep` (`SweepConfig`): a probe of `num_requests` sent over 5 s finds the saturation,
+/// then `num_stages` stages of `stage_duration` seconds are spaced up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    #[serde(rename = "type")]
+    pub kind: StageGenType,
+    #[serde(default = "sweep_requests")]
+    pub num_requests: u64,
+    #[serde(default = "sweep_timeout")]
+    pub timeout: f64,
+    #[serde(default = "sweep_stages")]
+    pub num_stages: usize,
+    #[serde(default = "sweep_duration")]
+    pub stage_duration: u64,
+    #[serde(default = "sweep_percentile")]
+    pub saturation_percentile: f64,
+}
+
+// SweepConfig's defaults (config/loadgen/config.py): 2000 requests, 60 s, 5 stages of 180 s, p95.
+/// `sweep.num_requests`'s default.
+fn sweep_requests() -> u64 {
+    2000
+}
+/// `sweep.timeout`'s default (seconds).
+fn sweep_timeout() -> f64 {
+    60.0
+}
+/// `sweep.num_stages`'s default.
+fn sweep_stages() -> usize {
+    5
+}
+/// `sweep.stage_duration`'s default (seconds).
+fn sweep_duration() -> u64 {
+    180
+}
+/// `sweep.saturation_percentile`'s default.
+fn sweep_percentile() -> f64 {
+    95.0
+}
+
+/// `StageGenType`: how sweep stages are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum StageGenType {
+    #[serde(rename = "geometric")]
+    Geometric,
+    #[serde(rename = "linear")]
+    Linear,
 }
 
 /// inference-perf's `LoadType`.
@@ -511,6 +572,7 @@ impl Default for RequestLifecycle {
     }
 }
 
+/// `summary`'s and `per_stage`'s default.
 fn some_yes() -> Option<bool> {
     Some(true)
 }

@@ -19,7 +19,7 @@ pub mod trace;
 pub use config::Config;
 pub use plan::{Benchmark, StageSpec};
 pub use report::{LifecycleReport, RequestLifecycle, summarize_requests};
-pub use run::{StageOutcome, run_stages, summary};
+pub use run::{StageOutcome, SweepResult, run_stages, summary, sweep};
 
 /// What can be wrong with a config file for a simulation.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use super::IpError;
 use super::config::{
     ApiType, Config, DataConfig, DataType, Distribution, Length, LoadType, SharedPrefix,
+    StageGenType, SweepConfig,
 };
 use super::lengths::{generate_distribution, sample_from_distribution};
 use super::report::Slo;
@@ -82,10 +83,15 @@ pub struct Benchmark {
     pub goodput: Option<Slo>,
     /// `trace_replay`: send times from `load.trace`, seconds after its first line.
     trace_times: Vec<f64>,
+    /// `load.sweep`: the stages come from a saturation probe ([`crate::inference_perf::run::sweep`]).
+    pub sweep: Option<SweepConfig>,
+    /// With `data.trace`, every stage (the probe too) sends the trace's request count.
+    data_trace_count: Option<usize>,
     data: Data,
     seed: u64,
 }
 
+/// A field servesim cannot simulate.
 fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     IpError::Unsupported {
         field: field.to_string(),
@@ -93,6 +99,7 @@ fn unsupported(field: &str, why: impl Into<String>) -> IpError {
     }
 }
 
+/// A field whose value inference-perf refuses.
 fn invalid(field: &str, why: impl Into<String>) -> IpError {
     IpError::Invalid {
         field: field.to_string(),
@@ -134,9 +141,12 @@ impl Turn {
 
 /// Tags of the texts a run makes up, kept apart by their top bits.
 const TAG_SYSTEM: u64 = 1 << 60;
+/// Tag of a question's ids.
 const TAG_QUESTION: u64 = 2 << 60;
+/// Tag of a stand-in answer's ids.
 const TAG_ANSWER: u64 = 3 << 60;
 
+/// A drawn length as a token count (negative draws are 0).
 fn to_len(v: i64) -> u32 {
     v.clamp(0, i64::from(u32::MAX)) as u32
 }
@@ -184,6 +194,7 @@ impl Benchmark {
                 ));
             }
         }
+        let data_trace_count = data_trace.as_ref().map(Vec::len);
         let data = match data_trace {
             Some(entries) => Data::Lengths {
                 input: entries.iter().map(|e| e.input).collect(),
@@ -223,6 +234,8 @@ impl Benchmark {
             per_stage: lifecycle.per_stage.unwrap_or(false),
             max_in_flight,
             trace_times,
+            sweep: config.load.sweep,
+            data_trace_count,
             goodput: config.report.goodput.as_ref().and_then(|g| {
                 let c = &g.constraints;
                 let slo = Slo {
@@ -256,9 +269,21 @@ impl Benchmark {
         rng: &mut Xoshiro256PlusPlus,
         context_limit: Option<u32>,
     ) -> (LevelPlan, Gates) {
-        let Some(stage) = self.stages.get(s) else {
-            return (LevelPlan::default(), Gates::default());
-        };
+        match self.stages.get(s) {
+            Some(stage) => self.plan_for(s, stage, rng, context_limit),
+            None => (LevelPlan::default(), Gates::default()),
+        }
+    }
+
+    /// The arrivals of `stage`, numbered `s` (which keeps its made-up answers apart from other
+    /// stages').
+    fn plan_for(
+        &self,
+        s: usize,
+        stage: &StageSpec,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> (LevelPlan, Gates) {
         let mut times = match self.load {
             LoadType::Poisson => timer::poisson(stage.rate, stage.requests, rng),
             LoadType::TraceReplay => self.trace_times.clone(),
@@ -361,6 +386,102 @@ impl Benchmark {
         (plan, gates)
     }
 
+    /// A sweep's probe (`preprocess`: stage −1, `num_requests` over 5 s) and its plan.
+    pub fn probe_plan(
+        &self,
+        rng: &mut Xoshiro256PlusPlus,
+        context_limit: Option<u32>,
+    ) -> Result<(StageSpec, LevelPlan, Gates), IpError> {
+        let Some(sweep) = &self.sweep else {
+            return Err(invalid("load.sweep", "no sweep configured"));
+        };
+        let rate = sweep.num_requests as f64 / 5.0;
+        let spec = StageSpec {
+            rate,
+            duration: 5.0,
+            requests: self
+                .data_trace_count
+                .unwrap_or_else(|| timer::request_count(rate, 5.0)),
+            concurrency: None,
+        };
+        self.check_lengths(&spec, "load.sweep.num_requests")?;
+        let (plan, gates) = self.plan_for(usize::from(u16::MAX), &spec, rng, context_limit);
+        Ok((spec, plan, gates))
+    }
+
+    /// The stages a sweep makes from the probe's saturation point (`generateRates`): `linear`,
+    /// `num_stages` rates evenly from 1 to it; `geometric`, `1 + S − g` for `g` geometrically
+    /// from S down to 1, so the stages crowd near the saturation. Rates rounded to 2 decimals.
+    pub fn swept(&self, saturation: f64) -> Result<Benchmark, IpError> {
+        let Some(sweep) = &self.sweep else {
+            return Err(invalid("load.sweep", "no sweep configured"));
+        };
+        let n = sweep.num_stages;
+        let at = |i: usize| {
+            if n > 1 {
+                i as f64 / (n - 1) as f64
+            } else {
+                0.0
+            }
+        };
+        let rates: Vec<f64> = (0..n)
+            .map(|i| {
+                let r = match sweep.kind {
+                    StageGenType::Linear => 1.0 + (saturation - 1.0) * at(i),
+                    // np.geomspace(S, 1, num=n)[i] = S · (1/S)^(i/(n−1)).
+                    StageGenType::Geometric => {
+                        1.0 + saturation - saturation * (1.0 / saturation).powf(at(i))
+                    }
+                };
+                (r * 100.0).round() / 100.0
+            })
+            .collect();
+        if let Some(r) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(invalid(
+                "load.sweep",
+                format!(
+                    "the saturation point {saturation:.2} gives a stage rate of {r} (rates must be > 0)"
+                ),
+            ));
+        }
+        let duration = sweep.stage_duration as f64;
+        let mut out = self.clone();
+        out.stages = rates
+            .iter()
+            .map(|&rate| StageSpec {
+                rate,
+                duration,
+                requests: self
+                    .data_trace_count
+                    .unwrap_or_else(|| timer::request_count(rate, duration)),
+                concurrency: None,
+            })
+            .collect();
+        for st in &out.stages {
+            out.check_lengths(st, "load.sweep")?;
+        }
+        out.sweep = None;
+        Ok(out)
+    }
+
+    /// Random/synthetic lengths run out past `total_count` (inference-perf fails those requests).
+    fn check_lengths(&self, st: &StageSpec, field: &str) -> Result<(), IpError> {
+        if let Data::Lengths { input, output } = &self.data
+            && st.requests > input.len().min(output.len())
+        {
+            return Err(invalid(
+                field,
+                format!(
+                    "a stage of {} requests needs more lengths than the {} drawn; inference-perf \
+                     would fail the requests past them",
+                    st.requests,
+                    input.len().min(output.len())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The seed the send times are drawn from.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -430,7 +551,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
                 .as_ref()
                 .is_some_and(|s| s.multimodal.is_some()),
         ),
-        ("load.sweep", config.load.sweep.is_some()),
         (
             "load.lora_traffic_split",
             config.load.lora_traffic_split.is_some(),
@@ -444,9 +564,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
         let why = match *field {
             "data.multimodal" | "data.shared_prefix.multimodal" => {
                 "images, video and audio are not simulated"
-            }
-            "load.sweep" => {
-                "a sweep probes the real server's saturation first; list the stages instead"
             }
             "load.lora_traffic_split" => "LoRA adapters are not simulated",
             _ => "client-side timeouts are not simulated",
@@ -462,6 +579,21 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
                  trace_replay are)",
             ));
         }
+    }
+    if config.load.sweep.is_some()
+        && matches!(
+            config.load.kind,
+            LoadType::Concurrent | LoadType::TraceSessionReplay
+        )
+    {
+        // LoadConfig.validate_load_config.
+        return Err(invalid(
+            "load.sweep",
+            format!(
+                "cannot have sweep config with {} load type",
+                config.load.kind.name().to_uppercase()
+            ),
+        ));
     }
     if config.load.kind == LoadType::TraceReplay && config.load.trace.is_none() {
         // LoadGenerator.__init__: "Trace file is required for trace replay load generator".
@@ -508,7 +640,7 @@ fn refuse_unsupported(config: &Config) -> Result<(), IpError> {
 /// models do.
 fn stages(config: &Config) -> Result<Vec<StageSpec>, IpError> {
     let load = &config.load;
-    if load.stages.is_empty() {
+    if load.stages.is_empty() && load.sweep.is_none() {
         return Err(invalid("load.stages", "no stages to run"));
     }
     load.stages
@@ -582,6 +714,7 @@ fn resolve(
     }
 }
 
+/// The `random`/`synthetic` lengths or the `shared_prefix` prompts, drawn with `seed`.
 fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpError> {
     match data.kind {
         DataType::SharedPrefix => {
@@ -638,6 +771,7 @@ fn data(data: &DataConfig, stages: &[StageSpec], seed: u64) -> Result<Data, IpEr
     }
 }
 
+/// `SharedPrefixDataGenerator`: groups, prompts and output lengths, shuffled once.
 fn shared_prefix(sp: &SharedPrefix, seed: u64) -> Result<Data, IpError> {
     let groups = sp.num_unique_system_prompts;
     let per_group = sp.num_users_per_system_prompt;

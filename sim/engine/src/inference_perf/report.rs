@@ -423,6 +423,7 @@ fn concise_label(error_type: &str, message: &str) -> String {
     format!("{code} - other")
 }
 
+/// `build_error_counts` with `make_concise_label`.
 fn by_label(failed: &[&RequestLifecycle]) -> ByLabel {
     let mut labels: Vec<(String, ErrorLabel)> = Vec::new();
     for r in failed {
@@ -465,6 +466,7 @@ pub struct StageRate {
     pub concurrency: Option<usize>,
 }
 
+/// `summarize_prompt_token_usage`.
 fn prompt_usage(requests: &[&RequestLifecycle], percentiles: &[f64]) -> TokenUsage {
     let per: Vec<f64> = requests.iter().map(|r| f64::from(r.input_tokens)).collect();
     let sum = total(per.iter().copied());

@@ -158,6 +158,73 @@ pub fn run_stages(
     out
 }
 
+/// What a sweep's probe found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepResult {
+    /// The `saturation_percentile` of the burn-down rates (requests finishing per second).
+    pub saturation: f64,
+    /// Burn-down rates sampled.
+    pub samples: usize,
+    /// The probe's requests (stage −1, not reported).
+    pub probe_requests: usize,
+}
+
+/// A sweep's probe (`LoadGenerator.preprocess`, `loadgen/load_generator.py`): `num_requests` sent
+/// over 5 s (one second after the probe starts, as any stage), the number of requests in flight
+/// sampled every 0.5 s from the start until `timeout`, and from each fall between two samples a
+/// burn-down rate |Δ in flight| / Δt; the saturation point is their `saturation_percentile`
+/// (numpy's linear percentile). Fewer than two rates is inference-perf's own error. The probe's
+/// requests load the server (and its prefix cache) but are not reported.
+pub fn sweep(fleet: &mut Fleet, bench: &Benchmark) -> Result<SweepResult, super::IpError> {
+    let Some(cfg) = bench.sweep else {
+        return Err(super::IpError::Invalid {
+            field: "load.sweep".into(),
+            why: "no sweep configured".into(),
+        });
+    };
+    let context_limit = fleet
+        .replicas()
+        .iter()
+        .map(|r| r.engine().max_model_len())
+        .max();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(bench.seed() ^ 0x5ee9_0000_0000_0001);
+    let (_, mut plan, gates) = bench.probe_plan(&mut rng, context_limit)?;
+    for a in &mut plan.arrivals {
+        a.at += STAGE_LEAD_S;
+    }
+    let run = fleet.run_level_gated(&plan, &gates);
+    let records = &run.level.records;
+    let last = run.level.wall;
+    let in_flight = |t: f64| records.iter().filter(|r| r.sent <= t && r.end > t).count();
+    // The aggregator samples until the probe returns; samples past the timeout are dropped.
+    let until = last.min(cfg.timeout);
+    let mut samples = Vec::new();
+    let mut t = 0.0;
+    while t < until || samples.is_empty() {
+        samples.push((t, in_flight(t) as f64));
+        t += 0.5;
+    }
+    let mut rates: Vec<f64> = samples
+        .windows(2)
+        .filter(|w| w[1].1 - w[0].1 < 0.0)
+        .map(|w| ((w[1].1 - w[0].1) / (w[1].0 - w[0].0)).abs())
+        .collect();
+    if rates.len() <= 1 {
+        return Err(super::IpError::Invalid {
+            field: "load.sweep".into(),
+            why: "Loadgen preprocessing failed to gather enough samples to determine \
+                  saturation, try increasing the num_requests or timeout"
+                .into(),
+        });
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(SweepResult {
+        saturation: super::report::percentile(&rates, cfg.saturation_percentile),
+        samples: rates.len(),
+        probe_requests: records.len(),
+    })
+}
+
 /// `summary_lifecycle_metrics`: every stage's requests together, without stage rates.
 pub fn summary(stages: &[StageOutcome], bench: &Benchmark) -> Option<LifecycleReport> {
     let all: Vec<RequestLifecycle> = stages
