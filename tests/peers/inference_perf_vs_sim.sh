@@ -22,7 +22,7 @@
 # default ~/.cache/servesim-peer): the dependencies pinned in tests/peers/inference-perf/requirements.txt, then
 # inference-perf with --no-deps --ignore-requires-python (its wheel says Python >= 3.12; CI has 3.11, on which it
 # runs). Env: INFERENCE_PERF_VENV overrides where; INFERENCE_PERF_CONFIG another config; INFERENCE_PERF_TOL the
-# tolerance (default 0.05).
+# tolerance (default 0.05); INFERENCE_PERF_PROFILE the served and simulated profile (default a6000-qwen2.5-7b).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 [ $# -ge 1 ] || { echo "usage: $0 SERVESIM_BIN [OUT_DIR]" >&2; exit 2; }
@@ -34,7 +34,7 @@ VERSION=0.7.0
 VENV="${INFERENCE_PERF_VENV:-$CACHE/inference-perf-venv}"
 CONFIG="${INFERENCE_PERF_CONFIG:-$ROOT/tests/peers/inference-perf/shared-prefix.yaml}"
 TOL="${INFERENCE_PERF_TOL:-0.05}"
-PROFILE=a6000-qwen2.5-7b
+PROFILE="${INFERENCE_PERF_PROFILE:-a6000-qwen2.5-7b}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 T0=$(date +%s)
