@@ -156,6 +156,25 @@ fn the_frontier_svg_and_the_emitted_deployment_describe_the_winner() {
     let overlay =
         std::fs::read_to_string(emit.join("servesim/kustomization.yaml")).expect("overlay");
     assert!(overlay.contains(&format!("value: {}", best["gpu"].as_str().expect("gpu"))));
+    // The pick as a profile: servesim simulates the same replica (what `validate` compares the
+    // real card against), with the planned settings.
+    let profile = emit.join("profile.toml");
+    let shown = stdout_ok(&[
+        "profiles",
+        "show",
+        profile.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let shown: Value = serde_json::from_str(&shown).expect("profile JSON");
+    assert_eq!(
+        shown["profile"]["engine"]["max_num_seqs"], best["max_num_seqs"],
+        "{shown}"
+    );
+    let validate = std::fs::read_to_string(emit.join("validate.sh")).expect("validate script");
+    assert!(
+        validate.contains("servesim validate --real") && validate.contains("profile.toml"),
+        "{validate}"
+    );
 }
 
 #[test]

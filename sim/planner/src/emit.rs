@@ -43,6 +43,45 @@ pub fn serve_args(inputs: &PlanInputs, row: &Row, model_id: &str) -> Vec<String>
     args
 }
 
+/// The winner's replica as a servesim profile file, so that `servesim validate --profile` simulates
+/// exactly the replica the real card runs (the same GPU, model, parallelism and engine settings).
+pub fn profile_toml(inputs: &PlanInputs, row: &Row) -> String {
+    let mut engine = format!(
+        "tensor_parallel_size = {}\nmax_num_seqs = {}\nmax_num_batched_tokens = {}\n\
+         gpu_memory_utilization = {:?}\n",
+        row.tensor_parallel_size,
+        row.max_num_seqs,
+        row.max_num_batched_tokens,
+        row.gpu_memory_utilization
+    );
+    if let Some(q) = row.quantization {
+        engine.push_str(&format!("quantization = {:?}\n", q.as_str()));
+    }
+    if row.kv_cache_dtype != servesim_models::KvCacheDtype::Auto {
+        engine.push_str(&format!(
+            "kv_cache_dtype = {:?}\n",
+            row.kv_cache_dtype.as_str()
+        ));
+    }
+    if let Some(len) = inputs.grid.max_model_len {
+        engine.push_str(&format!("max_model_len = {len}\n"));
+    }
+    format!(
+        "# servesim plan's pick: one replica of the planned fleet ({replicas} of them), for\n\
+         # `servesim validate --profile` and `servesim serve --profile`.\n\
+         name = {name:?}\ndescription = {description:?}\ngpu = {gpu:?}\nmodel = {model:?}\n\n\
+         [engine]\n{engine}",
+        replicas = row.replicas,
+        name = format!("plan-{}-{}", row.gpu, inputs.model),
+        description = format!(
+            "{} + {} (TP {}), the planned engine settings",
+            row.gpu_display, inputs.model, row.tensor_parallel_size
+        ),
+        gpu = row.gpu,
+        model = inputs.model,
+    )
+}
+
 /// Kubernetes label value of a model id (`Qwen/Qwen2.5-7B-Instruct` -> `qwen2-5-7b-instruct`).
 fn label(model_id: &str) -> String {
     let tail = model_id.rsplit('/').next().unwrap_or(model_id);
@@ -211,10 +250,26 @@ patches:
 ",
         gpu = row.gpu
     );
+    // The check on the real card: the drill suite against the replica started by vllm-serve.sh and
+    // against the same replica simulated, compared, with the claims ledger.
+    let validate = format!(
+        "#!/bin/sh\n# {why}\n# Check the pick on the real card: start one replica with vllm-serve.sh on the planned GPU,\n\
+         # then run this with its URL (default http://127.0.0.1:8000) and an output folder.\n\
+         exec servesim validate --real \"${{1:-http://127.0.0.1:8000}}\" --model {model_id} \\\n  \
+         --profile \"$(dirname \"$0\")/profile.toml\" --out \"${{2:-validate-out}}\"\n"
+    );
     Some(vec![
         EmittedFile {
             path: "vllm-serve.sh".into(),
             text: serve,
+        },
+        EmittedFile {
+            path: "profile.toml".into(),
+            text: profile_toml(i, row),
+        },
+        EmittedFile {
+            path: "validate.sh".into(),
+            text: validate,
         },
         EmittedFile {
             path: "gpu/deployment.yaml".into(),
@@ -260,6 +315,48 @@ mod tests {
             "org/m --tensor-parallel-size 1 --max-num-seqs 1 --max-num-batched-tokens 1 \
              --gpu-memory-utilization 0.9 --quantization fp8 --kv-cache-dtype fp8 \
              --max-model-len 16384 --port 8000"
+        );
+    }
+
+    #[test]
+    fn the_emitted_profile_is_the_planned_replica() {
+        let mut row = crate::plan::tests::row(0, 1.0, 0.1, 1.0, crate::SloStatus::Pass);
+        row.gpu = "h100-sxm".into();
+        row.tensor_parallel_size = 2;
+        row.max_num_seqs = 64;
+        row.max_num_batched_tokens = 8192;
+        row.gpu_memory_utilization = 1.0;
+        row.quantization = Some(servesim_models::Quantization::Fp8);
+        row.kv_cache_dtype = servesim_models::KvCacheDtype::Fp8;
+        let inputs: PlanInputs = serde_json::from_value(serde_json::json!({
+            "model": "qwen2.5-7b-instruct", "grid": {"gpus": [], "tensor_parallel": [], "max_num_seqs": [],
+            "max_num_batched_tokens": [], "gpu_memory_utilization": [], "max_model_len": 16384},
+            "traffic": {"name": "t", "spec": null, "mean_input_tokens": 1.0, "mean_output_tokens": 1.0},
+            "slo": "ttft_p95=1", "peak_rate": 1.0, "rate_source": "", "headroom": 1.2,
+            "tolerance": 0.05, "requests": 10, "probe_seconds": 1.0, "seed": 0,
+            "bisection": {"start_rate": 1.0, "precision": 1.02, "max_runs": 24, "min_rate": 0.001,
+            "max_rate": 10000.0}, "router": "round-robin", "prices": {"gpu": {}}
+        }))
+        .expect("inputs");
+        let text = profile_toml(&inputs, &row);
+        let emitted = servesim_models::Profile::parse_toml(&text, "profile.toml").expect(&text);
+        let planned = crate::search::Candidate {
+            index: 0,
+            gpu: "h100-sxm".into(),
+            tensor_parallel_size: 2,
+            max_num_seqs: 64,
+            max_num_batched_tokens: 8192,
+            gpu_memory_utilization: 1.0,
+            quantization: Some(servesim_models::Quantization::Fp8),
+            kv_cache_dtype: servesim_models::KvCacheDtype::Fp8,
+        }
+        .profile("qwen2.5-7b-instruct", Some(16384))
+        .expect("servable");
+        assert_eq!(emitted.engine, planned.engine, "{text}");
+        assert_eq!(emitted.gpu, planned.gpu);
+        assert_eq!(
+            emitted.derive().expect("derives"),
+            planned.derive().expect("derives")
         );
     }
 
