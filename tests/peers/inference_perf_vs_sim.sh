@@ -8,7 +8,7 @@
 #
 # The load (tests/peers/inference-perf/shared-prefix.yaml): streamed /v1/completions, one 512-token system prompt
 # shared by 64 questions of 64 tokens, 32 output tokens, ignore_eos; constant-rate stages of 1/s for 2 s (warm-up),
-# 10/s and 20/s for 8 s each. Both sides run a warm engine: one request pays the profile's one-off cold-start
+# 10/s and 20/s for 16 s each. Both sides run a warm engine: one request pays the profile's one-off cold-start
 # warm-up before inference-perf starts, and simulate runs with --start warm. inference-perf's TTFT includes its own
 # client time (Python, ~3 ms a request here); the server's own TTFT for the same requests, from its /metrics scraped
 # during the run, measures it, so that TTFT is compared less it. Bounded: inference-perf runs under `timeout 300`,

@@ -31,7 +31,8 @@ import sys
 
 METRICS = [("time_to_first_token", "TTFT"), ("inter_token_latency", "ITL"), ("request_latency", "E2E")]
 STATS = ("mean", "median", "p90")
-# A stage's TTFT mean moves ±1 % between two draws of send times at 80 requests, ±3 % at 24.
+# A stage's TTFT mean moves ±1 % between two draws of send times at 80 requests, ±3 % at 24 (the CI config
+# runs 160 and 320).
 MIN_TTFT_REQUESTS = 50
 # The most inference-perf's client may add to TTFT (measured: +1.8 to +3.6 ms a request by stage on the 2-core
 # machine, docs/inference-perf.md).
