@@ -280,9 +280,16 @@ fn emit_files(plan: &Plan, dir: &Path) -> Result<()> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, f.text).with_context(|| format!("writing {}", path.display()))?;
+        // The scripts are run as they are (`./vllm-serve.sh`, `./validate.sh URL`).
+        #[cfg(unix)]
+        if f.path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", path.display()))?;
+        }
     }
     eprintln!(
-        "wrote the winner's deployment to {} (vllm-serve.sh, gpu/, servesim/)",
+        "wrote the winner's deployment to {} (vllm-serve.sh, profile.toml, validate.sh, gpu/, servesim/)",
         dir.display()
     );
     Ok(())

@@ -171,6 +171,15 @@ fn the_frontier_svg_and_the_emitted_deployment_describe_the_winner() {
         "{shown}"
     );
     let validate = std::fs::read_to_string(emit.join("validate.sh")).expect("validate script");
+    #[cfg(unix)]
+    for script in ["vllm-serve.sh", "validate.sh"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(emit.join(script))
+            .expect("script written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "{script} is not executable: {mode:o}");
+    }
     assert!(
         validate.contains("servesim validate --real") && validate.contains("profile.toml"),
         "{validate}"
