@@ -42,6 +42,34 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
+/// One candidate (Qwen2.5-0.5B on one A6000, TP 1, one engine setting) at 5 req/s with short
+/// probes, for tests about the traffic rather than the search: the JSON plan for `traffic` flags.
+fn one_candidate(traffic: &[&str]) -> Value {
+    let mut a = vec!["plan"];
+    a.extend_from_slice(traffic);
+    a.extend_from_slice(&[
+        "--model",
+        "qwen2.5-0.5b-instruct",
+        "--gpus",
+        "a6000",
+        "--tp",
+        "1",
+        "--max-num-seqs",
+        "256",
+        "--max-num-batched-tokens",
+        "2048",
+        "--rate",
+        "5",
+        "--requests",
+        "40",
+        "--probe-seconds",
+        "5",
+        "--format",
+        "json",
+    ]);
+    serde_json::from_str(&stdout_ok(&a)).expect("JSON plan")
+}
+
 #[test]
 fn a_small_plan_ranks_fleets_sizes_them_from_capacity_and_verifies_the_winner() {
     let v: Value =
@@ -208,32 +236,12 @@ fn bad_input_is_refused_with_a_reason() {
 
 #[test]
 fn traces_are_replayed_at_each_rate_and_closed_loop_files_are_refused() {
-    let v: Value = serde_json::from_str(&stdout_ok(&[
-        "plan",
+    let v = one_candidate(&[
         "--trace",
         "fixtures/traces/sharegpt-300-10rps.csv",
         "--slo",
         "ttft_p95=2",
-        "--model",
-        "qwen2.5-0.5b-instruct",
-        "--gpus",
-        "a6000",
-        "--tp",
-        "1",
-        "--max-num-seqs",
-        "256",
-        "--max-num-batched-tokens",
-        "2048",
-        "--rate",
-        "5",
-        "--requests",
-        "40",
-        "--probe-seconds",
-        "5",
-        "--format",
-        "json",
-    ]))
-    .expect("JSON plan");
+    ]);
     let traffic = &v["inputs"]["traffic"];
     assert_eq!(traffic["name"], "sharegpt-300-10rps.csv");
     assert_eq!(traffic["spec"]["kind"], "trace");
@@ -260,32 +268,12 @@ fn traces_are_replayed_at_each_rate_and_closed_loop_files_are_refused() {
 
 #[test]
 fn an_inference_perf_config_is_planned_from_its_highest_rate_stage() {
-    let v: Value = serde_json::from_str(&stdout_ok(&[
-        "plan",
+    let v = one_candidate(&[
         "--workload",
         "fixtures/inference-perf/shared-prefix.yaml",
         "--slo",
         "ttft_p95=1",
-        "--model",
-        "qwen2.5-0.5b-instruct",
-        "--gpus",
-        "a6000",
-        "--tp",
-        "1",
-        "--max-num-seqs",
-        "256",
-        "--max-num-batched-tokens",
-        "2048",
-        "--rate",
-        "5",
-        "--requests",
-        "40",
-        "--probe-seconds",
-        "5",
-        "--format",
-        "json",
-    ]))
-    .expect("JSON plan");
+    ]);
     let traffic = &v["inputs"]["traffic"];
     // Stages at 2 and 4 req/s: the second; 512 shared system tokens + 64 of question.
     assert_eq!(traffic["name"], "shared-prefix.yaml stage 1");

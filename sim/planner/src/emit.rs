@@ -294,13 +294,10 @@ patches:
 mod tests {
     use super::*;
 
-    #[test]
-    fn fp8_weights_and_kv_cache_are_on_the_serve_line() {
-        let mut row = crate::plan::tests::row(0, 1.0, 0.1, 1.0, crate::SloStatus::Pass);
-        row.quantization = Some(servesim_models::Quantization::Fp8);
-        row.kv_cache_dtype = servesim_models::KvCacheDtype::Fp8;
-        let inputs: PlanInputs = serde_json::from_value(serde_json::json!({
-            "model": "m", "grid": {"gpus": [], "tensor_parallel": [], "max_num_seqs": [],
+    /// Plan inputs for `model` with max_model_len 16384; the rest does not reach the emitted files.
+    fn inputs(model: &str) -> PlanInputs {
+        serde_json::from_value(serde_json::json!({
+            "model": model, "grid": {"gpus": [], "tensor_parallel": [], "max_num_seqs": [],
             "max_num_batched_tokens": [], "gpu_memory_utilization": [], "max_model_len": 16384},
             "traffic": {"name": "t", "spec": null, "mean_input_tokens": 1.0, "mean_output_tokens": 1.0},
             "slo": "ttft_p95=1", "peak_rate": 1.0, "rate_source": "", "headroom": 1.2,
@@ -308,7 +305,15 @@ mod tests {
             "bisection": {"start_rate": 1.0, "precision": 1.02, "max_runs": 24, "min_rate": 0.001,
             "max_rate": 10000.0}, "router": "round-robin", "prices": {"gpu": {}}
         }))
-        .expect("inputs");
+        .expect("inputs")
+    }
+
+    #[test]
+    fn fp8_weights_and_kv_cache_are_on_the_serve_line() {
+        let mut row = crate::plan::tests::row(0, 1.0, 0.1, 1.0, crate::SloStatus::Pass);
+        row.quantization = Some(servesim_models::Quantization::Fp8);
+        row.kv_cache_dtype = servesim_models::KvCacheDtype::Fp8;
+        let inputs = inputs("m");
         let args = serve_args(&inputs, &row, "org/m").join(" ");
         assert_eq!(
             args,
@@ -328,16 +333,7 @@ mod tests {
         row.gpu_memory_utilization = 1.0;
         row.quantization = Some(servesim_models::Quantization::Fp8);
         row.kv_cache_dtype = servesim_models::KvCacheDtype::Fp8;
-        let inputs: PlanInputs = serde_json::from_value(serde_json::json!({
-            "model": "qwen2.5-7b-instruct", "grid": {"gpus": [], "tensor_parallel": [], "max_num_seqs": [],
-            "max_num_batched_tokens": [], "gpu_memory_utilization": [], "max_model_len": 16384},
-            "traffic": {"name": "t", "spec": null, "mean_input_tokens": 1.0, "mean_output_tokens": 1.0},
-            "slo": "ttft_p95=1", "peak_rate": 1.0, "rate_source": "", "headroom": 1.2,
-            "tolerance": 0.05, "requests": 10, "probe_seconds": 1.0, "seed": 0,
-            "bisection": {"start_rate": 1.0, "precision": 1.02, "max_runs": 24, "min_rate": 0.001,
-            "max_rate": 10000.0}, "router": "round-robin", "prices": {"gpu": {}}
-        }))
-        .expect("inputs");
+        let inputs = inputs("qwen2.5-7b-instruct");
         let text = profile_toml(&inputs, &row);
         let emitted = servesim_models::Profile::parse_toml(&text, "profile.toml").expect(&text);
         let planned = crate::search::Candidate {
